@@ -1,0 +1,458 @@
+"""Project configuration: the science settings of a STILT project, validated by pydantic.
+
+A project's ``config.yaml`` maps one to one onto :class:`ModelConfig`. Unknown keys
+are rejected with a did-you-mean hint; relative paths resolve against the
+directory of the config file. Deployment settings (scratch, caches) are not here:
+they live in ``dask.config`` under ``stilt`` (see :mod:`pystilt_dask.defaults`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+#: The particle variables R-STILT writes by default (``run_stilt.r``).
+DEFAULT_VARSIWANT = (
+    "time", "indx", "long", "lati", "zagl", "foot", "mlht", "dens", "samt", "sigw", "tlgr",
+)  # fmt: skip
+
+#: Every code R-STILT's ``validate_varsiwant`` accepts.
+KNOWN_VARSIWANT = (
+    "time", "indx", "long", "lati", "zagl", "sigw", "tlgr", "zsfc", "icdx", "temp", "samt",
+    "foot", "shtf", "tcld", "dmas", "dens", "rhfr", "sphu", "lcld", "zloc", "dswf", "wout",
+    "mlht", "rain", "crai", "pres", "whtf", "temz", "zcfx",
+)  # fmt: skip
+
+#: Variables the near-field (hnf_plume) correction needs.
+HNF_VARIABLES = ("dens", "samt", "sigw", "tlgr", "foot", "mlht")
+
+WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
+ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
+
+
+class _Section(BaseModel):
+    """A frozen config section that rejects unknown keys with a did-you-mean hint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(f"unknown key {key!r} in {cls.__name__}{hint}")
+        return data
+
+
+class MetConfig(_Section):
+    """Where one meteorology archive lives and how its files are named.
+
+    Parameters
+    ----------
+    directory : str
+        Directory holding ARL files (searched recursively).
+    file_format : str
+        strftime pattern that the start of each file name matches, e.g. ``"%Y%m%d_%H"``.
+        Matching is a regular-expression search in the file name, as in R-STILT.
+    file_tres : str
+        Period one file covers, as a pandas offset string (``"6h"``, ``"6 hours"``, ``"1D"``).
+    """
+
+    directory: str
+    file_format: str
+    file_tres: str = "6h"
+
+    @field_validator("file_tres")
+    @classmethod
+    def _parse_tres(cls, value: str) -> str:
+        try:
+            if pd.Timedelta(value) <= pd.Timedelta(0):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"file_tres {value!r} is not a positive duration like '6h'") from None
+        return value
+
+    @property
+    def period(self) -> pd.Timedelta:
+        """The time one file covers."""
+        return pd.Timedelta(self.file_tres)
+
+
+class HysplitConfig(_Section):
+    """HYSPLIT-STILT settings, with R-STILT ``run_stilt.r`` defaults.
+
+    Every SETUP.CFG namelist key is a lower-case field with R-STILT's default.
+    Departures from ``run_stilt.r``: ``maxpar`` defaults to ``numpar`` times the
+    number of release points (``run_stilt.r`` uses ``numpar``, which starves
+    multipoint receptors), and ``seed`` is new (``KRAND=2, SEED=-(|seed|+1)``, the
+    PYSTILT convention), giving byte-identical particles for equal seeds.
+
+    Parameters
+    ----------
+    n_hours : int
+        Run length in hours; negative runs backward in time.
+    numpar : int
+        Particles released per simulation.
+    seed : int or None
+        Random seed. Setting it implies ``krand=2``.
+    hnf_plume : bool
+        Apply the hyper-near-field plume dilution correction.
+    veght : float
+        Fraction of the mixed-layer height (<= 1) below which particles touch the surface.
+    varsiwant : tuple of str
+        Particle variables HYSPLIT writes.
+    timeout : float
+        Seconds before a HYSPLIT run is killed.
+    emisshrs, w_option, z_top :
+        CONTROL-file settings (release duration in hours, vertical motion option, model top in m).
+    ziscale : list of float or None
+        Hourly mixed-layer height scale factors (written to ZICONTROL).
+    siguverr, tluverr, zcoruverr, horcoruverr : float or None
+        Horizontal wind-error statistics (WINDERR); all four or none.
+    sigzierr, tlzierr, horcorzierr : float or None
+        Mixed-layer height error statistics (ZIERR); all three or none.
+    """
+
+    # Run settings (CONTROL and the Python wrapper).
+    n_hours: int = -24
+    numpar: int = Field(1000, gt=0)
+    seed: int | None = None
+    hnf_plume: bool = True
+    timeout: float = Field(3600, gt=0)
+    emisshrs: float = 0.01
+    w_option: int = 0
+    z_top: float = 25000.0
+    varsiwant: tuple[str, ...] = DEFAULT_VARSIWANT
+    ziscale: tuple[float, ...] | None = None
+    # Transport error (Lin & Gerbig 2005).
+    siguverr: float | None = None
+    tluverr: float | None = None
+    zcoruverr: float | None = None
+    horcoruverr: float | None = None
+    sigzierr: float | None = None
+    tlzierr: float | None = None
+    horcorzierr: float | None = None
+    # SETUP.CFG namelist.
+    capemin: float = -1
+    cmass: int = 0
+    conage: int = 48
+    cpack: int = 1
+    delt: float = 1
+    dxf: float = 1
+    dyf: float = 1
+    dzf: float = 0.01
+    efile: str = ""
+    frhmax: int = 3
+    frhs: float = 1
+    frme: float = 0.1
+    frmr: int = 0
+    frts: float = 0.1
+    frvs: float = 0.01
+    hscale: float = 10800
+    ichem: int = 8
+    idsp: int = 2
+    initd: int = 0
+    k10m: int = 1
+    kagl: int = 1
+    kbls: int = 1
+    kblt: int = 5
+    kdef: int = 0
+    khinp: int = 0
+    khmax: int = 9999
+    kmix0: float = 150
+    kmixd: int = 3
+    kmsl: int = 0
+    kpuff: int = 0
+    krand: int = 4
+    krnd: int = 6
+    kspl: int = 1
+    kwet: int = 1
+    kzmix: int = 0
+    maxdim: int = 1
+    maxpar: int | None = None
+    mgmin: int = 10
+    mhrs: int = 9999
+    nbptyp: int = 1
+    ncycl: int = 0
+    ndump: int = 0
+    ninit: int = 1
+    nstr: int = 0
+    nturb: int = 0
+    nver: int = 0
+    outdt: float = 0
+    p10f: int = 1
+    pinbc: str = ""
+    pinpf: str = ""
+    poutf: str = ""
+    qcycle: float = 0
+    rhb: int = 80
+    rht: int = 60
+    splitf: int = 1
+    tkerd: float = 0.18
+    tkern: float = 0.18
+    tlfrac: float = 0.1
+    tout: float = 0
+    tratio: float = 0.75
+    tvmix: float = 1
+    veght: float = 0.5
+    vscale: float = 200
+    vscaleu: float = 200
+    vscales: float = -1
+    wbbh: float = 0
+    wbwf: float = 0
+    wbwr: float = 0
+    wvert: bool = False
+
+    @field_validator("n_hours")
+    @classmethod
+    def _nonzero_hours(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("n_hours must not be 0 (negative runs backward, positive forward)")
+        return value
+
+    @field_validator("varsiwant")
+    @classmethod
+    def _known_variables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in KNOWN_VARSIWANT]
+        if unknown:
+            raise ValueError(f"unknown varsiwant codes {unknown}; known: {', '.join(KNOWN_VARSIWANT)}")
+        missing = [v for v in ("time", "indx", "long", "lati", "foot") if v not in value]
+        if missing:
+            raise ValueError(f"varsiwant must include {missing} (the footprint needs them)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HysplitConfig:
+        if self.seed is not None:
+            if "krand" in self.model_fields_set and self.krand != 2:
+                raise ValueError("seed needs krand=2 (reproducible stream); remove krand or set 2")
+            object.__setattr__(self, "krand", 2)
+        if self.hnf_plume:
+            missing = [v for v in HNF_VARIABLES if v not in self.varsiwant]
+            if missing:
+                raise ValueError(f"hnf_plume needs varsiwant to include {missing}")
+        for group in (WIND_ERROR_FIELDS, ZI_ERROR_FIELDS):
+            given = [name for name in group if getattr(self, name) is not None]
+            if given and len(given) != len(group):
+                missing = [name for name in group if name not in given]
+                raise ValueError(f"transport error needs all of {group}; missing {missing}")
+        if self.ziscale is not None:
+            if len(self.ziscale) > 150:
+                raise ValueError("ziscale holds at most 150 hourly factors (HYSPLIT's limit)")
+            if any(v <= 0 for v in self.ziscale):
+                raise ValueError("ziscale factors must be positive")
+        return self
+
+    @property
+    def winderrtf(self) -> int:
+        """HYSPLIT's transport-error switch: 1 wind, 2 mixed layer, 3 both, 0 none."""
+        wind = self.siguverr is not None
+        zi = self.sigzierr is not None
+        return int(wind) + 2 * int(zi)
+
+
+class FootprintConfig(_Section):
+    """One named footprint grid.
+
+    Parameters
+    ----------
+    xmin, xmax, ymin, ymax : float
+        Grid bounds in degrees (longitude/latitude), also for projected grids.
+    xres : float
+        Cell width, in projection units (degrees for ``+proj=longlat``, metres otherwise).
+    yres : float or None
+        Cell height; ``None`` means ``xres``.
+    projection : str
+        PROJ string of the grid.
+    smooth_factor : float
+        Scale of the Gaussian kernel bandwidth; 0 disables smoothing.
+    time_integrate : bool
+        Sum all hours into one layer stamped at the receptor time.
+    """
+
+    xmin: float
+    xmax: float
+    ymin: float
+    ymax: float
+    xres: float = Field(gt=0)
+    yres: float | None = Field(None, gt=0)
+    projection: str = "+proj=longlat"
+    smooth_factor: float = Field(1.0, ge=0)
+    time_integrate: bool = False
+
+    @model_validator(mode="after")
+    def _resolve(self) -> FootprintConfig:
+        if self.yres is None:
+            object.__setattr__(self, "yres", self.xres)
+        if self.ymax <= self.ymin:
+            raise ValueError(f"ymax ({self.ymax}) must exceed ymin ({self.ymin})")
+        return self
+
+    @property
+    def is_longlat(self) -> bool:
+        """Whether the grid is in geographic coordinates."""
+        return bool(re.search(r"\+proj=(longlat|latlong|lonlat|latlon)\b", self.projection))
+
+
+class AdaptConfig(_Section):
+    """Bounds for adaptive scaling of the Dask cluster."""
+
+    minimum: int = Field(0, ge=0)
+    maximum: int = Field(gt=0)
+
+
+class ExecutionConfig(_Section):
+    """How simulations are executed (a Dask cluster).
+
+    Parameters
+    ----------
+    backend : {"local", "slurm", "kubernetes"}
+        ``LocalCluster``, ``dask_jobqueue.SLURMCluster`` or ``dask_kubernetes`` ``KubeCluster``.
+    n_workers : int or None
+        Workers (one HYSPLIT at a time each); ``None``: one per core locally.
+    adapt : AdaptConfig or None
+        Scale adaptively between these bounds instead of a fixed ``n_workers``.
+    cluster : dict
+        Keyword arguments passed unchanged to the cluster class.
+    retries : int
+        Times a failed simulation task is retried by the scheduler.
+    """
+
+    backend: Literal["local", "slurm", "kubernetes"] = "local"
+    n_workers: int | None = Field(None, gt=0)
+    adapt: AdaptConfig | None = None
+    cluster: dict[str, Any] = Field(default_factory=dict)
+    retries: int = Field(2, ge=0)
+
+
+class ModelConfig(_Section):
+    """The whole configuration of a STILT project (``config.yaml``).
+
+    Parameters
+    ----------
+    receptors : str or None
+        Path or URL of the receptor table (CSV or Parquet), relative to the config
+        file; ``None`` means ``receptors.csv`` beside it.
+    mets : dict of MetConfig
+        Named meteorology archives; simulations use the first unless told otherwise.
+    hysplit : HysplitConfig
+        Transport settings.
+    footprints : dict of FootprintConfig
+        Named footprint grids (may be empty: particles only).
+    execution : ExecutionConfig
+        Default execution settings.
+    profiles : dict of ExecutionConfig
+        Named alternative execution settings, chosen with ``--profile``.
+    output : str
+        Project store (path or fsspec URL), relative to the config file.
+
+    Examples
+    --------
+    >>> cfg = ModelConfig.from_yaml("config.yaml")  # doctest: +SKIP
+    >>> cfg.hysplit.numpar  # doctest: +SKIP
+    1000
+    """
+
+    receptors: str | None = None
+    mets: dict[str, MetConfig]
+    hysplit: HysplitConfig = Field(default_factory=HysplitConfig)
+    footprints: dict[str, FootprintConfig] = Field(default_factory=dict)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    profiles: dict[str, ExecutionConfig] = Field(default_factory=dict)
+    output: str = "output"
+
+    @field_validator("mets")
+    @classmethod
+    def _some_met(cls, value: dict[str, MetConfig]) -> dict[str, MetConfig]:
+        if not value:
+            raise ValueError("mets needs at least one meteorology archive")
+        return value
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ModelConfig:
+        """Read and validate a config file, resolving relative paths against its folder.
+
+        Raises
+        ------
+        ConfigError
+            With one line per invalid field, naming it.
+        """
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+        return cls.from_dict(data, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: str | Path | None = None) -> ModelConfig:
+        """Validate a mapping; relative paths resolve against ``base`` when given."""
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        return config.resolve_paths(base) if base is not None else config
+
+    def resolve_paths(self, base: str | Path) -> ModelConfig:
+        """Return a copy whose relative paths are anchored at ``base``."""
+        base = Path(base).resolve()
+        mets = {
+            name: met.model_copy(update={"directory": _anchor(met.directory, base)})
+            for name, met in self.mets.items()
+        }
+        return self.model_copy(
+            update={
+                "receptors": _anchor(self.receptors or "receptors.csv", base),
+                "output": _anchor(self.output, base),
+                "mets": mets,
+            }
+        )
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Serialise to YAML (and write it to ``path`` when given); round-trips exactly."""
+        text = yaml.safe_dump(
+            self.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+        )
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def execution_for(self, profile: str | None) -> ExecutionConfig:
+        """Return the execution settings of a named profile (``None``: the default)."""
+        if profile is None:
+            return self.execution
+        if profile not in self.profiles:
+            known = ", ".join(self.profiles) or "none defined"
+            raise ConfigError(f"unknown execution profile {profile!r} (profiles: {known})")
+        return self.profiles[profile]
+
+
+def _anchor(path: str, base: Path) -> str:
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str(base / path)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
