@@ -101,6 +101,9 @@ class HysplitConfig(_Section):
 
     Parameters
     ----------
+    executable : str or None
+        Path of ``hycs_std``; ``None`` resolves it from ``$STILT_HYSPLIT_EXE``, then
+        ``PATH``, then the ``pystilt`` wheel (see :func:`pystilt_dask.hysplit.resolve_hysplit`).
     n_hours : int
         Run length in hours; negative runs backward in time.
     numpar : int
@@ -126,6 +129,7 @@ class HysplitConfig(_Section):
     """
 
     # Run settings (CONTROL and the Python wrapper).
+    executable: str | None = None
     n_hours: int = -24
     numpar: int = Field(1000, gt=0)
     seed: int | None = None
@@ -227,7 +231,9 @@ class HysplitConfig(_Section):
     def _known_variables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [v for v in value if v not in KNOWN_VARSIWANT]
         if unknown:
-            raise ValueError(f"unknown varsiwant codes {unknown}; known: {', '.join(KNOWN_VARSIWANT)}")
+            raise ValueError(
+                f"unknown varsiwant codes {unknown}; known: {', '.join(KNOWN_VARSIWANT)}"
+            )
         missing = [v for v in ("time", "indx", "long", "lati", "foot") if v not in value]
         if missing:
             raise ValueError(f"varsiwant must include {missing} (the footprint needs them)")
@@ -426,9 +432,7 @@ class ModelConfig(_Section):
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Serialise to YAML (and write it to ``path`` when given); round-trips exactly."""
-        text = yaml.safe_dump(
-            self.model_dump(mode="json", exclude_defaults=True), sort_keys=False
-        )
+        text = yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
         if path is not None:
             Path(path).write_text(text)
         return text

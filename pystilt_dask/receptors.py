@@ -126,7 +126,10 @@ class ColumnReceptor(_Receptor):
 
     @property
     def release_points(self) -> list[tuple[float, float, float]]:
-        return [(self.latitude, self.longitude, self.bottom), (self.latitude, self.longitude, self.top)]
+        return [
+            (self.latitude, self.longitude, self.bottom),
+            (self.latitude, self.longitude, self.top),
+        ]
 
 
 class MultiPointReceptor(_Receptor):
@@ -222,7 +225,9 @@ def _canonical_columns(columns: pd.Index, source: str) -> dict[str, str]:
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and np.isnan(v)))}
+    return {
+        k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and np.isnan(v)))
+    }
 
 
 def _row_receptor(index: int, row: dict[str, Any], source: str) -> Receptor:

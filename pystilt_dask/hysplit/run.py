@@ -1,0 +1,156 @@
+"""Run ``hycs_std`` in a private work directory and classify how it failed.
+
+HYSPLIT's run time is CPU (number formatting), not disk, but it writes two
+copies of the particles: the binary PARTICLE.DAT that STILT never reads goes to
+``/dev/null`` through a symlink (particles stay byte-identical), and the work
+directory lives on a RAM-backed compute root when one exists
+(:func:`pystilt_dask.defaults.compute_root`), so a run writes nothing to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dask.config
+
+from ..defaults import compute_root
+from ..errors import HysplitError
+from .executable import HysplitInstall
+
+LOG_NAME = "hysplit.log"
+PARTICLE_FILE = "PARTICLE_STILT.DAT"
+
+# Phrases HYSPLIT prints, mapped to failure reasons (first match wins).
+_FAILURE_PHRASES = (
+    ("met_coverage", re.compile(r"start point not within|all source points off all meteo grids")),
+    ("met_coverage", re.compile(r"start time before start of meteorology")),
+    ("fortran_runtime_error", re.compile(r"Fortran runtime error|forrtl|Segmentation fault")),
+)
+
+
+@contextmanager
+def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Yield a fresh, private work directory; remove it on success.
+
+    A failed run's directory is kept for diagnosis (``stilt.keep-failed-workdirs``);
+    an explicit ``workdir`` is always kept.
+    """
+    if workdir is not None:
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    path = compute_root() / f"{sim_id}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    except BaseException:
+        if not dask.config.get("stilt.keep-failed-workdirs"):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
+    """Run ``hycs_std`` in ``workdir`` (inputs already written) and return its particle file.
+
+    The process runs in its own session; on timeout or interruption the whole
+    process group is killed, so no orphaned ``hycs_std`` is left behind.
+
+    Raises
+    ------
+    HysplitError
+        With reason ``timeout``, ``met_coverage``, ``fortran_runtime_error``,
+        ``no_particle_data``, ``nonzero_exit``…, the log tail and the work directory.
+    """
+    _link(install.executable, workdir / "hycs_std")
+    for table in install.data_files:
+        _link(table, workdir / table.name)
+    _link(Path(os.devnull), workdir / "PARTICLE.DAT")
+    log_path = workdir / LOG_NAME
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["./hycs_std"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise HysplitError(
+                "timeout",
+                f"hycs_std ran longer than {timeout:g} s",
+                log_tail(workdir),
+                str(workdir),
+            ) from None
+        except BaseException:
+            _kill_group(process)
+            raise
+    particle_file = workdir / PARTICLE_FILE
+    failure = classify(workdir, returncode)
+    if failure is not None:
+        reason, message = failure
+        raise HysplitError(reason, message, log_tail(workdir), str(workdir))
+    return particle_file
+
+
+def classify(workdir: Path, returncode: int) -> tuple[str, str] | None:
+    """Return ``(reason, message)`` for a failed run, or ``None`` when it produced particles."""
+    text = log_text(workdir)
+    for reason, pattern in _FAILURE_PHRASES:
+        match = pattern.search(text)
+        if match:
+            line = next(ln for ln in text.splitlines() if match.group(0) in ln).strip()
+            return reason, line
+    if returncode != 0:
+        return "nonzero_exit", f"hycs_std exited with status {returncode}"
+    particle_file = workdir / PARTICLE_FILE
+    if not particle_file.exists():
+        return "no_particle_data", f"hycs_std wrote no {PARTICLE_FILE}"
+    with particle_file.open("rb") as f:
+        f.readline()
+        if not f.readline().strip():
+            return "no_particle_data", f"{PARTICLE_FILE} holds no trajectory data"
+    return None
+
+
+def log_text(workdir: Path) -> str:
+    """HYSPLIT's console output followed by its MESSAGE and WARNING files."""
+    parts = []
+    for name in (LOG_NAME, "WARNING", "MESSAGE"):
+        path = workdir / name
+        if path.exists():
+            parts.append(path.read_text(errors="replace"))
+    return "\n".join(parts)
+
+
+def log_tail(workdir: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of HYSPLIT's console output and WARNING file."""
+    parts = []
+    for name in (LOG_NAME, "WARNING"):
+        path = workdir / name
+        if path.exists():
+            parts += path.read_text(errors="replace").splitlines()
+    return "\n".join(parts[-lines:])
+
+
+def _link(target: Path, link: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
