@@ -32,21 +32,25 @@ MOLAR_MASS_AIR = 0.02897
 
 @njit(nogil=True, cache=True)
 def _dilute(indx, elapsed_s, samt, sigw, tlgr, mlht, dens, release, veght, foot, out):
-    """Write hnf-corrected ``foot`` into ``out``; rows sorted by (indx, elapsed time)."""
-    plume = 0.0
+    """Write hnf-corrected ``foot`` into ``out``; rows sorted by (indx, elapsed time).
+
+    The operations keep R-STILT's evaluation order, so results match it bit for bit.
+    """
+    spread = 0.0
     previous = -1.0
     for i in range(indx.size):
         if indx[i] != previous:
-            plume = release[i]
+            spread = 0.0
             previous = indx[i]
         tau = elapsed_s[i]
         t = tlgr[i]
-        plume += (
+        spread += (
             samt[i] * np.sqrt(2.0) * sigw[i] * np.sqrt(t * tau + t * t * np.exp(-tau / t) - 1.0)
         )
+        plume = release[i] + spread
         depth = veght if veght > 1.0 else veght * mlht[i]
         if plume < depth:
-            out[i] = MOLAR_MASS_AIR * samt[i] * 60.0 / (plume * dens[i])
+            out[i] = MOLAR_MASS_AIR / (plume * dens[i]) * samt[i] * 60.0
         else:
             out[i] = foot[i]
 
@@ -56,9 +60,9 @@ def release_heights(particles: pd.DataFrame, receptor) -> np.ndarray:
 
     Point: the receptor altitude. Column: the centre of the particle's slab,
     ``(indx - 0.5) * (top - bottom) / numpar + bottom`` with ``numpar = max(indx)``
-    (R-STILT's ``xhgt``). Multipoint: the altitude of the release point nearest to
-    the particle's first position (horizontally when the points differ in place,
-    else in height), since HYSPLIT writes no t=0 rows.
+    (R-STILT's ``xhgt``). Multipoint: the altitude of the particle's release point;
+    HYSPLIT numbers particles in equal consecutive blocks, one per point in order
+    (checked against the particles' first positions in ``tests/test_trajectory.py``).
     """
     if isinstance(receptor, PointReceptor):
         return np.full(len(particles), receptor.altitude)
@@ -67,18 +71,10 @@ def release_heights(particles: pd.DataFrame, receptor) -> np.ndarray:
         numpar = indx.max()
         return (indx - 0.5) * (receptor.top - receptor.bottom) / numpar + receptor.bottom
     if isinstance(receptor, MultiPointReceptor):
-        first = particles.loc[particles.groupby("indx")["time"].apply(lambda t: t.abs().idxmin())]
-        lon, lat, z = (
-            np.asarray(v) for v in (receptor.longitudes, receptor.latitudes, receptor.altitudes)
-        )
-        if np.ptp(lon) > 0 or np.ptp(lat) > 0:
-            d = (first["long"].to_numpy()[:, None] - lon) ** 2 + (
-                first["lati"].to_numpy()[:, None] - lat
-            ) ** 2
-        else:
-            d = (first["zagl"].to_numpy()[:, None] - z) ** 2
-        by_particle = pd.Series(z[np.argmin(d, axis=1)], index=first["indx"].to_numpy())
-        return by_particle.reindex(indx).to_numpy()
+        # HYSPLIT releases equal, consecutive blocks of indx from each point in order.
+        n_points = len(receptor.altitudes)
+        point = np.minimum((indx.astype(np.int64) - 1) * n_points // int(indx.max()), n_points - 1)
+        return np.asarray(receptor.altitudes)[point]
     raise TypeError(f"unknown receptor type {type(receptor).__name__}")
 
 

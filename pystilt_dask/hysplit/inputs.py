@@ -56,20 +56,22 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def maxpar(config: HysplitConfig, n_points: int) -> int:
+def maxpar(config: HysplitConfig, receptor: Receptor) -> int:
     """The particle limit: ``maxpar`` when set, else enough for every release point.
 
-    HYSPLIT gives each of ``n`` release points ``numpar // n`` particles plus
-    one, and stops at MAXPAR, so ``numpar`` alone starves the last points.
+    HYSPLIT gives each of ``n`` separate release points ``numpar // n`` particles
+    plus one, and stops at MAXPAR, so ``numpar`` alone starves the last points of
+    a multipoint receptor. A column is one line source: ``numpar``.
     """
     if config.maxpar is not None:
         return config.maxpar
-    if n_points <= 1:
-        return config.numpar
-    return n_points * (config.numpar // n_points + 1)
+    if isinstance(receptor, MultiPointReceptor):
+        n_points = len(receptor.release_points)
+        return n_points * (config.numpar // n_points + 1)
+    return config.numpar
 
 
-def setup_text(config: HysplitConfig, n_points: int = 1, error_run: bool = False) -> str:
+def setup_text(config: HysplitConfig, receptor: Receptor, error_run: bool = False) -> str:
     """Return the text of SETUP.CFG for ``config``.
 
     The transport-error switch is only on in the second, ``error_run`` pass.
@@ -77,7 +79,7 @@ def setup_text(config: HysplitConfig, n_points: int = 1, error_run: bool = False
     values = config.model_dump()
     values.update(
         ivmax=len(config.varsiwant),
-        maxpar=maxpar(config, n_points),
+        maxpar=maxpar(config, receptor),
         winderrtf=config.winderrtf if error_run else 0,
         zicontroltf=int(config.ziscale is not None),
     )
@@ -132,8 +134,7 @@ def write_inputs(
     """
     workdir = Path(workdir)
     (workdir / "CONTROL").write_text(control_text(receptor, config, met_files))
-    n_points = len(receptor.release_points)
-    (workdir / "SETUP.CFG").write_text(setup_text(config, n_points, error_run))
+    (workdir / "SETUP.CFG").write_text(setup_text(config, receptor, error_run))
     if config.ziscale is not None:
         factors = "\n".join(format_value(float(v)) for v in config.ziscale)
         (workdir / "ZICONTROL").write_text(f"{len(config.ziscale)}\n{factors}\n")

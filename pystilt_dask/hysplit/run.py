@@ -133,13 +133,19 @@ def log_text(workdir: Path) -> str:
 
 
 def log_tail(workdir: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of HYSPLIT's console output and WARNING file."""
-    parts = []
-    for name in (LOG_NAME, "WARNING"):
-        path = workdir / name
-        if path.exists():
-            parts += path.read_text(errors="replace").splitlines()
-    return "\n".join(parts[-lines:])
+    """The last ``lines`` lines of HYSPLIT's console output and WARNING file.
+
+    A killed ``hycs_std`` loses its buffered console output; MESSAGE's tail stands in.
+    """
+    for names in ((LOG_NAME, "WARNING"), ("MESSAGE",)):
+        text = []
+        for name in names:
+            path = workdir / name
+            if path.exists():
+                text += path.read_text(errors="replace").splitlines()
+        if any(line.strip() for line in text):
+            return "\n".join(text[-lines:])
+    return ""
 
 
 def _link(target: Path, link: Path) -> None:

@@ -18,6 +18,9 @@ import pandas as pd
 
 from ..errors import MeteorologyError
 
+#: Grid cells HYSPLIT needs between a release point and the met grid's edge.
+EDGE = 2
+
 
 @dataclass(frozen=True)
 class MetFileInfo:
@@ -93,8 +96,11 @@ def check_coverage(
     for lat, lon, _ in points:
         for info in infos:
             x, y = info.grid.fractional_indices(lon, lat)
-            if not (0 <= x <= info.grid.nx - 1 and 0 <= y <= info.grid.ny - 1):
+            nx, ny = info.grid.nx, info.grid.ny
+            # HYSPLIT refuses release points within two cells of the grid edge
+            # ("all source points off all meteo grids"); measured on the shared HRRR crop.
+            if not (EDGE <= x <= nx - 1 - EDGE and EDGE <= y <= ny - 1 - EDGE):
                 raise MeteorologyError(
-                    f"receptor ({lon}, {lat}) is outside the domain of met {name!r} "
-                    f"({info.path.name}: {info.grid.nx}×{info.grid.ny} grid)"
+                    f"receptor ({lon}, {lat}) is outside the domain of met {name!r}, or within "
+                    f"{EDGE} cells of its edge ({info.path.name}: {nx}×{ny} grid)"
                 )

@@ -1,0 +1,91 @@
+"""The HYSPLIT driver against the real runs in ../shared/hysplit_runs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from pystilt_dask.config import DEFAULT_VARSIWANT, KNOWN_VARSIWANT, HysplitConfig
+from pystilt_dask.errors import HysplitNotFoundError
+from pystilt_dask.hysplit import executable, read_particle_file, resolve_hysplit, run_hysplit
+from pystilt_dask.hysplit.inputs import control_text, setup_text, write_inputs
+from pystilt_dask.receptors import PointReceptor
+
+WBB = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
+MET_FILES = ["../../met/20190530_00-05_hrrr", "../../met/20190530_06-11_hrrr"]
+CASES = {
+    "wbb_20190530T1000_np20_h-3": HysplitConfig(numpar=20, n_hours=-3, seed=42),
+    "wbb_20190530T1000_np5_h-1_allvars": HysplitConfig(
+        numpar=5, n_hours=-1, seed=42, varsiwant=KNOWN_VARSIWANT
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inputs_equal_the_reference_files_byte_for_byte(shared, case):
+    folder = shared / "hysplit_runs" / case
+    assert setup_text(CASES[case], WBB) == (folder / "SETUP.CFG").read_text()
+    assert control_text(WBB, CASES[case], MET_FILES) == (folder / "CONTROL").read_text()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rerun_reproduces_the_reference_particles(shared, tmp_path, case):
+    # The reference CONTROL names met as ../../met/, so run two levels below shared's parent.
+    workdir = tmp_path / "hysplit_runs" / case
+    workdir.mkdir(parents=True)
+    (tmp_path / "met").symlink_to(shared / "met")
+    config = CASES[case]
+    write_inputs(workdir, WBB, config, MET_FILES)
+    particles = read_particle_file(run_hysplit(workdir, resolve_hysplit(), 60), config.varsiwant)
+    reference = np.loadtxt(shared / "hysplit_runs" / case / "PARTICLE_STILT.DAT", skiprows=1)
+    np.testing.assert_array_equal(particles.to_numpy(), reference)
+    assert list(particles.columns) == list(config.varsiwant)
+    # STILT never reads the binary copy: it went to /dev/null.
+    assert (workdir / "PARTICLE.DAT").resolve() == (
+        workdir / "PARTICLE.DAT"
+    ).resolve().parent / "null"
+
+
+def test_parser_matches_numpy_exactly(shared):
+    path = shared / "hysplit_runs" / "wbb_20190530T1000_np20_h-3" / "PARTICLE_STILT.DAT"
+    table = read_particle_file(path, DEFAULT_VARSIWANT)
+    np.testing.assert_array_equal(table.to_numpy(), np.loadtxt(path, skiprows=1))
+
+
+def test_parser_rejects_ragged_and_garbled_files(tmp_path):
+    path = tmp_path / "PARTICLE_STILT.DAT"
+    path.write_text("header\n -1. 1. 2.5\n -1. 2.\n")
+    with pytest.raises(ValueError, match="do not fill rows of 3 columns"):
+        read_particle_file(path, ["time", "indx", "long"])
+    path.write_text("header\n -1. 1. *****\n")
+    with pytest.raises(ValueError, match="not a number"):
+        read_particle_file(path, ["time", "indx", "long"])
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    wheel = resolve_hysplit()
+    assert wheel.executable.name == "hycs_std" and (wheel.data_dir / "ASCDATA.CFG").is_file()
+    copy = tmp_path / "bin" / "hycs_std"
+    copy.parent.mkdir()
+    shutil.copy(wheel.executable, copy)
+    monkeypatch.setenv("PATH", f"{copy.parent}:/usr/bin:/bin")
+    assert resolve_hysplit().executable == copy  # PATH before the wheel
+    monkeypatch.setenv(executable.ENV_VAR, str(wheel.executable))
+    assert resolve_hysplit().executable == wheel.executable  # env var before PATH
+    assert resolve_hysplit(copy).executable == copy  # config before env var
+    with pytest.raises(HysplitNotFoundError, match="not an executable file"):
+        resolve_hysplit(tmp_path / "nope")
+
+
+def test_missing_binary_names_all_four_ways(monkeypatch):
+    monkeypatch.delenv(executable.ENV_VAR, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    # Stand-in for a machine without the pystilt wheel installed.
+    monkeypatch.setattr(executable, "_wheel_root", lambda: None)
+    with pytest.raises(HysplitNotFoundError) as info:
+        resolve_hysplit()
+    message = str(info.value)
+    for way in ("hysplit.executable", executable.ENV_VAR, "PATH", "pip install pystilt"):
+        assert way in message

@@ -1,0 +1,70 @@
+"""Met file discovery (R-STILT rules) and header-based coverage checks on real HRRR."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pystilt_dask.config import MetConfig
+from pystilt_dask.errors import MeteorologyError
+from pystilt_dask.meteorology.coverage import check_coverage
+from pystilt_dask.meteorology.files import find_met_files, requested_patterns, run_window
+
+WBB = (40.766, -111.848, 5.0)
+
+
+@pytest.fixture
+def met(hrrr_met) -> MetConfig:
+    return MetConfig(**hrrr_met)
+
+
+def test_patterns_add_the_next_file_in_the_last_hour(met):
+    assert requested_patterns(pd.Timestamp("2019-05-30 10:00"), -6, met) == [
+        "20190530_00", "20190530_06",
+    ]  # fmt: skip
+    assert requested_patterns(pd.Timestamp("2019-05-30 05:00"), -3, met) == [
+        "20190530_00", "20190530_06",
+    ]  # fmt: skip
+    assert requested_patterns(pd.Timestamp("2019-05-30 11:00"), -6, met)[-1] == "20190530_12"
+
+
+def test_files_found_by_name_prefix(met):
+    files = find_met_files(pd.Timestamp("2019-05-30 11:00"), -6, met)
+    assert [f.name for f in files] == ["20190530_00-05_hrrr", "20190530_06-11_hrrr"]
+    check_coverage(files, run_window(pd.Timestamp("2019-05-30 11:00"), -6), [WBB])
+
+
+def test_met_that_does_not_cover_the_window_names_the_missing_hours(met):
+    time = pd.Timestamp("2019-05-30 05:30")
+    files = find_met_files(time, -6, met)
+    with pytest.raises(MeteorologyError, match="no data for 2019-05-29 23:00"):
+        check_coverage(files, run_window(time, -6), [WBB])
+    later = pd.Timestamp("2019-05-30 10:30")
+    with pytest.raises(MeteorologyError, match="no data for 2019-05-30 12:00, 2019-05-30 13:00"):
+        check_coverage(find_met_files(later, 3, met), run_window(later, 3), [WBB])
+
+
+def test_receptor_outside_the_domain(met):
+    time = pd.Timestamp("2019-05-30 10:00")
+    files = find_met_files(time, -1, met)
+    with pytest.raises(MeteorologyError, match=r"receptor \(-100.0, 40.0\) is outside the domain"):
+        check_coverage(files, run_window(time, -1), [(40.0, -100.0, 5.0)])
+
+
+def test_missing_directory_and_no_matching_files(tmp_path, met):
+    time = pd.Timestamp("2019-05-30 10:00")
+    with pytest.raises(MeteorologyError, match="directory .*nowhere does not exist"):
+        find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path / "nowhere")}))
+    (tmp_path / "20190530_00-05_hrrr.partial").write_bytes(b"")
+    (tmp_path / "20190530_06~").write_bytes(b"")
+    with pytest.raises(MeteorologyError, match="no file under .* matches 20190530_06"):
+        find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path)}))
+
+
+def test_damaged_file_is_reported(tmp_path, met, shared):
+    damaged = tmp_path / "20190530_06-11_hrrr"
+    damaged.write_bytes((shared / "met" / damaged.name).read_bytes()[:100_000])
+    time = pd.Timestamp("2019-05-30 10:00")
+    files = find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path)}))
+    with pytest.raises(MeteorologyError, match="damaged|not readable ARL"):
+        check_coverage(files, run_window(time, -1), [WBB])
