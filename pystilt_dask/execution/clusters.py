@@ -1,0 +1,148 @@
+"""Build the Dask cluster an :class:`~pystilt_dask.config.ExecutionConfig` describes.
+
+The three backends are interchangeable Dask clusters: ``LocalCluster``,
+``dask_jobqueue.SLURMCluster`` and ``dask_kubernetes.operator.KubeCluster``.
+Every worker runs one thread and advertises one ``hysplit`` resource, so each
+worker runs one HYSPLIT at a time. Optional backends are imported only when used.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import pandas as pd
+
+from ..config import ExecutionConfig
+from ..errors import ConfigError
+
+#: Arguments every worker gets: one task at a time, one HYSPLIT slot.
+WORKER_ARGS = ["--nthreads", "1", "--resources", "hysplit=1"]
+
+
+def make_cluster(execution: ExecutionConfig) -> Any:
+    """Start the cluster for ``execution`` and scale it (fixed or adaptive).
+
+    Parameters
+    ----------
+    execution : ExecutionConfig
+        Backend, size and extra keyword arguments for the cluster class.
+
+    Returns
+    -------
+    distributed.deploy.Cluster
+        A running cluster; the caller closes it.
+
+    Raises
+    ------
+    ConfigError
+        When the backend's optional dependency is missing (naming the extra to install).
+    """
+    builders = {"local": _local, "slurm": _slurm, "kubernetes": _kubernetes}
+    cluster = builders[execution.backend](execution)
+    if execution.adapt is not None:
+        cluster.adapt(minimum=execution.adapt.minimum, maximum=execution.adapt.maximum)
+    elif execution.backend != "local":
+        cluster.scale(execution.n_workers or 1)
+    return cluster
+
+
+def _local(execution: ExecutionConfig) -> Any:
+    from distributed import LocalCluster
+
+    kwargs: dict[str, Any] = {
+        "n_workers": 0 if execution.adapt else (execution.n_workers or os.cpu_count() or 1),
+        "threads_per_worker": 1,
+        "processes": True,
+        "resources": {"hysplit": 1},
+    }
+    kwargs.update(execution.cluster)
+    return LocalCluster(**kwargs)
+
+
+def _slurm(execution: ExecutionConfig) -> Any:
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise ConfigError(
+            "backend 'slurm' needs dask-jobqueue: pip install 'pystilt-dask[slurm]'"
+        ) from None
+    kwargs: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "2GB", "job_name": "stilt-dask"}
+    kwargs.update(execution.cluster)
+    extra = list(kwargs.pop("worker_extra_args", []))
+    kwargs["worker_extra_args"] = (
+        extra + ["--resources", "hysplit=1"] + _lifetime_args(kwargs.get("walltime"), extra)
+    )
+    return SLURMCluster(**kwargs)
+
+
+def _lifetime_args(walltime: str | None, given: list[str]) -> list[str]:
+    """Retire workers gracefully before Slurm kills them at the job's walltime.
+
+    A worker leaves 5% of its walltime (at least a minute) early, staggered so
+    that workers started together do not leave at once, and is restarted;
+    its running simulation is rescheduled elsewhere.
+    """
+    if not walltime or "--lifetime" in given:
+        return []
+    try:
+        # Slurm writes days as "D-HH:MM:SS"; pandas reads "D days HH:MM:SS".
+        seconds = pd.Timedelta(walltime.replace("-", " days ", 1)).total_seconds()
+    except ValueError:
+        raise ConfigError(f"execution.cluster.walltime {walltime!r} is not HH:MM:SS") from None
+    margin = max(60.0, 0.05 * seconds)
+    lifetime = max(seconds - margin, 60.0)
+    stagger = min(margin / 2, 300.0)
+    return [
+        "--lifetime", f"{int(lifetime)}s", "--lifetime-stagger", f"{int(stagger)}s",
+        "--lifetime-restart",
+    ]  # fmt: skip
+
+
+def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dict[str, Any]:
+    """Return the DaskCluster custom resource for ``execution``.
+
+    ``execution.cluster`` may hold ``image``, ``resources`` (requests/limits),
+    ``env``, ``scheduler_service_type`` (default ``ClusterIP``) and ``name``; the
+    worker containers get one thread and the ``hysplit`` resource.
+    """
+    try:
+        from dask_kubernetes.operator import make_cluster_spec
+    except ImportError:
+        raise ConfigError(
+            "backend 'kubernetes' needs dask-kubernetes: pip install 'pystilt-dask[kubernetes]'"
+        ) from None
+    options = dict(execution.cluster)
+    unknown = set(options) - {"image", "resources", "env", "scheduler_service_type", "name"}
+    if unknown:
+        raise ConfigError(f"execution.cluster: unknown kubernetes options {sorted(unknown)}")
+    spec = make_cluster_spec(
+        name=options.get("name", name),
+        image=options.get("image", "ghcr.io/dask/dask:latest"),
+        n_workers=execution.n_workers or 1,
+        resources=options.get("resources"),
+        env=options.get("env"),
+        scheduler_service_type=options.get("scheduler_service_type", "ClusterIP"),
+    )
+    # make_cluster_spec shares one resources dict between scheduler and worker.
+    spec = copy.deepcopy(spec)
+    for container in spec["spec"]["worker"]["spec"]["containers"]:
+        container["args"] = [*container.get("args", []), *WORKER_ARGS]
+    return _prune_nulls(spec)
+
+
+def _prune_nulls(obj: Any) -> Any:
+    # The API server drops nulls (e.g. `env: null`) that the CRD schema does not allow.
+    if isinstance(obj, dict):
+        return {k: _prune_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_prune_nulls(v) for v in obj]
+    return obj
+
+
+def _kubernetes(execution: ExecutionConfig) -> Any:
+    spec = kubernetes_spec(execution)
+    from dask_kubernetes.operator import KubeCluster
+
+    return KubeCluster(custom_cluster_spec=spec, shutdown_on_close=True)

@@ -1,0 +1,77 @@
+"""Run a project's pending simulations on a Dask cluster.
+
+The client is the one given, else the current default client, else a cluster
+built from the configuration (and closed afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from distributed import Client, default_client
+
+from ..config import ExecutionConfig
+from .clusters import make_cluster
+from .submit import Outcome, run_waves, submit
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def connect(client: Client | None, execution: ExecutionConfig) -> Iterator[Client]:
+    """Yield ``client``, the default client, or a client of a new cluster (closed after)."""
+    if client is not None:
+        yield client
+        return
+    try:
+        yield default_client()
+        return
+    except ValueError:
+        pass
+    cluster = make_cluster(execution)
+    new_client = Client(cluster)
+    logger.warning("Dask dashboard: %s", new_client.dashboard_link)
+    try:
+        yield new_client
+    finally:
+        new_client.close()
+        cluster.close()
+
+
+def run_model(
+    model: Model,
+    client: Client | None = None,
+    skip_existing: bool = True,
+    wait: bool = True,
+    profile: str | None = None,
+) -> Iterator[Outcome] | list[Any]:
+    """Register pending receptors, then run what is incomplete on a Dask cluster.
+
+    Returns a lazy iterator of :class:`Outcome` when ``wait`` (the cluster lives
+    while it is consumed), else the list of futures (one per simulation; the
+    cluster built for them stays up as long as they are referenced).
+    """
+    model.register_pending()
+    ids = model.simulations.incomplete() if skip_existing else model.simulations.ids()
+    execution = model.config.execution_for(profile)
+    project = str(model.location.root)
+    if not wait:
+        if client is None:
+            try:
+                client = default_client()
+            except ValueError:
+                client = Client(make_cluster(execution))
+                logger.warning("Dask dashboard: %s", client.dashboard_link)
+        return [submit(client, project, sim_id, model.config, skip_existing) for sim_id in ids]
+    return _waves(client, execution, project, ids, model, skip_existing)
+
+
+def _waves(client, execution, project, ids, model, skip_existing) -> Iterator[Outcome]:
+    with connect(client, execution) as active:
+        yield from run_waves(active, project, ids, model.config, skip_existing)

@@ -1,0 +1,127 @@
+"""Feed simulations to a Dask scheduler in bounded waves.
+
+Each simulation is one task keyed ``stilt-sim-<id>`` (hyphens, so the dashboard
+groups them as ``stilt-sim``) that runs
+:func:`~pystilt_dask.simulation.run_simulation`, needs one ``hysplit`` resource
+and is retried by the scheduler. At most ``window`` tasks are in flight, so a
+project of 10⁶ simulations never holds 10⁶ futures: the coordinator's memory
+stays flat and what is pending is always read back from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client, as_completed
+
+from ..config import ModelConfig
+from ..simulation import run_simulation
+from ..store.status import task_key
+
+logger = logging.getLogger(__name__)
+
+#: Tasks kept in flight per HYSPLIT slot of the cluster.
+WAVE_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one simulation task ended: a store state, or the error that ended it."""
+
+    sim_id: str
+    state: str
+    error: str | None = None
+
+
+def hysplit_slots(client: Client) -> int:
+    """The number of HYSPLIT runs the cluster can hold at once (at least 1)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(1, int(sum(w.get("resources", {}).get("hysplit", 0) for w in workers)))
+
+
+def submit(
+    client: Client, project: str, sim_id: str, config: ModelConfig, skip_existing: bool = True
+) -> Any:
+    """Submit one simulation task and return its future."""
+    return client.submit(
+        run_simulation,
+        project,
+        sim_id,
+        config,
+        skip_existing,
+        key=task_key(sim_id),
+        resources={"hysplit": 1},
+        retries=config.execution.retries,
+        pure=False,
+    )
+
+
+def run_waves(
+    client: Client,
+    project: str,
+    sim_ids: Iterable[str],
+    config: ModelConfig,
+    skip_existing: bool = True,
+    window: int | None = None,
+) -> Iterator[Outcome]:
+    """Run simulations on ``client``, yielding each :class:`Outcome` as it finishes.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Connected client.
+    project : str
+        Project store (path or URL) the workers can reach.
+    sim_ids : iterable of str
+        Simulations to run; consumed lazily, ``window`` at a time.
+    config : ModelConfig
+        Resolved configuration, shipped to the tasks.
+    skip_existing : bool
+        Passed to each task: skip work whose results exist.
+    window : int, optional
+        Most tasks in flight; default ``WAVE_FACTOR`` × HYSPLIT slots, re-read
+        as the cluster grows or shrinks.
+
+    Notes
+    -----
+    Closing the generator (or an exception in the consumer, such as Ctrl-C)
+    cancels the tasks in flight; the store stays consistent because every task
+    publishes its completion keys last.
+    """
+    pending = iter(sim_ids)
+    in_flight = as_completed()
+    futures: dict[str, Any] = {}
+
+    def refill() -> None:
+        limit = window or WAVE_FACTOR * hysplit_slots(client)
+        while len(futures) < limit:
+            sim_id = next(pending, None)
+            if sim_id is None:
+                return
+            future = submit(client, project, sim_id, config, skip_existing)
+            futures[sim_id] = future
+            in_flight.add(future)
+
+    try:
+        refill()
+        for future in in_flight:
+            sim_id = _sim_id(future.key)
+            futures.pop(sim_id, None)
+            if future.status == "finished":
+                outcome = Outcome(sim_id, future.result())
+            else:
+                error = future.exception()
+                outcome = Outcome(sim_id, "failed", f"{type(error).__name__}: {error}")
+            future.release()
+            refill()
+            yield outcome
+    finally:
+        if futures:
+            client.cancel(list(futures.values()))
+
+
+def _sim_id(key: str) -> str:
+    return key.removeprefix(task_key(""))
