@@ -1,0 +1,303 @@
+"""The user-facing project: register receptors, see what is done, run, load results.
+
+A :class:`Model` is a view of a project store (see :mod:`pystilt_dask.store.layout`)
+plus its configuration. It holds no state of its own: every answer is read from
+the store when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from .config import ModelConfig
+from .errors import ConfigError
+from .receptors import Receptor, read_receptors, receptors_from_frame
+from .store import footprints, layout, manifest, particles
+from .store.paths import Location, StoreError
+from .store.status import State, Status, running_ids, status
+
+ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
+
+
+class Model:
+    """A STILT project: its configuration, receptors and output store.
+
+    Parameters
+    ----------
+    project : str or pathlib.Path
+        The project store: a local directory or an fsspec URL (``s3://…``, ``memory://…``).
+    receptors : sequence of receptors, DataFrame, or path, optional
+        Receptors to register; default: the table ``config.receptors`` names.
+    config : ModelConfig or path, optional
+        The configuration; default: the project's stored ``config.yaml``.
+    storage_options : dict, optional
+        fsspec options for a remote ``project``.
+
+    Examples
+    --------
+    >>> model = Model.from_yaml("config.yaml")  # doctest: +SKIP
+    >>> model.register_pending()  # doctest: +SKIP
+    >>> model.status().counts()  # doctest: +SKIP
+    >>> foot = model.footprints["slv"].load()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        project: str | Path,
+        receptors: ReceptorsLike | None = None,
+        config: ModelConfig | str | Path | None = None,
+        *,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.location = Location(str(project), storage_options)
+        if config is None:
+            config = _stored_config(self.location)
+            if config is None:
+                raise StoreError(f"{self.location.root} has no {layout.CONFIG}; pass config=")
+        elif not isinstance(config, ModelConfig):
+            config = ModelConfig.from_yaml(config)
+        for name in config.footprints:
+            footprints.check_name(name)
+        self.config = config
+        self._receptors = receptors
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **kwargs: Any) -> Model:
+        """Open the project a config file describes (its ``output`` is the store)."""
+        config = ModelConfig.from_yaml(path)
+        return cls(config.output, config=config, **kwargs)
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.config.footprints) or "none"
+        return f"<Model {self.location.root} footprints: {names}>"
+
+    @property
+    def error_run(self) -> bool:
+        """Whether transport-error particles are part of every simulation."""
+        return bool(self.config.hysplit.winderrtf)
+
+    def receptors(self) -> list[Receptor]:
+        """The receptors given to this model (or read from ``config.receptors``)."""
+        given = self._receptors
+        if given is None:
+            if not self.config.receptors:
+                raise ConfigError("no receptors given and config.receptors is not set")
+            return read_receptors(self.config.receptors)
+        if isinstance(given, str | Path):
+            return read_receptors(given)
+        if isinstance(given, pd.DataFrame):
+            return receptors_from_frame(given)
+        return list(given)
+
+    def register_pending(self, scene_id: str | None = None, met: str | None = None) -> list[str]:
+        """Register receptors not registered yet; return the new simulation ids.
+
+        Appends rows to the manifest and grows every footprint array; existing
+        chunks and their completion are never touched. Also stores ``config.yaml``.
+
+        Parameters
+        ----------
+        scene_id : str, optional
+            A label stored with the new simulations (e.g. a satellite scene).
+        met : str, optional
+            The meteorology name; default: the first in ``config.mets``.
+        """
+        met = met or next(iter(self.config.mets))
+        if met not in self.config.mets:
+            raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
+        self._store_config()
+        new = manifest.append(
+            self.location, self.receptors(), met, list(self.config.footprints), scene_id
+        )
+        self.sync()
+        return new["sim_id"].tolist()
+
+    def sync(self) -> None:
+        """Make every configured footprint array hold every registered simulation."""
+        table = manifest.read(self.location, columns=["sim_id", "time"])
+        for name, fp in self.config.footprints.items():
+            footprints.ensure(
+                self.location, name, fp, self.config.hysplit,
+                table["sim_id"].to_numpy(), table["time"].to_numpy(),
+            )  # fmt: skip
+
+    def _store_config(self) -> None:
+        stored = _stored_config(self.location)
+        if stored is not None and stored.hysplit != self.config.hysplit:
+            raise ConfigError(
+                f"{self.location.root} was made with other hysplit settings; "
+                "use a new project for new transport settings"
+            )
+        self.location.write_bytes(layout.CONFIG, self.config.to_yaml().encode())
+
+    def status(self, client: Any = None) -> Status:
+        """Every simulation's state (and its footprints'), derived from the store.
+
+        Parameters
+        ----------
+        client : distributed.Client, optional
+            Scheduler to ask which simulations are ``running``; default: the
+            current client, if any.
+        """
+        return status(
+            self.location, list(self.config.footprints), self.error_run, running_ids(client)
+        )
+
+    @property
+    def simulations(self) -> Simulations:
+        """Registered simulations: ids, and which are incomplete or failed."""
+        return Simulations(self)
+
+    @property
+    def trajectories(self) -> Trajectories:
+        """Stored particle tables."""
+        return Trajectories(self)
+
+    @property
+    def footprints(self) -> Footprints:
+        """Named footprints, each loadable as a lazy xarray object."""
+        return Footprints(self)
+
+    def run(self, skip_existing: bool = True) -> dict[str, str]:
+        """Run every (incomplete) simulation, one after another in this process.
+
+        Parameters
+        ----------
+        skip_existing : bool
+            Skip complete simulations; ``False`` redoes everything.
+
+        Returns
+        -------
+        dict
+            The resulting state of each simulation run.
+        """
+        from .simulation import run_simulation
+
+        self.sync()
+        ids = self.simulations.incomplete() if skip_existing else self.simulations.ids()
+        return {
+            sim_id: run_simulation(self.location, sim_id, self.config, skip_existing)
+            for sim_id in ids
+        }
+
+
+class Simulations:
+    """The registered simulations of a :class:`Model`."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+
+    def ids(self) -> list[str]:
+        """Every registered simulation id, in registration order."""
+        return manifest.read(self._model.location, columns=["sim_id"])["sim_id"].tolist()
+
+    def incomplete(self) -> list[str]:
+        """Ids of simulations that are not complete (pending, running or failed)."""
+        return self._model.status().ids(State.PENDING, State.RUNNING, State.FAILED)
+
+    def failed(self) -> list[str]:
+        """Ids of simulations whose last attempt failed."""
+        return self._model.status().ids(State.FAILED)
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+
+class Trajectories:
+    """The stored particle tables of a :class:`Model`."""
+
+    def __init__(self, model: Model) -> None:
+        self._location = model.location
+
+    def paths(self, error: bool = False) -> dict[str, str]:
+        """Path or URL of every stored particle file, by simulation id.
+
+        Parameters
+        ----------
+        error : bool
+            List the transport-error particles instead.
+        """
+        folder = layout.ERROR_PARTICLES if error else layout.PARTICLES
+        ids = layout.strip_suffix(self._location.list_names(folder), layout.PARQUET_SUFFIX)
+        key = layout.error_particles_key if error else layout.particles_key
+        return {sim_id: self._location.url(key(sim_id)) for sim_id in sorted(ids)}
+
+    def load(self, sim_id: str, error: bool = False) -> pd.DataFrame:
+        """Read the particles of one simulation (``error=True``: its transport-error run)."""
+        key = layout.error_particles_key(sim_id) if error else layout.particles_key(sim_id)
+        try:
+            return particles.read(self._location, key)
+        except FileNotFoundError:
+            raise StoreError(f"simulation {sim_id!r} has no stored particles") from None
+
+
+class Footprints(Mapping[str, "Footprint"]):
+    """The named footprints of a :class:`Model`, by name."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+
+    def __getitem__(self, name: str) -> Footprint:
+        if name not in self._model.config.footprints:
+            known = ", ".join(self._model.config.footprints) or "none configured"
+            raise KeyError(f"no footprint named {name!r} ({known})")
+        return Footprint(self._model, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._model.config.footprints)
+
+    def __len__(self) -> int:
+        return len(self._model.config.footprints)
+
+
+class Footprint:
+    """One named footprint of every simulation."""
+
+    def __init__(self, model: Model, name: str) -> None:
+        self._model = model
+        self.name = name
+        self.config = model.config.footprints[name]
+
+    def __repr__(self) -> str:
+        return f"<Footprint {self.name!r} of {self._model.location.root}>"
+
+    def load(self) -> xr.DataArray:
+        """Open this footprint for every simulation, lazily.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``foot(simulation, lag, lat, lon)`` (``y, x`` when projected), backed by
+            dask with one chunk per simulation; nothing is read until computed.
+            Simulations not yet computed read as NaN; an empty footprint reads as
+            zeros. Receptor fields (``receptor_time``, ``receptor_longitude``, …,
+            ``scene_id``, ``met``) are coordinates along ``simulation``.
+        """
+        foot = footprints.open_footprint(self._model.location, self.name)
+        n = foot.sizes["simulation"]
+        table = manifest.read(self._model.location).iloc[:n]
+        if table["sim_id"].tolist() != foot["simulation"].values.tolist():
+            raise StoreError(f"footprint {self.name!r} rows disagree with the manifest; rebuild")
+        coords = {
+            f"receptor_{field}": ("simulation", table[field].to_numpy())
+            for field in ("time", "longitude", "latitude", "altitude", "bottom", "top")
+        }
+        coords["receptor_kind"] = ("simulation", table["kind"].to_numpy(str))
+        coords["scene_id"] = ("simulation", table["scene_id"].fillna("").to_numpy(str))
+        coords["met"] = ("simulation", table["met"].to_numpy(str))
+        return foot.assign_coords(coords)
+
+
+def _stored_config(location: Location) -> ModelConfig | None:
+    try:
+        text = location.read_bytes(layout.CONFIG)
+    except FileNotFoundError:
+        return None
+    return ModelConfig.from_dict(yaml.safe_load(text) or {})

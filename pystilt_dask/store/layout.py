@@ -1,0 +1,90 @@
+"""The keys of a project store: every name a project writes is defined here.
+
+::
+
+    <project>/
+      config.yaml                          the project's ModelConfig
+      .stilt/manifest.parquet              registry of simulations (append-only)
+      particles/<sim_id>.parquet           particles, zstd Parquet           (completion key)
+      error_particles/<sim_id>.parquet     transport-error run, when configured (completion key)
+      footprints/<name>.zarr/              zarr v3 group per named footprint
+          foot/c.<row>.0.0.0               one chunk per simulation          (completion key)
+      footprints/<name>.empty/<sim_id>.empty  marker: that footprint is empty
+      logs/<sim_id>.log                    HYSPLIT log of the last attempt
+      failures/<sim_id>.json               failure record of the last failed attempt
+
+A simulation is complete iff its completion keys exist; nothing else records it.
+"""
+
+from __future__ import annotations
+
+import re
+
+CONFIG = "config.yaml"
+MANIFEST = ".stilt/manifest.parquet"
+PARTICLES = "particles"
+ERROR_PARTICLES = "error_particles"
+FOOTPRINTS = "footprints"
+LOGS = "logs"
+FAILURES = "failures"
+
+#: File suffixes, used to read simulation ids back from listings.
+PARQUET_SUFFIX = ".parquet"
+EMPTY_SUFFIX = ".empty"
+FAILURE_SUFFIX = ".json"
+
+#: The footprint array inside each footprint group.
+FOOT = "foot"
+
+#: A footprint chunk key: ``c.<row>.0.0.0`` (rejects ``*.partial`` temporaries).
+CHUNK_RE = re.compile(r"^c\.(\d+)\.0\.0\.0$")
+
+
+def particles_key(sim_id: str) -> str:
+    """Key of a simulation's particles."""
+    return f"{PARTICLES}/{sim_id}{PARQUET_SUFFIX}"
+
+
+def error_particles_key(sim_id: str) -> str:
+    """Key of a simulation's transport-error particles."""
+    return f"{ERROR_PARTICLES}/{sim_id}{PARQUET_SUFFIX}"
+
+
+def footprint_group(name: str) -> str:
+    """Key of the zarr group of a named footprint."""
+    return f"{FOOTPRINTS}/{name}.zarr"
+
+
+def foot_array(name: str) -> str:
+    """Key of the footprint array of a named footprint."""
+    return f"{footprint_group(name)}/{FOOT}"
+
+
+def chunk_key(name: str, row: int) -> str:
+    """Key of the footprint chunk of the simulation in ``row``."""
+    return f"{foot_array(name)}/c.{row}.0.0.0"
+
+
+def empty_folder(name: str) -> str:
+    """Folder holding the empty-footprint markers of a named footprint."""
+    return f"{FOOTPRINTS}/{name}.empty"
+
+
+def empty_key(name: str, sim_id: str) -> str:
+    """Key of the marker saying a simulation's footprint ``name`` is empty."""
+    return f"{empty_folder(name)}/{sim_id}{EMPTY_SUFFIX}"
+
+
+def log_key(sim_id: str) -> str:
+    """Key of a simulation's HYSPLIT log."""
+    return f"{LOGS}/{sim_id}.log"
+
+
+def failure_key(sim_id: str) -> str:
+    """Key of a simulation's failure record."""
+    return f"{FAILURES}/{sim_id}{FAILURE_SUFFIX}"
+
+
+def strip_suffix(names: list[str], suffix: str) -> list[str]:
+    """Simulation ids from file names ending in ``suffix`` (others, e.g. temporaries, dropped)."""
+    return [n[: -len(suffix)] for n in names if n.endswith(suffix)]

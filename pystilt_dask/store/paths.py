@@ -1,0 +1,176 @@
+"""Where a project lives: a local directory or any fsspec URL, with atomic key writes.
+
+:class:`Location` is the one place that turns a user's path or URL into storage,
+the way ``zarr.storage.make_store`` does for zarr. Local paths (and ``file://``
+URLs) are plain directories: writes go to a ``*.partial`` temporary beside the key
+and are renamed into place, so a killed writer never leaves a half-written key,
+and zarr arrays use :class:`zarr.storage.LocalStore`, which writes the same way.
+fsspec's own ``file://`` filesystem writes in place and is never used. Other URLs
+(``s3://``, ``gs://``, ``memory://``) go through fsspec, whose object stores
+publish each object atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import zarr.storage
+
+from ..errors import StiltError
+
+#: Suffix of temporary files; zarr's LocalStore uses the same one.
+PARTIAL_SUFFIX = ".partial"
+
+
+class StoreError(StiltError):
+    """A project store is missing, malformed or inconsistent with its configuration."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A project root: a local directory or an fsspec URL.
+
+    Keys are ``/``-separated paths relative to the root, e.g. ``particles/x.parquet``.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        Local path, ``file://`` URL or any fsspec URL (``s3://bucket/proj``, ``memory://proj``).
+    storage_options : dict, optional
+        Passed to fsspec for remote URLs. Rejected for local paths, where it would be unused.
+
+    Examples
+    --------
+    >>> loc = Location("memory://demo")
+    >>> loc.write_bytes("a/b.txt", b"hi")
+    >>> loc.list_names("a")
+    ['b.txt']
+    """
+
+    root: str
+    storage_options: dict[str, Any] | None = None
+    _fs: Any = field(default=None, init=False, repr=False, compare=False)
+    _base: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        root = str(self.root)
+        if root.startswith("file://"):
+            root = root.removeprefix("file://")
+        if "://" in root:
+            fs, path = fsspec.core.url_to_fs(root, **(self.storage_options or {}))
+            object.__setattr__(self, "_fs", fs)
+            root = f"{root.split('://', 1)[0]}://{path.strip('/')}"
+            base = path.rstrip("/")
+        else:
+            if self.storage_options:
+                raise TypeError(f"storage_options were given but {root} is a local path")
+            root = base = str(Path(root).expanduser().absolute())
+        object.__setattr__(self, "root", root.rstrip("/"))
+        object.__setattr__(self, "_base", base)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the project is a local directory."""
+        return self._fs is None
+
+    def url(self, key: str = "") -> str:
+        """Return the full local path or URL of ``key``."""
+        return posixpath.join(self.root, key) if key else self.root
+
+    def _path(self, key: str) -> str:
+        if self.is_local:
+            return os.path.join(self._base, key)
+        return posixpath.join(self._base, key)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists as a file (or, remotely, an object)."""
+        if self.is_local:
+            return os.path.isfile(self._path(key))
+        return self._fs.isfile(self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        """Read a key; raises ``FileNotFoundError`` when it is absent."""
+        if self.is_local:
+            return Path(self._path(key)).read_bytes()
+        return self._fs.cat_file(self._path(key))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` to ``key`` atomically: readers see the old or the new, never part."""
+        path = self._path(key)
+        if not self.is_local:
+            self._fs.pipe_file(path, data)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` if it exists."""
+        path = self._path(key)
+        if self.is_local:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        elif self._fs.isfile(path):
+            self._fs.rm_file(path)
+
+    def list_names(self, prefix: str) -> list[str]:
+        """Names of the files directly under the folder ``prefix`` (empty if it is absent).
+
+        Locally this is one ``os.scandir``, which lists 100,000 keys in well under 0.1 s.
+        """
+        path = self._path(prefix)
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return [e.name for e in entries if e.is_file()]
+            except FileNotFoundError:
+                return []
+        try:
+            listing = self._fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return [posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "file"]
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders directly under ``prefix`` (empty if it is absent)."""
+        path = self._path(prefix)
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return [e.name for e in entries if e.is_dir()]
+            except FileNotFoundError:
+                return []
+        try:
+            listing = self._fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return [
+            posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "directory"
+        ]
+
+    def modified(self, key: str) -> float | None:
+        """Modification time of a local key as a POSIX timestamp (``None`` remotely)."""
+        return os.path.getmtime(self._path(key)) if self.is_local else None
+
+    def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
+        """A zarr store rooted at ``key``: ``LocalStore`` locally, ``FsspecStore`` otherwise."""
+        if self.is_local:
+            return zarr.storage.LocalStore(self._path(key), read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(
+            self.url(key), storage_options=self.storage_options, read_only=read_only
+        )

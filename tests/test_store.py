@@ -1,0 +1,276 @@
+"""The project store: layout, completion by key, status, growth and lazy loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import dask
+import distributed
+import numpy as np
+import pytest
+import zarr
+from store_helpers import (
+    RaiseIfComputes,
+    chunk_path,
+    fake_simulation,
+    make_config,
+    make_receptors,
+    synthetic_footprint,
+)
+
+from pystilt_dask.errors import ConfigError, HysplitError
+from pystilt_dask.model import Model
+from pystilt_dask.store import State, StoreError, layout, manifest, records
+from pystilt_dask.store.paths import Location
+
+
+@pytest.fixture
+def model(tmp_path):
+    config = make_config(tmp_path)
+    model = Model(tmp_path / "project", make_receptors(6), config)
+    model.register_pending()
+    return model
+
+
+def run_all(model, **kwargs):
+    return {
+        s: fake_simulation(model.location, s, model.config, **kwargs)
+        for s in model.simulations.ids()
+    }
+
+
+def test_layout_after_registration(model):
+    root = model.location.root
+    assert os.path.isfile(f"{root}/config.yaml")
+    assert os.path.isfile(f"{root}/.stilt/manifest.parquet")
+    group = zarr.open_group(f"{root}/footprints/coarse.zarr", mode="r")
+    foot = group["foot"]
+    assert foot.shape == (6, 4, 10, 10)
+    assert foot.chunks == (1, 4, 10, 10)
+    assert foot.metadata.dimension_names == ("simulation", "lag", "lat", "lon")
+    assert np.isnan(foot.fill_value)
+    assert foot.metadata.chunk_key_encoding.separator == "."
+    assert foot.shards is None
+    assert group.attrs["Conventions"] == "CF-1.8"
+    assert list(group["lag"][:]) == [-4, -3, -2, -1]
+    assert list(group["simulation"][:]) == model.simulations.ids()
+
+
+def test_registration_is_idempotent_and_appends(model, tmp_path):
+    assert model.register_pending() == []
+    again = Model(model.location.root, make_receptors(9), model.config)
+    new = again.register_pending(scene_id="second")
+    assert new == [r.sim_id for r in make_receptors(9)[6:]]
+    table = manifest.read(model.location)
+    assert table["row"].tolist() == list(range(9))
+    assert table["scene_id"].isna().tolist() == [True] * 6 + [False] * 3
+    assert table["scene_id"].iloc[-1] == "second"
+    assert table["footprints"].iloc[0].tolist() == ["coarse", "fine"]
+
+
+def test_all_pending_then_complete(model):
+    counts = model.status().counts()
+    assert counts["pending"] == 6
+    assert counts["footprints"]["fine"]["pending"] == 6
+    assert run_all(model) == dict.fromkeys(model.simulations.ids(), "complete")
+    counts = model.status().counts()
+    assert counts == {
+        "pending": 0, "running": 0, "complete": 6, "complete-empty": 0, "failed": 0,
+        "footprints": {
+            name: {"pending": 0, "running": 0, "complete": 6, "complete-empty": 0, "failed": 0}
+            for name in ("coarse", "fine")
+        },
+    }  # fmt: skip
+    assert model.simulations.incomplete() == []
+
+
+def test_lazy_load_equals_footprints_and_computes_nothing(model):
+    run_all(model)
+    with dask.config.set(scheduler=RaiseIfComputes()):
+        foot = model.footprints["coarse"].load()
+        ids = model.simulations.ids()
+        selected = foot.sel(simulation=ids[2]).isel(lag=slice(1, 3))
+    assert foot.dims == ("simulation", "lag", "lat", "lon")
+    assert foot.chunks[0] == (1,) * 6
+    assert selected.dims == ("lag", "lat", "lon")
+    cfg = model.config.footprints["coarse"]
+    for row, receptor in enumerate(make_receptors(6)):
+        expected = synthetic_footprint(receptor, cfg, -4, row)
+        got = foot.isel(simulation=row).swap_dims(lag="time").sel(time=expected.time)
+        np.testing.assert_array_equal(got.values, expected.values)
+        assert got.dtype == np.float32
+    assert foot["receptor_longitude"].values[1] == make_receptors(6)[1].longitude
+    assert str(foot["time"].values[0, -1])[:16] == "2023-07-15T17:00"
+
+
+def test_missing_reads_nan_and_empty_reads_zero(model):
+    ids = model.simulations.ids()
+    fake_simulation(model.location, ids[0], model.config, empty=("coarse", "fine"))
+    fake_simulation(model.location, ids[1], model.config)
+    foot = model.footprints["fine"].load()
+    assert float(foot.isel(simulation=0).sum()) == 0.0
+    assert not np.isnan(foot.isel(simulation=0)).any()
+    assert np.isnan(foot.isel(simulation=2)).all()
+    assert float(foot.isel(simulation=1).sum()) > 0
+
+
+def test_empty_is_terminal_and_known_without_reading_data(model):
+    ids = model.simulations.ids()
+    state = fake_simulation(model.location, ids[0], model.config, empty=("coarse", "fine"))
+    assert state == "complete-empty"
+    half = fake_simulation(model.location, ids[1], model.config, empty=("fine",))
+    assert half == "complete"
+    for name in ("coarse", "fine"):  # corrupt the data: status must not read it
+        with open(chunk_path(model.location, name, 0), "wb") as f:
+            f.write(b"not a chunk")
+    table = model.status().table
+    assert table.loc[ids[0], "state"] == "complete-empty"
+    assert table.loc[ids[1], "state"] == "complete"
+    assert table.loc[ids[1], "fine"] == "complete-empty"
+    assert table.loc[ids[1], "coarse"] == "complete"
+    assert fake_simulation(model.location, ids[0], model.config) == "complete-empty"
+    assert ids[0] not in model.simulations.incomplete()
+
+
+def test_deleting_a_chunk_makes_exactly_that_simulation_pending(model):
+    run_all(model)
+    ids = model.simulations.ids()
+    os.unlink(chunk_path(model.location, "fine", 3))
+    table = model.status().table
+    assert table.index[table["state"] == "pending"].tolist() == [ids[3]]
+    assert table.loc[ids[3], "coarse"] == "complete"
+    assert table.loc[ids[3], "fine"] == "pending"
+    before = {r: os.stat(chunk_path(model.location, "coarse", r)).st_mtime_ns for r in range(6)}
+    assert run_all(model)[ids[3]] == "complete"
+    after = {r: os.stat(chunk_path(model.location, "coarse", r)).st_mtime_ns for r in range(6)}
+    assert before == after  # complete simulations were skipped, not rewritten
+    assert model.status().counts()["complete"] == 6
+
+
+def test_skip_existing_false_redoes_everything(model):
+    run_all(model)
+    before = [os.stat(chunk_path(model.location, "coarse", r)).st_mtime_ns for r in range(6)]
+    run_all(model, skip_existing=False)
+    after = [os.stat(chunk_path(model.location, "coarse", r)).st_mtime_ns for r in range(6)]
+    assert all(a > b for a, b in zip(after, before, strict=True))
+    assert model.status().counts()["complete"] == 6
+
+
+def test_growth_keeps_existing_chunks_and_completion(model):
+    run_all(model)
+    path = chunk_path(model.location, "coarse", 5)
+    data, mtime = open(path, "rb").read(), os.stat(path).st_mtime_ns
+    model2 = Model(model.location.root, make_receptors(10), model.config)
+    assert len(model2.register_pending()) == 4
+    assert open(path, "rb").read() == data and os.stat(path).st_mtime_ns == mtime
+    counts = model2.status().counts()
+    assert (counts["complete"], counts["pending"]) == (6, 4)
+    foot = model2.footprints["coarse"].load()
+    assert foot.sizes["simulation"] == 10
+    assert np.isnan(foot.isel(simulation=9)).all()
+    assert str(foot["time"].values[9, 0])[:16] == "2023-07-15T23:00"  # 03:00 - 4 h
+
+
+def test_failure_record_then_success(model):
+    sim_id = model.simulations.ids()[4]
+    exc = HysplitError("timeout", "HYSPLIT ran longer than 5 s", "tail of log")
+    records.write_failure(model.location, records.failure(exc, sim_id, "trajectory"))
+    assert model.simulations.failed() == [sim_id]
+    record = json.loads(open(model.location.url(layout.failure_key(sim_id))).read())
+    assert record["reason"] == "timeout" and record["log_tail"] == "tail of log"
+    assert {"message", "time", "step"} <= set(record)
+    assert fake_simulation(model.location, sim_id, model.config) == "complete"
+    assert model.simulations.failed() == []
+    assert records.read_failure(model.location, sim_id) is None
+
+
+def test_partial_files_never_count(model):
+    run_all(model)
+    os.unlink(chunk_path(model.location, "coarse", 2))
+    with open(chunk_path(model.location, "coarse", 2)[:-2] + ".0123abcd.partial", "wb") as f:
+        f.write(b"half")
+    ids = model.simulations.ids()
+    os.rename(
+        model.location.url(layout.particles_key(ids[1])),
+        model.location.url(layout.particles_key(ids[1])) + ".ab.partial",
+    )
+    assert sorted(model.simulations.incomplete()) == sorted([ids[1], ids[2]])
+
+
+def test_trajectories(model):
+    ids = model.simulations.ids()
+    fake_simulation(model.location, ids[0], model.config)
+    assert list(model.trajectories.paths()) == [ids[0]]
+    table = model.trajectories.load(ids[0])
+    assert list(table.columns[:4]) == ["time", "indx", "long", "lati"]
+    with pytest.raises(StoreError, match="no stored particles"):
+        model.trajectories.load(ids[1])
+
+
+def test_config_changes_are_checked(model, tmp_path):
+    changed = make_config(tmp_path, xres=0.2)
+    with pytest.raises(ConfigError, match="other settings"):
+        Model(model.location.root, make_receptors(7), changed).register_pending()
+    other = make_config(tmp_path, n_hours=-6)
+    with pytest.raises(ConfigError, match="hysplit"):
+        Model(model.location.root, make_receptors(7), other).register_pending()
+    with pytest.raises(ConfigError, match="footprint name"):
+        bad = make_config(tmp_path).model_copy(
+            update={"footprints": {"a/b": other.footprints["coarse"]}}
+        )
+        Model(model.location.root, config=bad)
+
+
+def test_reopen_from_store_and_new_footprint_name(model, tmp_path):
+    reopened = Model(model.location.root)
+    assert reopened.config == model.config
+    assert reopened.status().counts()["pending"] == 6
+    with pytest.raises(StoreError, match="config.yaml"):
+        Model(tmp_path / "nowhere")
+    one = make_config(tmp_path, names=("coarse",))
+    run_all(Model(model.location.root, config=one))
+    both = Model(model.location.root, make_receptors(6), model.config)
+    counts = both.status().counts()
+    assert counts["pending"] == 6
+    assert counts["footprints"]["coarse"]["complete"] == 6
+
+
+def test_memory_store_round_trip(tmp_path):
+    config = make_config(tmp_path)
+    model = Model("memory://store-test/project", make_receptors(3), config)
+    ids = model.register_pending()
+    fake_simulation(model.location, ids[0], config)
+    assert model.status().table["state"].tolist() == ["complete", "pending", "pending"]
+    foot = model.footprints["coarse"].load()
+    assert foot.sizes["simulation"] == 3
+    assert float(foot.isel(simulation=0).sum()) > 0
+    assert Location("memory://store-test/project").exists(layout.particles_key(ids[0]))
+
+
+def test_unknown_simulation_is_a_clear_error(model):
+    with pytest.raises(StoreError, match="not registered"):
+        fake_simulation(model.location, "nope", model.config)
+
+
+def _wait_for_event(name: str) -> bool:
+    return distributed.Event(name).wait(30)
+
+
+def test_running_from_a_live_scheduler(model):
+    ids = model.simulations.ids()
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
+    ) as client:
+        future = client.submit(_wait_for_event, "release", key=f"stilt-sim-{ids[1]}")
+        deadline = time.monotonic() + 10
+        while model.status(client).table.loc[ids[1], "state"] != State.RUNNING:
+            assert time.monotonic() < deadline, "the task never showed as running"
+            time.sleep(0.05)
+        table = model.status().table  # the current client is used by default
+        assert table.loc[ids[1], "fine"] == "running"
+        assert (table["state"] == "running").sum() == 1
+        distributed.Event("release").set()
+        assert future.result()
+    assert model.status().table.loc[ids[1], "state"] == "pending"
