@@ -23,6 +23,8 @@ from pystilt_dask.store.status import simulation_state
 GRIDS = {
     "coarse": {"xmin": -112.5, "xmax": -111.5, "ymin": 40.0, "ymax": 41.0, "xres": 0.1},
     "fine": {"xmin": -112.2, "xmax": -111.7, "ymin": 40.4, "ymax": 40.9, "xres": 0.05},
+    # 600 x 600 cells: 35 MB per 24-hour chunk, slow enough to kill a writer mid-write
+    "big": {"xmin": -113.0, "xmax": -111.8, "ymin": 40.0, "ymax": 41.2, "xres": 0.002},
 }
 
 
@@ -133,12 +135,17 @@ class RaiseIfComputes:
 
 
 def main(argv: list[str]) -> None:
-    """Run fake simulations in a subprocess: ``project config.yaml sim_id [sim_id ...]``."""
-    project, config_path, *sim_ids = argv
-    config = ModelConfig.from_yaml(config_path)
-    location = Location(project)
+    """Run fake simulations in this process: ``project sim_id [sim_id ...]``.
+
+    Prints each simulation id when it is done, so a parent process can follow.
+    """
+    from pystilt_dask.model import Model
+
+    project, *sim_ids = argv
+    model = Model(project)
     for sim_id in sim_ids:
-        fake_simulation(location, sim_id, config)
+        fake_simulation(model.location, sim_id, model.config)
+        print(sim_id, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""Writers in real processes: SIGKILL mid-write, reruns, and concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_helpers import make_config, make_receptors, synthetic_footprint
+
+from pystilt_dask.model import Model
+from pystilt_dask.store import layout
+
+HELPER = Path(__file__).with_name("store_helpers.py")
+
+
+def start_writer(project: str, sim_ids: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(HELPER), project, *sim_ids], stdout=subprocess.PIPE, text=True
+    )
+
+
+def assert_footprints_exact(model: Model, rows) -> None:
+    """Complete simulations hold exactly what their writer computed."""
+    foot = model.footprints["big"].load()
+    cfg = model.config.footprints["big"]
+    receptors = make_receptors(len(model.simulations.ids()))
+    for row in rows:
+        expected = synthetic_footprint(receptors[row], cfg, model.config.hysplit.n_hours, row)
+        got = foot.isel(simulation=row).swap_dims(lag="time").sel(time=expected.time)
+        np.testing.assert_array_equal(got.values, expected.values)
+
+
+@pytest.fixture
+def big_model(tmp_path):
+    model = Model(tmp_path / "project", make_receptors(8), make_config(tmp_path, names=("big",)))
+    model.register_pending()
+    return model
+
+
+def test_sigkill_mid_write_leaves_simulation_incomplete(big_model):
+    model = big_model
+    ids = model.simulations.ids()
+    chunk_dir = model.location.url(layout.foot_array("big"))
+    writer = start_writer(model.location.root, ids)
+    deadline = time.monotonic() + 120
+    partial = []
+    # Kill the writer while a chunk of a later simulation is half written.
+    while not partial and writer.poll() is None and time.monotonic() < deadline:
+        names = os.listdir(chunk_dir)
+        if any(n.startswith("c.0.") and not n.endswith(".partial") for n in names):
+            partial = [n for n in names if n.endswith(".partial")]
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert partial, "the writer finished before it could be killed mid-write"
+    torn_row = int(partial[0].split(".")[1])
+    table = model.status().table
+    assert table["state"].iloc[torn_row] == "pending"
+    complete = [i for i, s in enumerate(table["state"]) if s == "complete"]
+    assert complete and torn_row not in complete
+    assert_footprints_exact(model, complete)
+    mtimes = {r: os.stat(f"{chunk_dir}/c.{r}.0.0.0").st_mtime_ns for r in complete}
+
+    done = [line.strip() for line in start_writer(model.location.root, ids).stdout]
+    assert done == ids
+    assert model.status().counts()["complete"] == len(ids)
+    assert {r: os.stat(f"{chunk_dir}/c.{r}.0.0.0").st_mtime_ns for r in complete} == mtimes
+    assert_footprints_exact(model, range(len(ids)))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    config = make_config(tmp_path, names=("coarse", "fine"))
+    model = Model(tmp_path / "project", make_receptors(48), config)
+    ids = model.register_pending()
+    writers = [start_writer(model.location.root, ids[i::4]) for i in range(4)]
+    # a duplicate attempt of some simulations (at-least-once execution)
+    writers.append(start_writer(model.location.root, ids[::5]))
+    for writer in writers:
+        writer.communicate(timeout=300)
+        assert writer.returncode == 0
+    counts = model.status().counts()
+    assert counts["complete"] == 48
+    foot = model.footprints["fine"].load()
+    cfg = config.footprints["fine"]
+    for row, receptor in enumerate(make_receptors(48)):
+        expected = synthetic_footprint(receptor, cfg, config.hysplit.n_hours, row)
+        got = foot.isel(simulation=row).swap_dims(lag="time").sel(time=expected.time)
+        np.testing.assert_array_equal(got.values, expected.values)
+    leftovers = [
+        n for n in os.listdir(model.location.url(layout.foot_array("fine"))) if "partial" in n
+    ]
+    assert leftovers == []
