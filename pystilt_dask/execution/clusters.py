@@ -104,8 +104,10 @@ def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dic
     """Return the DaskCluster custom resource for ``execution``.
 
     ``execution.cluster`` may hold ``image``, ``resources`` (requests/limits),
-    ``env``, ``scheduler_service_type`` (default ``ClusterIP``) and ``name``; the
-    worker containers get one thread and the ``hysplit`` resource.
+    ``env`` (a mapping, or a list of Kubernetes ``EnvVar`` objects such as
+    ``valueFrom.secretKeyRef``), ``scheduler_service_type`` (default ``ClusterIP``)
+    and ``name``; the worker containers get one thread and the ``hysplit`` resource.
+    Numbers in ``resources`` and in an ``env`` mapping become strings.
     """
     try:
         from dask_kubernetes.operator import make_cluster_spec
@@ -117,12 +119,21 @@ def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dic
     unknown = set(options) - {"image", "resources", "env", "scheduler_service_type", "name"}
     if unknown:
         raise ConfigError(f"execution.cluster: unknown kubernetes options {sorted(unknown)}")
+    # YAML reads `cpu: 1` and `OMP_NUM_THREADS: 1` as numbers, but the DaskCluster CRD
+    # types quantities and env values as strings: the API server would refuse them.
+    resources = copy.deepcopy(options.get("resources"))
+    for kind in ("requests", "limits"):
+        if resources and isinstance(resources.get(kind), dict):
+            resources[kind] = {key: str(value) for key, value in resources[kind].items()}
+    env = options.get("env")
+    if isinstance(env, dict):
+        env = {key: "" if value is None else str(value) for key, value in env.items()}
     spec = make_cluster_spec(
         name=options.get("name", name),
         image=options.get("image", "ghcr.io/dask/dask:latest"),
         n_workers=execution.n_workers or 1,
-        resources=options.get("resources"),
-        env=options.get("env"),
+        resources=resources,
+        env=env,
         scheduler_service_type=options.get("scheduler_service_type", "ClusterIP"),
     )
     # make_cluster_spec shares one resources dict between scheduler and worker.

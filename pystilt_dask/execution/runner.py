@@ -60,7 +60,7 @@ def run_model(
     model.register_pending()
     ids = model.simulations.incomplete() if skip_existing else model.simulations.ids()
     execution = model.config.execution_for(profile)
-    project = str(model.location.root)
+    project = model.location
     if not wait:
         if client is None:
             try:

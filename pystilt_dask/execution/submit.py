@@ -19,6 +19,7 @@ from distributed import Client, as_completed
 
 from ..config import ModelConfig
 from ..simulation import run_simulation
+from ..store.paths import Location
 from ..store.status import task_key
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,11 @@ def hysplit_slots(client: Client) -> int:
 
 
 def submit(
-    client: Client, project: str, sim_id: str, config: ModelConfig, skip_existing: bool = True
+    client: Client,
+    project: str | Location,
+    sim_id: str,
+    config: ModelConfig,
+    skip_existing: bool = True,
 ) -> Any:
     """Submit one simulation task and return its future."""
     return client.submit(
@@ -61,7 +66,7 @@ def submit(
 
 def run_waves(
     client: Client,
-    project: str,
+    project: str | Location,
     sim_ids: Iterable[str],
     config: ModelConfig,
     skip_existing: bool = True,
@@ -73,7 +78,7 @@ def run_waves(
     ----------
     client : distributed.Client
         Connected client.
-    project : str
+    project : str or Location
         Project store (path or URL) the workers can reach.
     sim_ids : iterable of str
         Simulations to run; consumed lazily, ``window`` at a time.

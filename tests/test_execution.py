@@ -1,0 +1,123 @@
+"""Dask execution on a real LocalCluster: task names, fault tolerance, timeouts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from pystilt_dask.config import ModelConfig
+from pystilt_dask.execution import run_waves
+from pystilt_dask.model import Model
+from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.store import records
+
+GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
+
+
+def _receptors(n: int) -> list[PointReceptor]:
+    sites = [(-111.848, 40.766), (-111.9, 40.7), (-111.7, 40.8), (-112.0, 40.6)]
+    return [
+        PointReceptor(
+            time=f"2019-05-30 {8 + i // len(sites):02d}:00", longitude=lon, latitude=lat, altitude=5
+        )  # fmt: skip
+        for i, (lon, lat) in ((i, sites[i % len(sites)]) for i in range(n))
+    ]
+
+
+def _model(path: Path, hrrr_met: dict, receptors, **hysplit) -> Model:
+    config = ModelConfig.from_dict(
+        {
+            "mets": {"hrrr": hrrr_met},
+            "hysplit": {"n_hours": -2, "numpar": 100, "seed": 11, **hysplit},
+            "footprints": {"default": GRID},
+            "execution": {"retries": 3},
+        }
+    )
+    model = Model(path, receptors=receptors, config=config)
+    model.register_pending()
+    return model
+
+
+@pytest.fixture
+def client():
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, resources={"hysplit": 1}, dashboard_address=":0"
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        yield client
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """Content hash of every result file (footprint chunks, particles)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ("/c." in f"/{p.name}" or p.suffix == ".parquet")
+        and not p.name.startswith("manifest")
+    }  # fmt: skip
+
+
+def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, hrrr_met, client):
+    model = _model(tmp_path / "proj", hrrr_met, _receptors(4))
+    outcomes = list(run_waves(client, model.location, model.simulations.incomplete(), model.config))
+    assert sorted(o.state for o in outcomes) == ["complete"] * 4
+    assert model.status().counts()["complete"] == 4
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert "stilt-sim" in prefixes
+    # A second run finds nothing to do.
+    assert model.simulations.incomplete() == []
+
+
+def test_bounded_waves_never_exceed_the_window(tmp_path, hrrr_met, client):
+    model = _model(tmp_path / "proj", hrrr_met, _receptors(6), n_hours=-1, numpar=20)
+    seen: list[int] = []
+
+    def watch(ids):
+        for sim_id in ids:
+            seen.append(len(client.futures))
+            yield sim_id
+
+    outcomes = list(run_waves(client, model.location, watch(model.simulations.ids()),
+                              model.config, window=2))  # fmt: skip
+    assert len(outcomes) == 6 and max(seen) <= 2
+
+
+def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, hrrr_met, client):
+    receptors = _receptors(6)
+    calm = _model(tmp_path / "calm", hrrr_met, receptors)
+    calm.run()
+    model = _model(tmp_path / "stormy", hrrr_met, receptors)
+    killed = False
+    outcomes = []
+    for outcome in run_waves(client, model.location, model.simulations.ids(), model.config):
+        outcomes.append(outcome)
+        if not killed:
+            # Kill a worker process while it is running HYSPLIT for another simulation.
+            pids = client.run(os.getpid)
+            busy = client.processing()
+            victim = next((w for w, tasks in busy.items() if tasks), next(iter(pids)))
+            os.kill(pids[victim], signal.SIGKILL)
+            killed = True
+    assert killed and sorted(o.state for o in outcomes) == ["complete"] * 6
+    assert model.status().counts()["complete"] == 6
+    assert _digest(tmp_path / "stormy") == _digest(tmp_path / "calm")
+
+
+def test_timeout_fails_only_the_slow_simulation(tmp_path, hrrr_met, client):
+    # Near the southern edge particles leave the met domain within minutes, so the
+    # run is ~7x shorter than at the valley site, where they stay all night.
+    quick = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.3, altitude=5)
+    slow = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
+    model = _model(tmp_path / "proj", hrrr_met, [quick, slow], n_hours=-6, numpar=600, timeout=4)
+    started = time.monotonic()
+    outcomes = {o.sim_id: o.state for o in run_waves(
+        client, model.location, model.simulations.ids(), model.config)}  # fmt: skip
+    assert outcomes == {quick.sim_id: "complete", slow.sim_id: "failed"}
+    assert time.monotonic() - started < 60
+    assert model.status().ids("failed") == [slow.sim_id]
+    assert records.read_failure(model.location, slow.sim_id)["reason"] == "timeout"
