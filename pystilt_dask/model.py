@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
@@ -21,6 +20,7 @@ from .errors import ConfigError
 from .receptors import Receptor, read_receptors, receptors_from_frame
 from .store import footprints, layout, manifest, particles
 from .store.paths import Location, StoreError
+from .store.rebuild import RebuildReport, rebuild
 from .store.status import State, Status, running_ids, status
 
 ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
@@ -121,12 +121,7 @@ class Model:
 
     def sync(self) -> None:
         """Make every configured footprint array hold every registered simulation."""
-        table = manifest.read(self.location, columns=["sim_id", "time"])
-        for name, fp in self.config.footprints.items():
-            footprints.ensure(
-                self.location, name, fp, self.config.hysplit,
-                table["sim_id"].to_numpy(), table["time"].to_numpy(),
-            )  # fmt: skip
+        footprints.sync(self.location, self.config)
 
     def _store_config(self) -> None:
         stored = _stored_config(self.location)
@@ -136,6 +131,10 @@ class Model:
                 "use a new project for new transport settings"
             )
         self.location.write_bytes(layout.CONFIG, self.config.to_yaml().encode())
+
+    def rebuild(self, older_than: float = 3600.0) -> RebuildReport:
+        """Repair the store: see :func:`pystilt_dask.store.rebuild.rebuild`."""
+        return rebuild(self.location, self.config, older_than)
 
     def status(self, client: Any = None) -> Status:
         """Every simulation's state (and its footprints'), derived from the store.

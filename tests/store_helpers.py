@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from pystilt_dask.config import FootprintConfig, ModelConfig
+from pystilt_dask.footprint import Grid
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.store import footprints, layout, manifest, publish
 from pystilt_dask.store.paths import Location
@@ -59,8 +60,8 @@ def synthetic_footprint(
     receptor, config: FootprintConfig, n_hours: int, seed: int, n_layers: int | None = None
 ) -> xr.DataArray:
     """A footprint like ``calc_footprint``'s: sparse positive values, ``n_layers`` hours."""
-    coords = footprints.grid(config)
-    (ydim, y), (xdim, x) = coords.items()
+    grid = Grid.from_config(config)
+    (ydim, xdim), y, x = grid.dims, grid.y_centres, grid.x_centres
     n = abs(n_hours) if n_layers is None else n_layers
     hours = np.arange(-1, -n - 1, -1) if n_hours < 0 else np.arange(n)
     if config.time_integrate:

@@ -22,22 +22,25 @@ import re
 
 import numpy as np
 import pandas as pd
-import pyproj
 import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from ..config import FootprintConfig, HysplitConfig
+from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError
-from . import layout
+from ..footprint import UNITS, Grid
+from . import layout, manifest
 from .paths import Location, StoreError
 
 #: Rows per chunk of the per-simulation coordinate arrays.
 COORD_CHUNK = 65536
-FOOT_UNITS = "ppm m2 s umol-1"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEPARATOR = {"name": "default", "configuration": {"separator": "."}}
 _CONFIG_ATTR = "pystilt_dask:footprint"
+_LAG_ATTRS = {
+    "long_name": "start of the hourly layer relative to the receptor time",
+    "units": "hours",
+}
 _TIME_ATTRS = {
     "standard_name": "time",
     "long_name": "start of the footprint layer (UTC)",
@@ -59,54 +62,6 @@ def lags(config: FootprintConfig, hysplit: HysplitConfig) -> np.ndarray:
         return np.zeros(1, dtype="int32")
     n = abs(hysplit.n_hours)
     return np.arange(-n, 0, dtype="int32") if hysplit.n_hours < 0 else np.arange(n, dtype="int32")
-
-
-def grid(config: FootprintConfig) -> dict[str, np.ndarray]:
-    """Cell-centre coordinates ``{"lat": ..., "lon": ...}`` (or ``{"y": ..., "x": ...}``).
-
-    R-STILT's grid: lower-left edges ``seq(min, max, by=res)`` without the last, so
-    ``n = floor((max - min) / res + 1e-10)`` and centres at edge + res / 2. On a
-    projected grid the bounds are the projected lower-left and upper-right corners.
-    """
-    xmin, xmax, ymin, ymax = config.xmin, config.xmax, config.ymin, config.ymax
-    if not config.is_longlat:
-        to_grid = pyproj.Transformer.from_crs("EPSG:4326", config.projection, always_xy=True)
-        xs, ys = to_grid.transform([xmin, xmax], [ymin, ymax])
-        xmin, xmax, ymin, ymax = min(xs), max(xs), min(ys), max(ys)
-    elif xmax < xmin:
-        xmax += 360.0
-
-    def centres(lo: float, hi: float, res: float) -> np.ndarray:
-        n = int(np.floor((hi - lo) / res + 1e-10))
-        return lo + (np.arange(n) + 0.5) * res
-
-    x = centres(xmin, xmax, config.xres)
-    y = centres(ymin, ymax, config.yres)
-    return {"lat": y, "lon": x} if config.is_longlat else {"y": y, "x": x}
-
-
-def _coord_attrs(config: FootprintConfig) -> dict[str, dict]:
-    if config.is_longlat:
-        return {
-            "lat": {
-                "standard_name": "latitude",
-                "long_name": "latitude at cell centre",
-                "units": "degrees_north",
-                "axis": "Y",
-            },
-            "lon": {
-                "standard_name": "longitude",
-                "long_name": "longitude at cell centre",
-                "units": "degrees_east",
-                "axis": "X",
-            },
-        }
-    units = pyproj.CRS(config.projection).axis_info[0].unit_name
-    units = {"metre": "m"}.get(units, units)
-    return {
-        "y": {"standard_name": "projection_y_coordinate", "units": units, "axis": "Y"},
-        "x": {"standard_name": "projection_x_coordinate", "units": units, "axis": "X"},
-    }
 
 
 def _settings(config: FootprintConfig, hysplit: HysplitConfig) -> str:
@@ -160,10 +115,18 @@ def ensure(
         foot.resize((n, *foot.shape[1:]))
 
 
+def sync(location: Location, config: ModelConfig) -> None:
+    """Make every configured footprint array hold every registered simulation."""
+    table = manifest.read(location, columns=["sim_id", "time"])
+    for name, fp in config.footprints.items():
+        ensure(
+            location, name, fp, config.hysplit, table["sim_id"].to_numpy(), table["time"].to_numpy()
+        )
+
+
 def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -> zarr.Group:
-    coords = grid(config)
+    grid = Grid.from_config(config)
     lag = lags(config, hysplit)
-    spatial = tuple(coords)
     group = zarr.open_group(store, mode="w", zarr_format=3)
     group.attrs.update(
         {
@@ -175,32 +138,25 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
     )
     foot_attrs = {
         "long_name": "STILT surface influence footprint",
-        "units": FOOT_UNITS,
+        "units": UNITS,
         "coordinates": "time",
     }
-    if not config.is_longlat:
+    if not grid.is_longlat:
         crs = group.create_array("crs", shape=(), dtype="int32", fill_value=0)
-        crs.attrs.update(pyproj.CRS(config.projection).to_cf())
+        crs.attrs.update(grid.grid_mapping_attrs())
         foot_attrs["grid_mapping"] = "crs"
-    for dim, values in coords.items():
+    for dim, values in zip(grid.dims, (grid.y_centres, grid.x_centres), strict=True):
         arr = group.create_array(
             dim,
             shape=values.shape,
             dtype="float64",
             dimension_names=(dim,),
             fill_value=np.nan,
-            attributes=_coord_attrs(config)[dim],
+            attributes=grid.coordinate_attrs[dim],
         )
         arr[:] = values
     lag_arr = group.create_array(
-        "lag",
-        shape=lag.shape,
-        dtype="int32",
-        dimension_names=("lag",),
-        attributes={
-            "long_name": "start of the hourly layer relative to the receptor time",
-            "units": "hours",
-        },
+        "lag", shape=lag.shape, dtype="int32", dimension_names=("lag",), attributes=_LAG_ATTRS
     )
     lag_arr[:] = lag
     group.create_array(
@@ -219,7 +175,7 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
         dimension_names=("simulation", "lag"),
         attributes=_TIME_ATTRS,
     )
-    shape = (len(lag), *(len(v) for v in coords.values()))
+    shape = (len(lag), grid.ny, grid.nx)
     group.create_array(
         layout.FOOT,
         shape=(0, *shape),
@@ -228,7 +184,7 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
         fill_value=np.nan,
         compressors=ZstdCodec(level=3),
         chunk_key_encoding=_SEPARATOR,
-        dimension_names=("simulation", "lag", *spatial),
+        dimension_names=("simulation", "lag", *grid.dims),
         attributes=foot_attrs,
     )
     return group
@@ -246,18 +202,18 @@ def to_chunk(
     StoreError
         When the footprint's grid or layer times do not fit the configured grid.
     """
-    coords = grid(config)
+    grid = Grid.from_config(config)
     lag = lags(config, hysplit)
-    chunk = np.zeros((len(lag), *(len(v) for v in coords.values())), dtype="float32")
+    chunk = np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
     if foot.sizes.get("time", 0) == 0:
         return chunk
-    spatial = tuple(coords)
-    if set(foot.dims) != {"time", *spatial}:
-        raise StoreError(f"footprint dims {foot.dims} do not match the grid dims {spatial}")
-    foot = foot.transpose("time", *spatial)
-    for dim, values in coords.items():
+    if set(foot.dims) != {"time", *grid.dims}:
+        raise StoreError(f"footprint dims {foot.dims} do not match the grid dims {grid.dims}")
+    foot = foot.transpose("time", *grid.dims)
+    for dim, values, res in zip(
+        grid.dims, (grid.y_centres, grid.x_centres), (grid.yres, grid.xres), strict=True
+    ):
         got = foot[dim].values
-        res = config.xres if dim in ("lon", "x") else config.yres
         if got.shape != values.shape or not np.allclose(got, values, rtol=0, atol=1e-6 * res):
             raise StoreError(f"footprint {dim} coordinates do not match the configured grid")
     offsets = (pd.DatetimeIndex(foot["time"].values) - pd.Timestamp(receptor_time)) / pd.Timedelta(
