@@ -152,6 +152,8 @@ def reference_interpolation(particles: pd.DataFrame) -> pd.DataFrame:
     out["time"] = out["time"].round(1)
     atime = out["time"].abs()
     windows = [atime <= 10, (atime > 10) & (atime <= 20), (atime > 20) & (atime <= 100)]
-    for window, total in zip(windows, totals, strict=True):
-        out.loc[window, "foot"] = out.loc[window, "foot"] / (out.loc[window, "foot"].sum() / total)
+    with np.errstate(invalid="ignore"):  # an all-zero window gives NaN, as in R
+        for window, total in zip(windows, totals, strict=True):
+            scale = out.loc[window, "foot"].sum() / total
+            out.loc[window, "foot"] = out.loc[window, "foot"] / scale
     return out
