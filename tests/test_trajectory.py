@@ -116,7 +116,11 @@ def test_timeout_kills_hysplit_and_keeps_the_log(hrrr_met):
         run_trajectory(POINT, config)
     assert info.value.reason == "timeout"
     assert "mixing" in info.value.log_tail  # MESSAGE's tail: the console output was lost
-    assert not [p for p in psutil.process_iter(["name"]) if p.info["name"] == "hycs_std"]
+    ours = [
+        p for p in psutil.process_iter(["name", "cwd"])
+        if p.info["name"] == "hycs_std" and p.info["cwd"] == info.value.workdir
+    ]  # fmt: skip
+    assert not ours
 
 
 def test_hysplit_failure_is_classified_with_its_log(hrrr_config, tmp_path):

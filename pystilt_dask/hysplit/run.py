@@ -9,11 +9,13 @@ directory lives on a RAM-backed compute root when one exists
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +81,7 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             ["./hycs_std"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
         try:
             returncode = process.wait(timeout=timeout)
@@ -152,6 +154,13 @@ def _link(target: Path, link: Path) -> None:
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(target)
+
+
+def _die_with_parent() -> None:
+    # A worker killed with SIGKILL cannot kill its hycs_std; ask Linux to do it
+    # (PR_SET_PDEATHSIG), so no orphan keeps running and writing.
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
