@@ -2,7 +2,10 @@
 
 from . import defaults  # noqa: F401  (registers the `stilt` dask.config namespace first)
 from .config import ExecutionConfig, FootprintConfig, HysplitConfig, MetConfig, ModelConfig
+from .footprint import calc_footprint, is_empty, to_rstilt_netcdf
+from .model import Model
 from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, read_receptors
+from .trajectory import run_trajectory
 
 __all__ = [
     "ColumnReceptor",
@@ -10,8 +13,13 @@ __all__ = [
     "FootprintConfig",
     "HysplitConfig",
     "MetConfig",
+    "Model",
     "ModelConfig",
     "MultiPointReceptor",
     "PointReceptor",
+    "calc_footprint",
+    "is_empty",
     "read_receptors",
+    "run_trajectory",
+    "to_rstilt_netcdf",
 ]
