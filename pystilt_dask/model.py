@@ -18,6 +18,7 @@ import yaml
 from .config import ModelConfig
 from .errors import ConfigError
 from .receptors import Receptor, read_receptors, receptors_from_frame
+from .simulation import run_simulation
 from .store import footprints, layout, manifest, particles
 from .store.paths import Location, StoreError
 from .store.rebuild import RebuildReport, rebuild
@@ -177,8 +178,6 @@ class Model:
         dict
             The resulting state of each simulation run.
         """
-        from .simulation import run_simulation
-
         self.sync()
         ids = self.simulations.incomplete() if skip_existing else self.simulations.ids()
         return {

@@ -1,0 +1,137 @@
+"""Model end to end with the real trajectory and footprint functions (real HYSPLIT, HRRR)."""
+
+from __future__ import annotations
+
+import os
+
+import dask
+import numpy as np
+import pytest
+from store_helpers import RaiseIfComputes
+
+from pystilt_dask.config import ModelConfig
+from pystilt_dask.footprint import calc_footprint
+from pystilt_dask.model import Model
+from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.simulation import run_simulation
+from pystilt_dask.store import layout, records
+
+GRIDS = {
+    "slv": {"xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 41.0, "xres": 0.01},
+    "total": {
+        "xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 41.0, "xres": 0.02,
+        "time_integrate": True,
+    },
+    "far": {"xmin": -100.0, "xmax": -99.0, "ymin": 40.0, "ymax": 41.0, "xres": 0.1},
+}  # fmt: skip
+RECEPTORS = [
+    PointReceptor(time=f"2019-05-30 {hour:02d}:00", longitude=lon, latitude=40.766, altitude=5)
+    for hour, lon in ((10, -111.848), (9, -111.848), (11, -111.9), (8, -111.8))
+]
+
+
+@pytest.fixture
+def config(hrrr_met) -> ModelConfig:
+    return ModelConfig.from_dict(
+        {
+            "mets": {"hrrr": hrrr_met},
+            "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7},
+            "footprints": GRIDS,
+        }
+    )
+
+
+@pytest.fixture
+def model(tmp_path, config) -> Model:
+    model = Model(tmp_path / "project", RECEPTORS, config)
+    model.register_pending()
+    return model
+
+
+def mtimes(model: Model, key_for) -> list[int]:
+    return [
+        os.stat(model.location.url(key_for(sim_id, row))).st_mtime_ns
+        for row, sim_id in enumerate(model.simulations.ids())
+    ]
+
+
+def slv_chunk(sim_id: str, row: int) -> str:
+    return layout.chunk_key("slv", row)
+
+
+def far_chunk(sim_id: str, row: int) -> str:
+    return layout.chunk_key("far", row)
+
+
+def particle_file(sim_id: str, row: int) -> str:
+    return layout.particles_key(sim_id)
+
+
+def test_run_then_load_equals_calc_footprint(model, config):
+    assert set(model.run().values()) == {"complete"}
+    with dask.config.set(scheduler=RaiseIfComputes()):
+        loaded = {name: model.footprints[name].load() for name in GRIDS}
+        loaded["slv"].sel(simulation=RECEPTORS[1].sim_id).isel(lag=-1)
+    for row, receptor in enumerate(RECEPTORS):
+        table = model.trajectories.load(receptor.sim_id)
+        for name in ("slv", "total"):
+            expected = calc_footprint(table, receptor, config.footprints[name])
+            got = loaded[name].isel(simulation=row)
+            other = np.flatnonzero(~np.isin(got.time.values, expected.time.values))
+            assert float(got.isel(lag=other).sum()) == 0  # layers no particle reached
+            by_time = got.swap_dims(lag="time").sel(time=expected.time)
+            np.testing.assert_array_equal(by_time.values, expected.values)
+            assert expected.sum() > 0
+    table = model.status().table
+    assert set(table["far"]) == {"complete-empty"}
+    assert set(table["state"]) == {"complete"}
+    assert loaded["slv"].dims == ("simulation", "lag", "lat", "lon")
+    assert loaded["total"].sizes["lag"] == 1
+
+
+def test_empty_footprints_are_complete_empty_and_not_rerun(tmp_path, config):
+    far_only = config.model_copy(update={"footprints": {"far": config.footprints["far"]}})
+    model = Model(tmp_path / "far", RECEPTORS[:2], far_only)
+    model.register_pending()
+    assert set(model.run().values()) == {"complete-empty"}
+    before = mtimes(model, far_chunk)
+    assert model.run() == {}
+    assert run_simulation(model.location, RECEPTORS[0].sim_id, far_only) == "complete-empty"
+    assert mtimes(model, far_chunk) == before
+    assert float(model.footprints["far"].load().sum()) == 0.0
+
+
+def test_missing_chunk_recomputed_from_stored_particles(model):
+    model.run()
+    particles_before = mtimes(model, particle_file)
+    path = model.location.url(layout.chunk_key("slv", 2))
+    data = open(path, "rb").read()
+    os.unlink(path)
+    table = model.status().table
+    assert table.index[table["state"] == "pending"].tolist() == [RECEPTORS[2].sim_id]
+    assert model.run() == {RECEPTORS[2].sim_id: "complete"}
+    assert open(path, "rb").read() == data
+    assert mtimes(model, particle_file) == particles_before
+
+
+def test_skip_existing_false_redoes_everything(model):
+    model.run()
+    chunks, particles = mtimes(model, slv_chunk), mtimes(model, particle_file)
+    data = open(model.location.url(layout.chunk_key("slv", 0)), "rb").read()
+    assert set(model.run(skip_existing=False).values()) == {"complete"}
+    assert np.all(np.array(mtimes(model, slv_chunk)) > chunks)
+    assert np.all(np.array(mtimes(model, particle_file)) > particles)
+    assert open(model.location.url(layout.chunk_key("slv", 0)), "rb").read() == data  # seeded
+
+
+def test_failure_is_recorded_and_cleared(tmp_path, config):
+    early = PointReceptor(time="2019-05-30 01:00", longitude=-111.848, latitude=40.766, altitude=5)
+    model = Model(tmp_path / "project", [early], config)
+    (sim_id,) = model.register_pending()
+    assert model.run() == {sim_id: "failed"}
+    record = records.read_failure(model.location, sim_id)
+    assert record["reason"] == "MeteorologyError" and "does not cover" in record["message"]
+    assert model.simulations.failed() == [sim_id]
+    assert model.status().table.loc[sim_id, "slv"] == "failed"
+    assert not model.location.exists(layout.particles_key(sim_id))
+    assert model.footprints["slv"].load().isel(simulation=0).isnull().all()
