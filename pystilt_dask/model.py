@@ -61,7 +61,10 @@ class Model:
         if config is None:
             config = _stored_config(self.location)
             if config is None:
-                raise StoreError(f"{self.location.root} has no {layout.CONFIG}; pass config=")
+                raise StoreError(
+                    f"{self.location.root} has no {layout.CONFIG}: not a project "
+                    "(give its config.yaml, or pass config=)"
+                )
         elif not isinstance(config, ModelConfig):
             config = ModelConfig.from_yaml(config)
         for name in config.footprints:
