@@ -132,13 +132,12 @@ def _footprint_layers(
     if interpolate and needs_interpolation(pid, time, lon, lat, grid.xres, grid.yres):
         pid, time, lon, lat, foot = interpolate_early(pid, time, lon, lat, foot, time_sign)
 
-    # rtime: minutes since each particle's first output row.
-    first_step = np.full(n_particles, np.inf)
-    kernels.group_min_abs(pid, time, first_step)
-    rtime = time - time_sign * first_step[pid]
+    rtime = np.empty_like(time)
+    kernels.relative_time(pid, time, time_sign, np.full(n_particles, np.inf), rtime)
     del pid
     rcode, rtimes = pd.factorize(rtime, sort=True)
     del rtime
+    rcode = rcode.astype(_index_dtype(rtimes.size))
     rtimes = np.asarray(rtimes, dtype=np.float64)
 
     x, y = grid.project(lon, lat)
@@ -167,35 +166,71 @@ def _footprint_layers(
     buf_shape = (grid.ny + 2 * ybuf, grid.nx + 2 * xbuf)
     hourly = not config.time_integrate
 
-    cell = np.empty(x.size, dtype=np.int64)
-    n_kept, first, last = kernels.classify_rows(
-        x, y, foot, time, bounds, origin, res, buf_shape, hourly, cell
+    # Bucket the kept rows by (layer, rtime code) with a counting sort: each
+    # layer's buckets span only the rtime codes present in it.
+    if hourly:
+        first = int(np.floor(time.min() / 60.0))
+        n_span = int(np.floor(time.max() / 60.0)) - first + 1
+    else:
+        first, n_span = 0, 1
+    counts = np.zeros(n_span, dtype=np.int64)
+    rmin = np.full(n_span, n_r, dtype=np.int64)
+    rmax = np.full(n_span, -1, dtype=np.int64)
+    n_kept = kernels.layer_ranges(
+        x, y, foot, time, rcode, bounds, hourly, first, counts, rmin, rmax
     )
     if n_kept == 0:
         return empty
-    order = np.empty(n_kept, dtype=np.int64)
-    layer_counts = np.zeros(last - first + 1, dtype=np.int64)
-    kernels.order_rows(
-        cell, time, rcode, n_r, first, hourly, np.empty(n_kept, dtype=np.int64), order, layer_counts
+    base = np.zeros(n_span + 1, dtype=np.int64)
+    np.cumsum(np.where(counts > 0, rmax - rmin + 1, 0), out=base[1:])
+    starts = np.zeros(base[-1] + 1, dtype=np.int64)
+    kernels.count_buckets(x, y, foot, time, rcode, bounds, hourly, first, base, rmin, starts)
+    np.cumsum(starts, out=starts)
+    # 32-bit indices halve the largest work arrays whenever they fit.
+    order = np.empty(n_kept, dtype=_index_dtype(x.size))
+    cell = np.empty(n_kept, dtype=_index_dtype(buf_shape[0] * buf_shape[1]))
+    kernels.place_rows(
+        x,
+        y,
+        foot,
+        time,
+        rcode,
+        bounds,
+        origin,
+        res,
+        buf_shape,
+        hourly,
+        first,
+        base,
+        rmin,
+        starts[:-1].copy(),
+        order,
+        cell,
     )
-    present = np.flatnonzero(layer_counts)
+    del rcode
+    present = np.flatnonzero(counts)
     values = np.empty((present.size, grid.ny, grid.nx), dtype=np.float32)
     kernels.accumulate_layers(
         order,
-        layer_counts,
         cell,
-        rcode,
+        starts,
+        base,
+        rmin,
         foot,
         sigma,
         res,
         buf_shape[1],
         (xbuf, ybuf),
         float(n_particles),
-        np.empty((ybuf, xbuf)),
+        np.empty(xbuf * ybuf),
         np.zeros((grid.ny, grid.nx)),
         values,
     )
     return present + first, values
+
+
+def _index_dtype(n: int) -> type[np.integer]:
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
 
 
 def _as_dataarray(

@@ -25,16 +25,16 @@ from numba import njit  # noqa: E402
 
 
 @njit(nogil=True, cache=True)
-def group_min_abs(codes, values, out):
-    """Set ``out[c]`` to the smallest ``|values|`` of the rows whose code is ``c``.
+def relative_time(codes, time, time_sign, first, out):
+    """Set ``out`` to R-STILT's rtime: ``time - time_sign * min |time|`` per particle.
 
-    ``out`` must be filled with ``inf`` by the caller.
+    ``codes`` numbers the particles; ``first`` (one per particle, filled with
+    ``inf``) receives each particle's smallest ``|time|``.
     """
     for i in range(codes.size):
-        v = abs(values[i])
-        c = codes[i]
-        if v < out[c]:
-            out[c] = v
+        first[codes[i]] = min(first[codes[i]], abs(time[i]))
+    for i in range(codes.size):
+        out[i] = time[i] - time_sign * first[codes[i]]
 
 
 @njit(nogil=True, cache=True)
@@ -86,77 +86,111 @@ def _find_interval(v, origin, res, n):
     return i
 
 
-@njit(nogil=True, cache=True)
-def classify_rows(x, y, foot, time, bounds, origin, res, shape, hourly, cell_out):
-    """Keep the rows that can reach the grid and give each its buffered-grid cell.
+@njit(nogil=True, cache=True, inline="always")
+def _kept(foot, x, y, bounds):
+    # R-STILT keeps foot > 0 within the half-kernel margin; written so NaN fails.
+    return foot > 0 and x >= bounds[0] and x < bounds[1] and y >= bounds[2] and y < bounds[3]
 
-    A row is kept when ``foot > 0`` and ``bounds[0] <= x < bounds[1]`` and
-    ``bounds[2] <= y < bounds[3]`` (R-STILT's half-kernel margin). Its cell is
-    ``row * shape[1] + col`` on the buffered grid whose lower-left edge is
-    ``origin`` and cell size ``res`` (both ``(x, y)``); dropped rows get -1.
+
+@njit(nogil=True, cache=True, inline="always")
+def _layer(time, hourly, first_layer):
+    return int(np.floor(time / 60.0)) - first_layer if hourly else 0
+
+
+@njit(nogil=True, cache=True)
+def layer_ranges(x, y, foot, time, rcode, bounds, hourly, first_layer, counts, rmin, rmax):
+    """Count the kept rows of each layer and the range of their rtime codes.
+
+    A row is kept when ``foot > 0``, ``bounds[0] <= x < bounds[1]`` and
+    ``bounds[2] <= y < bounds[3]``. Layers are ``floor(time / 60) -
+    first_layer`` (0 when ``hourly`` is false). ``counts`` must be zero-filled,
+    ``rmin`` filled with a large and ``rmax`` with a negative value.
 
     Returns
     -------
-    (n_kept, first_layer, last_layer)
-        Layers are ``floor(time / 60)`` (0 when ``hourly`` is false).
+    int
+        The number of kept rows.
     """
     n_kept = 0
-    first = np.iinfo(np.int64).max
-    last = np.iinfo(np.int64).min
-    ny, nx = shape[0], shape[1]
     for i in range(x.size):
-        f = foot[i]
-        xi = x[i]
-        yi = y[i]
-        # Written so NaN positions or foot fail every test and are dropped.
-        if not (
-            f > 0 and xi >= bounds[0] and xi < bounds[1] and yi >= bounds[2] and yi < bounds[3]
-        ):
-            cell_out[i] = -1
+        if not _kept(foot[i], x[i], y[i], bounds):
             continue
-        col = _find_interval(xi, origin[0], res[0], nx)
-        row = _find_interval(yi, origin[1], res[1], ny)
-        cell_out[i] = row * nx + col
-        layer = int(np.floor(time[i] / 60.0)) if hourly else 0
-        first = min(first, layer)
-        last = max(last, layer)
+        layer = _layer(time[i], hourly, first_layer)
+        code = rcode[i]
+        counts[layer] += 1
+        rmin[layer] = min(rmin[layer], code)
+        rmax[layer] = max(rmax[layer], code)
         n_kept += 1
-    return n_kept, first, last
+    return n_kept
 
 
 @njit(nogil=True, cache=True)
-def order_rows(cell, time, rcode, n_rtimes, first_layer, hourly, scratch, order, layer_counts):
-    """Order kept rows by (layer, rtime code) with two stable counting sorts.
+def count_buckets(x, y, foot, time, rcode, bounds, hourly, first_layer, base, rmin, sizes):
+    """Count kept rows per (layer, rtime code) bucket into ``sizes[bucket + 1]``.
 
-    ``order`` and ``scratch`` hold at least as many entries as kept rows;
-    ``layer_counts`` (zero-filled, one per layer from ``first_layer``) receives
-    the number of kept rows per layer. Rows with ``cell < 0`` are skipped.
+    Bucket ``base[layer] + code - rmin[layer]`` numbers the buckets layer by
+    layer and, within a layer, by rtime code.
     """
-    starts = np.zeros(n_rtimes + 1, dtype=np.int64)
-    for i in range(cell.size):
-        if cell[i] >= 0:
-            starts[rcode[i] + 1] += 1
-    for c in range(n_rtimes):
-        starts[c + 1] += starts[c]
-    for i in range(cell.size):
-        if cell[i] >= 0:
-            c = rcode[i]
-            scratch[starts[c]] = i
-            starts[c] += 1
-    n_kept = starts[n_rtimes]
-    n_layers = layer_counts.size
-    for j in range(n_kept):
-        i = scratch[j]
-        layer = int(np.floor(time[i] / 60.0)) - first_layer if hourly else 0
-        layer_counts[layer] += 1
-    offsets = np.zeros(n_layers, dtype=np.int64)
-    for k in range(1, n_layers):
-        offsets[k] = offsets[k - 1] + layer_counts[k - 1]
-    for j in range(n_kept):
-        i = scratch[j]
-        layer = int(np.floor(time[i] / 60.0)) - first_layer if hourly else 0
-        order[offsets[layer]] = i
-        offsets[layer] += 1
+    for i in range(x.size):
+        if _kept(foot[i], x[i], y[i], bounds):
+            layer = _layer(time[i], hourly, first_layer)
+            sizes[base[layer] + rcode[i] - rmin[layer] + 1] += 1
+
+
+@njit(nogil=True, cache=True)
+def _find_interval(v, origin, res, n):
+    # Index i of the half-open bin [origin + i*res, origin + (i+1)*res) holding v,
+    # with edges computed exactly as R's seq() does, so a particle sitting on an
+    # edge lands where R's findInterval puts it. The division only guesses.
+    i = int(np.floor((v - origin) / res))
+    if i < 0:
+        i = 0
+    if i > n - 1:
+        i = n - 1
+    while i + 1 < n and origin + (i + 1) * res <= v:
+        i += 1
+    while i > 0 and origin + i * res > v:
+        i -= 1
+    return i
+
+
+@njit(nogil=True, cache=True)
+def place_rows(
+    x,
+    y,
+    foot,
+    time,
+    rcode,
+    bounds,
+    origin,
+    res,
+    shape,
+    hourly,
+    first_layer,
+    base,
+    rmin,
+    cursor,
+    order,
+    cell,
+):
+    """Put each kept row's index and buffered-grid cell at its bucket's next slot.
+
+    ``cursor[bucket]`` starts at the bucket's first slot (see
+    :func:`count_buckets`). Cells are ``row * shape[1] + col`` on the buffered
+    grid with lower-left edge ``origin`` and cell size ``res`` (both ``(x, y)``).
+    Rows keep their table order within a bucket.
+    """
+    for i in range(x.size):
+        if not _kept(foot[i], x[i], y[i], bounds):
+            continue
+        layer = _layer(time[i], hourly, first_layer)
+        bucket = base[layer] + rcode[i] - rmin[layer]
+        slot = cursor[bucket]
+        cursor[bucket] = slot + 1
+        order[slot] = i
+        col = _find_interval(x[i], origin[0], res[0], shape[1])
+        row = _find_interval(y[i], origin[1], res[1], shape[0])
+        cell[slot] = row * shape[1] + col
 
 
 @njit(nogil=True, cache=True)
@@ -195,6 +229,7 @@ def fill_gauss_kernel(sigma, xres, yres, out):
 def _stamp_group(acc, cells, weights, kernel, buf_nx, buf_x, buf_y):
     # Add weights[j] * kernel centred on each buffered cell, clipped to acc.
     ny, nx = acc.shape
+    flat = acc.ravel()
     ky_n, kx_n = kernel.shape
     hy = (ky_n - 1) // 2
     hx = (kx_n - 1) // 2
@@ -203,22 +238,21 @@ def _stamp_group(acc, cells, weights, kernel, buf_nx, buf_x, buf_y):
         # Output-grid position of the kernel's lower-left corner.
         y0 = cells[j] // buf_nx - buf_y - hy
         x0 = cells[j] % buf_nx - buf_x - hx
-        r_lo = max(0, -y0)
-        r_hi = min(ky_n, ny - y0)
         c_lo = max(0, -x0)
         c_hi = min(kx_n, nx - x0)
-        for r in range(r_lo, r_hi):
-            row = acc[y0 + r]
+        for r in range(max(0, -y0), min(ky_n, ny - y0)):
+            start = (y0 + r) * nx + x0
             for c in range(c_lo, c_hi):
-                row[x0 + c] += f * kernel[r, c]
+                flat[start + c] += f * kernel[r, c]
 
 
 @njit(nogil=True, cache=True)
 def accumulate_layers(
     order,
-    layer_counts,
     cell,
-    rcode,
+    starts,
+    base,
+    rmin,
     foot,
     sigma,
     res,
@@ -229,53 +263,49 @@ def accumulate_layers(
     acc,
     out,
 ):
-    """Smooth and sum the ordered rows, one hourly layer at a time, into ``out``.
+    """Smooth and sum the bucketed rows, one hourly layer at a time, into ``out``.
 
-    Rows come in (layer, rtime code) runs from :func:`order_rows`. Within a run
-    the ``foot`` of rows sharing a cell is summed first, then the run's kernel
-    (bandwidth ``sigma[rtime code]``) is stamped once per occupied cell into
-    ``acc`` (float64, output-sized), dropping what falls off the grid. A finished
-    layer is divided by ``n_particles`` into the next float32 layer of ``out``;
-    layers without rows are skipped, as R-STILT omits them. ``kernel_buf`` is
-    scratch space the size of the widest kernel; ``buf`` is the buffer width
-    ``(x, y)`` in cells and ``buf_nx`` the buffered grid's width.
+    Bucket ``b`` of layer ``l`` (slots ``starts[b]:starts[b + 1]`` of ``order``
+    and ``cell``, see :func:`place_rows`) holds the rows of rtime code
+    ``rmin[l] + b - base[l]``. Within a bucket the ``foot`` of rows sharing a
+    cell is summed first, then the bucket's kernel (bandwidth ``sigma[code]``)
+    is stamped once per occupied cell into ``acc`` (float64, output-sized),
+    dropping what falls off the grid. A finished layer is divided by
+    ``n_particles`` into the next float32 layer of ``out``; layers without rows
+    are skipped, as R-STILT omits them. ``kernel_buf`` is flat scratch space for
+    the widest kernel; ``buf`` is the buffer width ``(x, y)`` in cells and
+    ``buf_nx`` the buffered grid's width.
     """
-    start = 0
+    largest = 0
+    for b in range(starts.size - 1):
+        largest = max(largest, starts[b + 1] - starts[b])
+    cells = np.empty(largest, dtype=np.int64)
+    weights = np.empty(largest, dtype=np.float64)
     k_out = 0
-    for layer in range(layer_counts.size):
-        stop = start + layer_counts[layer]
-        if stop == start:
+    for layer in range(base.size - 1):
+        if starts[base[layer + 1]] == starts[base[layer]]:
             continue
-        run = start
-        while run < stop:
-            code = rcode[order[run]]
-            end = run + 1
-            while end < stop and rcode[order[end]] == code:
-                end += 1
-            rows = order[run:end]
-            run_cells = cell[rows]
-            by_cell = np.argsort(run_cells, kind="mergesort")
-            cells = np.empty(by_cell.size, dtype=np.int64)
-            weights = np.empty(by_cell.size, dtype=np.float64)
-            n_cells = -1
-            for j in range(by_cell.size):
-                i = rows[by_cell[j]]
-                if n_cells < 0 or cell[i] != cells[n_cells]:
-                    n_cells += 1
-                    cells[n_cells] = cell[i]
-                    weights[n_cells] = 0.0
-                weights[n_cells] += foot[i]
-            s = sigma[code]
+        for b in range(base[layer], base[layer + 1]):
+            lo, hi = starts[b], starts[b + 1]
+            if hi == lo:
+                continue
+            by_cell = np.argsort(cell[lo:hi], kind="mergesort")
+            n = 0
+            for j in range(hi - lo):
+                c = cell[lo + by_cell[j]]
+                if n == 0 or c != cells[n - 1]:
+                    cells[n] = c
+                    weights[n] = 0.0
+                    n += 1
+                weights[n - 1] += foot[order[lo + by_cell[j]]]
+            s = sigma[rmin[layer] + b - base[layer]]
             ny_k = 1 + 2 * int(np.floor(3.0 * s / res[1]))
             nx_k = 1 + 2 * int(np.floor(3.0 * s / res[0]))
-            kernel = kernel_buf[:ny_k, :nx_k]
+            kernel = kernel_buf[: ny_k * nx_k].reshape((ny_k, nx_k))
             fill_gauss_kernel(s, res[0], res[1], kernel)
-            n = n_cells + 1
             _stamp_group(acc, cells[:n], weights[:n], kernel, buf_nx, buf[0], buf[1])
-            run = end
         for r in range(acc.shape[0]):
             for c in range(acc.shape[1]):
                 out[k_out, r, c] = acc[r, c] / n_particles
                 acc[r, c] = 0.0
         k_out += 1
-        start = stop
