@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -118,9 +119,10 @@ def validate_pod(pod_spec: dict) -> None:
         ExecutionConfig(backend="kubernetes", n_workers=3, cluster=CLUSTER_FROM_YAML),
         ExecutionConfig(backend="kubernetes", n_workers=3, cluster=CLUSTER_WITH_SECRET),
         ExecutionConfig(
-            backend="kubernetes", cluster={"scheduler_service_type": "LoadBalancer", "name": "r7"}
+            backend="kubernetes",
+            cluster={"scheduler_service_type": "LoadBalancer", "name": "r7", "image": IMAGE},
         ),
-        ExecutionConfig(backend="kubernetes"),
+        ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE}),
     ],
     ids=["options", "yaml-numbers", "secret-env", "service-and-name", "defaults"],
 )
@@ -144,13 +146,16 @@ def test_spec_carries_the_cluster_options():
     for container in containers:
         assert container["image"] == IMAGE
         assert container["resources"] == CLUSTER["resources"]
-        assert {e["name"]: e["value"] for e in container["env"]} == CLUSTER["env"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        env.pop("DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS", None)  # scheduler only
+        assert env == CLUSTER["env"]
     # make_cluster_spec hands both pods one resources dict; editing one must not edit both.
     assert containers[0]["resources"] is not containers[1]["resources"]
 
     named = kubernetes_spec(
         ExecutionConfig(
-            backend="kubernetes", cluster={"scheduler_service_type": "LoadBalancer", "name": "r7"}
+            backend="kubernetes",
+            cluster={"scheduler_service_type": "LoadBalancer", "name": "r7", "image": IMAGE},
         )
     )
     assert named["metadata"]["name"] == "r7"
@@ -158,7 +163,9 @@ def test_spec_carries_the_cluster_options():
     assert named["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == "r7"
     assert named["spec"]["worker"]["replicas"] == 1
 
-    yaml_spec = kubernetes_spec(ExecutionConfig(backend="kubernetes", cluster=CLUSTER_FROM_YAML))
+    yaml_spec = kubernetes_spec(
+        ExecutionConfig(backend="kubernetes", cluster={**CLUSTER_FROM_YAML, "image": IMAGE})
+    )
     (worker,) = yaml_spec["spec"]["worker"]["spec"]["containers"]
     assert worker["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert worker["env"] == [
@@ -179,6 +186,23 @@ def test_met_volume_from_the_guide_validates(crd_validator):
     ]
     assert crd_errors(crd_validator, spec) == []
     validate_pod(worker)
+
+
+def test_missing_image_and_bad_service_type_are_config_errors():
+    with pytest.raises(ConfigError, match="image is required"):
+        kubernetes_spec(ExecutionConfig(backend="kubernetes"))
+    bad = {"image": IMAGE, "scheduler_service_type": "LoadBalancr"}
+    with pytest.raises(ConfigError, match="'LoadBalancr' is not one of"):
+        kubernetes_spec(ExecutionConfig(backend="kubernetes", cluster=bad))
+
+
+def test_scheduler_gets_the_task_duration_hint():
+    spec = kubernetes_spec(ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE}))
+    (scheduler,) = spec["spec"]["scheduler"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in scheduler["env"]}
+    assert json.loads(env["DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS"]) == {
+        "stilt-sim": "1m"
+    }
 
 
 def test_unknown_cluster_option_is_a_config_error():
@@ -252,7 +276,9 @@ def test_kubecluster_runs_simulations(fake_k8s, hrrr_met, tmp_path):
     sim_ids = model.register_pending()
     # LoadBalancer: with ClusterIP, KubeCluster port-forwards, which the fake cannot do.
     execution = ExecutionConfig(
-        backend="kubernetes", n_workers=2, cluster={"scheduler_service_type": "LoadBalancer"}
+        backend="kubernetes",
+        n_workers=2,
+        cluster={"scheduler_service_type": "LoadBalancer", "image": IMAGE},
     )
 
     cluster = make_cluster(execution)

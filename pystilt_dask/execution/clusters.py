@@ -9,16 +9,26 @@ worker runs one HYSPLIT at a time. Optional backends are imported only when used
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
+import dask.config
 import pandas as pd
 
+from .. import defaults  # noqa: F401  (the stilt defaults, incl. task durations, first)
 from ..config import ExecutionConfig
 from ..errors import ConfigError
 
 #: Arguments every worker gets: one task at a time, one HYSPLIT slot.
 WORKER_ARGS = ["--nthreads", "1", "--resources", "hysplit=1"]
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+SCHEDULER_DURATION_ENV = {
+    "name": "DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS",
+    "value": json.dumps(
+        {"stilt-sim": dask.config.get("distributed.scheduler.default-task-durations.stilt-sim")}
+    ),
+}
 
 
 def make_cluster(execution: ExecutionConfig) -> Any:
@@ -103,7 +113,8 @@ def _lifetime_args(walltime: str | None, given: list[str]) -> list[str]:
 def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dict[str, Any]:
     """Return the DaskCluster custom resource for ``execution``.
 
-    ``execution.cluster`` may hold ``image``, ``resources`` (requests/limits),
+    ``execution.cluster`` must hold ``image`` (one with pystilt_dask and
+    ``hycs_std`` installed) and may hold ``resources`` (requests/limits),
     ``env`` (a mapping, or a list of Kubernetes ``EnvVar`` objects such as
     ``valueFrom.secretKeyRef``), ``scheduler_service_type`` (default ``ClusterIP``)
     and ``name``; the worker containers get one thread and the ``hysplit`` resource.
@@ -119,6 +130,16 @@ def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dic
     unknown = set(options) - {"image", "resources", "env", "scheduler_service_type", "name"}
     if unknown:
         raise ConfigError(f"execution.cluster: unknown kubernetes options {sorted(unknown)}")
+    if "image" not in options:
+        raise ConfigError(
+            "execution.cluster.image is required for backend 'kubernetes': "
+            "an image with pystilt_dask and hycs_std installed"
+        )
+    service = options.get("scheduler_service_type", "ClusterIP")
+    if service not in SERVICE_TYPES:
+        raise ConfigError(
+            f"execution.cluster.scheduler_service_type {service!r} is not one of {SERVICE_TYPES}"
+        )
     # YAML reads `cpu: 1` and `OMP_NUM_THREADS: 1` as numbers, but the DaskCluster CRD
     # types quantities and env values as strings: the API server would refuse them.
     resources = copy.deepcopy(options.get("resources"))
@@ -130,16 +151,19 @@ def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dic
         env = {key: "" if value is None else str(value) for key, value in env.items()}
     spec = make_cluster_spec(
         name=options.get("name", name),
-        image=options.get("image", "ghcr.io/dask/dask:latest"),
+        image=options["image"],
         n_workers=execution.n_workers or 1,
         resources=resources,
         env=env,
-        scheduler_service_type=options.get("scheduler_service_type", "ClusterIP"),
+        scheduler_service_type=service,
     )
     # make_cluster_spec shares one resources dict between scheduler and worker.
     spec = copy.deepcopy(spec)
     for container in spec["spec"]["worker"]["spec"]["containers"]:
         container["args"] = [*container.get("args", []), *WORKER_ARGS]
+    # The scheduler pod never imports pystilt_dask: give it the task-duration hint here.
+    for container in spec["spec"]["scheduler"]["spec"]["containers"]:
+        container["env"] = [*(container.get("env") or []), SCHEDULER_DURATION_ENV]
     return _prune_nulls(spec)
 
 
