@@ -135,3 +135,26 @@ def test_failure_is_recorded_and_cleared(tmp_path, config):
     assert model.status().table.loc[sim_id, "slv"] == "failed"
     assert not model.location.exists(layout.particles_key(sim_id))
     assert model.footprints["slv"].load().isel(simulation=0).isnull().all()
+
+
+def test_transport_error_particles_are_a_completion_key(tmp_path, hrrr_met):
+    config = ModelConfig.from_dict(
+        {
+            "mets": {"hrrr": hrrr_met},
+            "hysplit": {
+                "n_hours": -1, "numpar": 20, "seed": 3,
+                "siguverr": 1.0, "tluverr": 60.0, "zcoruverr": 500.0, "horcoruverr": 40.0,
+            },
+            "footprints": {"slv": GRIDS["slv"]},
+        }
+    )  # fmt: skip
+    model = Model(tmp_path / "project", RECEPTORS[:1], config)
+    (sim_id,) = model.register_pending()
+    assert model.run() == {sim_id: "complete"}
+    assert list(model.trajectories.paths(error=True)) == [sim_id]
+    errors = model.trajectories.load(sim_id, error=True)
+    assert len(errors) and not errors.equals(model.trajectories.load(sim_id))
+    os.unlink(model.location.url(layout.error_particles_key(sim_id)))
+    assert model.simulations.incomplete() == [sim_id]
+    assert model.run() == {sim_id: "complete"}
+    assert model.location.exists(layout.error_particles_key(sim_id))

@@ -22,7 +22,7 @@ from store_helpers import (
 
 from pystilt_dask.errors import ConfigError, HysplitError
 from pystilt_dask.model import Model
-from pystilt_dask.store import State, StoreError, layout, manifest, records
+from pystilt_dask.store import State, StoreError, footprints, layout, manifest, publish, records
 from pystilt_dask.store.paths import Location
 
 
@@ -274,3 +274,16 @@ def test_running_from_a_live_scheduler(model):
         distributed.Event("release").set()
         assert future.result()
     assert model.status().table.loc[ids[1], "state"] == "pending"
+
+
+def test_forward_runs_keep_the_last_output_layer(tmp_path):
+    config = make_config(tmp_path, names=("coarse",), n_hours=3)
+    model = Model(tmp_path / "forward", make_receptors(1), config)
+    (sim_id,) = model.register_pending()
+    receptor = make_receptors(1)[0]
+    foot = synthetic_footprint(receptor, config.footprints["coarse"], 4, seed=0)  # layers 0..3
+    chunk = footprints.to_chunk(foot, config.footprints["coarse"], config.hysplit, receptor.time)
+    publish.publish_footprint(model.location, "coarse", sim_id, 0, chunk, empty=False)
+    loaded = model.footprints["coarse"].load().isel(simulation=0)
+    assert loaded["lag"].values.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(loaded.values, foot.values)

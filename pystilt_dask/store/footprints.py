@@ -10,8 +10,8 @@ not stored) to be safe. Nothing is sharded: a shard is one object, and writers o
 different simulations would race on it.
 
 ``lag`` is the start of each hourly layer in hours relative to the receptor time
-(``-n .. -1`` for backward runs, ``0 .. n-1`` forward, ``0`` alone when
-time-integrated). ``time(simulation, lag)`` is the absolute start of each layer.
+(``-n .. -1`` for backward runs, ``0 .. n`` forward, whose last output minute
+starts layer ``n``; ``0`` alone when time-integrated). ``time(simulation, lag)`` is the absolute start of each layer.
 Layers a footprint does not reach (particles left the grid) are zero.
 """
 
@@ -61,7 +61,10 @@ def lags(config: FootprintConfig, hysplit: HysplitConfig) -> np.ndarray:
     if config.time_integrate:
         return np.zeros(1, dtype="int32")
     n = abs(hysplit.n_hours)
-    return np.arange(-n, 0, dtype="int32") if hysplit.n_hours < 0 else np.arange(n, dtype="int32")
+    if hysplit.n_hours < 0:
+        return np.arange(-n, 0, dtype="int32")
+    # Forward output at exactly n hours falls in layer floor(60 n / 60) = n.
+    return np.arange(n + 1, dtype="int32")
 
 
 def _settings(config: FootprintConfig, hysplit: HysplitConfig) -> str:
