@@ -1,0 +1,38 @@
+"""The long-lived consumer: keep running simulations as they are registered."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from distributed import Client
+
+from .submit import Outcome, run_waves
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+
+def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]:
+    """Run every pending simulation, then wait for more, forever (until interrupted).
+
+    What is pending is read from the store on every round, so receptors
+    registered by any process (``stilt-dask register``) are picked up; failed
+    simulations are not retried (rerun them with ``stilt-dask run``).
+
+    Parameters
+    ----------
+    model : Model
+        The project.
+    client : distributed.Client
+        A client of the (long-running) scheduler.
+    poll : float
+        Seconds to wait between looks at an idle store.
+    """
+    while True:
+        pending = model.status(client).ids("pending")
+        if pending:
+            yield from run_waves(client, model.location, pending, model.config)
+        else:
+            time.sleep(poll)
