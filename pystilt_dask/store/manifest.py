@@ -14,7 +14,6 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -126,8 +125,12 @@ def lookup(location: Location, sim_id: str) -> pd.Series:
     StoreError
         When ``sim_id`` is not registered.
     """
-    table = read(location)
-    match = np.flatnonzero(table["sim_id"].to_numpy() == sim_id)
-    if not len(match):
-        raise StoreError(f"simulation {sim_id!r} is not registered in {location.root}")
-    return table.iloc[match[0]]
+    try:
+        data = location.read_bytes(layout.MANIFEST)
+    except FileNotFoundError:
+        data = b""
+    if data:
+        table = pq.read_table(io.BytesIO(data), filters=[("sim_id", "==", sim_id)]).to_pandas()
+        if len(table):
+            return table.iloc[0]
+    raise StoreError(f"simulation {sim_id!r} is not registered in {location.root}")
