@@ -24,8 +24,8 @@ from pystilt_dask.store.status import simulation_state
 GRIDS = {
     "coarse": {"xmin": -112.5, "xmax": -111.5, "ymin": 40.0, "ymax": 41.0, "xres": 0.1},
     "fine": {"xmin": -112.2, "xmax": -111.7, "ymin": 40.4, "ymax": 40.9, "xres": 0.05},
-    # 600 x 600 cells: 35 MB per 24-hour chunk, slow enough to kill a writer mid-write
-    "big": {"xmin": -113.0, "xmax": -111.8, "ymin": 40.0, "ymax": 41.2, "xres": 0.002},
+    # 800 x 800 cells: 61 MB per 24-hour chunk, slow enough to kill a writer mid-write
+    "big": {"xmin": -113.0, "xmax": -111.8, "ymin": 40.0, "ymax": 41.2, "xres": 0.0015},
 }
 
 

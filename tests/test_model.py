@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import dask
 import numpy as np
@@ -158,3 +162,24 @@ def test_transport_error_particles_are_a_completion_key(tmp_path, hrrr_met):
     assert model.simulations.incomplete() == [sim_id]
     assert model.run() == {sim_id: "complete"}
     assert model.location.exists(layout.error_particles_key(sim_id))
+
+
+def test_killed_run_resumes_with_only_the_missing_work(model):
+    script = "import sys; from pystilt_dask.model import Model; Model(sys.argv[1]).run()"
+    first_chunk = model.location.url(layout.chunk_key("far", 0))  # the last one written
+    env = {**os.environ, "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root")}
+    process = subprocess.Popen([sys.executable, "-c", script, model.location.root], env=env)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(first_chunk) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    table = model.status().table
+    done = table.index[table["state"] == "complete"].tolist()
+    assert RECEPTORS[0].sim_id in done and len(done) < len(RECEPTORS)
+    before = {s: os.stat(model.location.url(layout.particles_key(s))).st_mtime_ns for s in done}
+    assert set(model.run()) == {r.sim_id for r in RECEPTORS} - set(done)
+    assert model.status().counts()["complete"] == len(RECEPTORS)
+    after = {s: os.stat(model.location.url(layout.particles_key(s))).st_mtime_ns for s in done}
+    assert before == after

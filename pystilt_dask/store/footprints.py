@@ -11,8 +11,9 @@ different simulations would race on it.
 
 ``lag`` is the start of each hourly layer in hours relative to the receptor time
 (``-n .. -1`` for backward runs, ``0 .. n`` forward, whose last output minute
-starts layer ``n``; ``0`` alone when time-integrated). ``time(simulation, lag)`` is the absolute start of each layer.
-Layers a footprint does not reach (particles left the grid) are zero.
+starts layer ``n``; ``0`` alone when time-integrated). ``time(simulation, lag)``
+is the absolute start of each layer. Layers a footprint does not reach
+(particles left the grid) are zero.
 """
 
 from __future__ import annotations
