@@ -19,7 +19,7 @@ from .config import ModelConfig
 from .errors import ConfigError
 from .receptors import Receptor, read_receptors, receptors_from_frame
 from .simulation import run_simulation
-from .store import footprints, layout, manifest, particles
+from .store import footprints, layout, manifest, particles, records
 from .store.paths import Location, StoreError
 from .store.rebuild import RebuildReport, rebuild
 from .store.status import State, Status, running_ids, status
@@ -206,6 +206,14 @@ class Simulations:
     def failed(self) -> list[str]:
         """Ids of simulations whose last attempt failed."""
         return self._model.status().ids(State.FAILED)
+
+    def failure(self, sim_id: str) -> dict[str, Any] | None:
+        """The failure record of a simulation's last failed attempt, or ``None``."""
+        return records.read_failure(self._model.location, sim_id)
+
+    def log(self, sim_id: str) -> str | None:
+        """HYSPLIT's output of a simulation's last run, or ``None``."""
+        return records.read_log(self._model.location, sim_id)
 
     def __len__(self) -> int:
         return len(self.ids())

@@ -18,7 +18,7 @@ from pystilt_dask.footprint import calc_footprint
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.simulation import run_simulation
-from pystilt_dask.store import layout, records
+from pystilt_dask.store import layout
 
 GRIDS = {
     "slv": {"xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 41.0, "xres": 0.01},
@@ -73,6 +73,7 @@ def particle_file(sim_id: str, row: int) -> str:
 
 def test_run_then_load_equals_calc_footprint(model, config):
     assert set(model.run().values()) == {"complete"}
+    assert "Complete Hysplit" in model.simulations.log(RECEPTORS[0].sim_id)
     with dask.config.set(scheduler=RaiseIfComputes()):
         loaded = {name: model.footprints[name].load() for name in GRIDS}
         loaded["slv"].sel(simulation=RECEPTORS[1].sim_id).isel(lag=-1)
@@ -133,7 +134,7 @@ def test_failure_is_recorded_and_cleared(tmp_path, config):
     model = Model(tmp_path / "project", [early], config)
     (sim_id,) = model.register_pending()
     assert model.run() == {sim_id: "failed"}
-    record = records.read_failure(model.location, sim_id)
+    record = model.simulations.failure(sim_id)
     assert record["reason"] == "MeteorologyError" and "does not cover" in record["message"]
     assert model.simulations.failed() == [sim_id]
     assert model.status().table.loc[sim_id, "slv"] == "failed"

@@ -146,23 +146,6 @@ class Location:
             return []
         return [posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "file"]
 
-    def list_folders(self, prefix: str) -> list[str]:
-        """Names of the folders directly under ``prefix`` (empty if it is absent)."""
-        path = self._path(prefix)
-        if self.is_local:
-            try:
-                with os.scandir(path) as entries:
-                    return [e.name for e in entries if e.is_dir()]
-            except FileNotFoundError:
-                return []
-        try:
-            listing = self._fs.ls(path, detail=True)
-        except FileNotFoundError:
-            return []
-        return [
-            posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "directory"
-        ]
-
     def modified(self, key: str) -> float | None:
         """Modification time of a local key as a POSIX timestamp (``None`` remotely)."""
         return os.path.getmtime(self._path(key)) if self.is_local else None

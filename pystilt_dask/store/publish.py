@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..receptors import Receptor
-from . import footprints, layout, particles
+from . import footprints, layout, particles, records
 from .paths import Location
 
 
@@ -41,7 +41,7 @@ def publish_particles(
     """Write the log, the particles and (when given) the transport-error particles."""
     sim_id = receptor.sim_id
     if log is not None:
-        location.write_bytes(layout.log_key(sim_id), log.encode())
+        records.write_log(location, sim_id, log)
     particles.write(location, layout.particles_key(sim_id), table, receptor, met)
     if error_table is not None:
         particles.write(location, layout.error_particles_key(sim_id), error_table, receptor, met)
