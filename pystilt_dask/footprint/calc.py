@@ -117,17 +117,16 @@ def _footprint_layers(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(layers, values)``: hour indices and the float32 (layer, y, x) footprint."""
     empty = (np.zeros(0, dtype=np.int64), np.zeros((0, grid.ny, grid.nx), dtype=np.float32))
-    # N counts every particle, also those that never reach the grid.
-    pid, unique_ids = pd.factorize(particles["indx"], use_na_sentinel=False)
-    n_particles = len(unique_ids)
-    if n_particles == 0:
-        return empty
     time = _column(particles, "time")
+    if time.size == 0:
+        return empty
     if np.isnan(time).any():
         raise ValueError("particle table has missing values in 'time'")
+    # N counts every particle, also those that never reach the grid.
+    pid, n_particles = _codes(particles["indx"].to_numpy())
     lon = grid.wrap_longitudes(_column(particles, "long"))
     lat, foot = _column(particles, "lati"), _column(particles, "foot")
-    time_sign = float(np.sign(np.median(time)))
+    time_sign = _time_sign(time)
 
     if interpolate and needs_interpolation(pid, time, lon, lat, grid.xres, grid.yres):
         pid, time, lon, lat, foot = interpolate_early(pid, time, lon, lat, foot, time_sign)
@@ -135,14 +134,13 @@ def _footprint_layers(
     rtime = np.empty_like(time)
     kernels.relative_time(pid, time, time_sign, np.full(n_particles, np.inf), rtime)
     del pid
-    rcode, rtimes = pd.factorize(rtime, sort=True)
+    rcode, n_r = _codes(rtime)
+    rtimes = np.empty(n_r)
+    rtimes[rcode] = rtime  # the distinct rtimes, ascending
     del rtime
-    rcode = rcode.astype(_index_dtype(rtimes.size))
-    rtimes = np.asarray(rtimes, dtype=np.float64)
 
     x, y = grid.project(lon, lat)
     del lon, lat
-    n_r = rtimes.size
     count = np.zeros(n_r, dtype=np.int64)
     mean_x, mean_y, var_x, var_y = (np.zeros(n_r) for _ in range(4))
     kernels.group_moments(rcode, x, y, count, mean_x, mean_y, var_x, var_y)
@@ -209,7 +207,9 @@ def _footprint_layers(
     )
     del rcode
     present = np.flatnonzero(counts)
-    values = np.empty((present.size, grid.ny, grid.nx), dtype=np.float32)
+    # Zero-filled outputs cost nothing until touched (calloc); only the area a
+    # layer touched is written.
+    values = np.zeros((present.size, grid.ny, grid.nx), dtype=np.float32)
     kernels.accumulate_layers(
         order,
         cell,
@@ -222,11 +222,34 @@ def _footprint_layers(
         buf_shape[1],
         (xbuf, ybuf),
         float(n_particles),
+        np.full(buf_shape[0] * buf_shape[1], -1, dtype=np.int32),
         np.empty(xbuf * ybuf),
         np.zeros((grid.ny, grid.nx)),
         values,
     )
     return present + first, values
+
+
+def _time_sign(time: np.ndarray) -> float:
+    # R-STILT's sign(median(time)); the extremes settle it for one-way runs.
+    if time.max() < 0:
+        return -1.0
+    if time.min() > 0:
+        return 1.0
+    return float(np.sign(np.median(time)))
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number distinct values 0.. in ascending order (int32 when they fit) and count them."""
+    if values.dtype.kind in "fiu":
+        numbers = values.astype(np.float64, copy=False)
+        codes = np.empty(numbers.size, dtype=_index_dtype(numbers.size))
+        # Particle numbers and whole-minute times take a dense O(n) path.
+        n = kernels.small_integer_codes(numbers, 4 * numbers.size + 1024, codes)
+        if n >= 0:
+            return codes, n
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    return codes.astype(_index_dtype(len(uniques))), len(uniques)
 
 
 def _index_dtype(n: int) -> type[np.integer]:

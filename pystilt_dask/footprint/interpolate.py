@@ -9,8 +9,11 @@ positions every 0.1 min to 10 min, every 0.2 min to 20 min and every 0.5 min to
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-import pandas as pd
+
+from .kernels import early_step_medians
 
 # Interpolation schedule in tenths of a minute: 0-10 by 0.1, 10.2-20 by 0.2 and
 # 20.5-100 by 0.5 (311 times). Integer tenths keep whole minutes exact, so a
@@ -34,21 +37,12 @@ def needs_interpolation(
     whatever the grid, so it effectively never fires on projected (metre) grids,
     as in R-STILT.
     """
-    early = np.flatnonzero(np.abs(time) < _EARLY_MINUTES)
-    if early.size < 2:
-        return False
-    # Stable by particle keeps each particle's rows in table order, as group_by does.
-    early = early[np.argsort(pid[early], kind="stable")]
-    same = pid[early[1:]] == pid[early[:-1]]
-    owner = pid[early[1:]][same]
-    medians = pd.DataFrame(
-        {
-            "dx": np.abs(np.diff(lon[early]))[same],
-            "dy": np.abs(np.diff(lat[early]))[same],
-        }
-    ).groupby(owner, sort=False)
-    per_particle = medians.median()
-    dx, dy = per_particle["dx"].median(), per_particle["dy"].median()
+    n_particles = int(pid.max()) + 1 if pid.size else 0
+    med_x, med_y = np.empty(n_particles), np.empty(n_particles)
+    early_step_medians(pid, lon, lat, n_particles, _EARLY_MINUTES, time, med_x, med_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no particle has 2 steps
+        dx, dy = np.nanmedian(med_x), np.nanmedian(med_y)
     return bool(dx > xres or dy > yres)
 
 

@@ -25,6 +25,78 @@ from numba import njit  # noqa: E402
 
 
 @njit(nogil=True, cache=True)
+def small_integer_codes(values, limit, out):
+    """Number the distinct values 0, 1, ... in ascending order, if they are small integers.
+
+    The fast path of factorising particle numbers and whole-minute times: when
+    every value is an integer and their range is below ``limit``, ``out``
+    receives each value's rank among the distinct values and the count is
+    returned. Otherwise returns -1 and ``out`` is unspecified.
+    """
+    if values.size == 0:
+        return 0
+    low = values[0]
+    high = values[0]
+    for v in values:
+        if not (v == np.floor(v)):  # also rejects NaN and inf
+            return -1
+        low = min(low, v)
+        high = max(high, v)
+    if high - low >= limit:
+        return -1
+    rank = np.zeros(int(high - low) + 1, dtype=np.int64)
+    for i in range(values.size):
+        k = int(values[i] - low)
+        out[i] = k
+        rank[k] = 1
+    n = 0
+    for k in range(rank.size):
+        if rank[k]:
+            rank[k] = n
+            n += 1
+    if n < rank.size:  # gaps between the values: renumber densely
+        for i in range(values.size):
+            out[i] = rank[out[i]]
+    return n
+
+
+@njit(nogil=True, cache=True)
+def early_step_medians(codes, lon, lat, n_particles, early_minutes, time, med_x, med_y):
+    """Per particle, the medians of |diff(lon)| and |diff(lat)| over its early rows.
+
+    Early rows have ``|time| < early_minutes``; differences are between a
+    particle's consecutive early rows in table order (R's ``group_by`` keeps
+    that order). Particles with fewer than two early rows get NaN.
+    """
+    count = np.zeros(n_particles + 1, dtype=np.int64)
+    for i in range(codes.size):
+        if abs(time[i]) < early_minutes:
+            count[codes[i] + 1] += 1
+    for p in range(n_particles):
+        count[p + 1] += count[p]
+    cursor = count[:-1].copy()
+    steps_x = np.empty(count[-1], dtype=np.float64)
+    steps_y = np.empty(count[-1], dtype=np.float64)
+    last = np.full(n_particles, -1, dtype=np.int64)
+    for i in range(codes.size):
+        if abs(time[i]) < early_minutes:
+            p = codes[i]
+            if last[p] >= 0:
+                steps_x[cursor[p]] = abs(lon[i] - lon[last[p]])
+                steps_y[cursor[p]] = abs(lat[i] - lat[last[p]])
+                cursor[p] += 1
+            last[p] = i
+    for p in range(n_particles):
+        lo, hi = count[p], cursor[p]
+        if hi > lo:
+            med_x[p] = np.median(steps_x[lo:hi])
+            med_y[p] = np.median(steps_y[lo:hi])
+        else:
+            med_x[p] = np.nan
+            med_y[p] = np.nan
+
+
+@njit(nogil=True, cache=True)
 def relative_time(codes, time, time_sign, first, out):
     """Set ``out`` to R-STILT's rtime: ``time - time_sign * min |time|`` per particle.
 
@@ -211,14 +283,21 @@ def fill_gauss_kernel(sigma, xres, yres, out):
     hy = (ny - 1) // 2
     hx = (nx - 1) // 2
     two_var = 2.0 * sigma * sigma
-    total = 0.0
-    for r in range(ny):
+    # The weights are symmetric in both axes (a negated offset squares to the
+    # same double), so one quadrant of exponentials fills the stencil.
+    for r in range(hy + 1):
         dy = (r - hy) * yres
-        for c in range(nx):
+        for c in range(hx + 1):
             dx = (c - hx) * xres
             w = np.exp(-(dx * dx + dy * dy) / two_var)
             out[r, c] = w
-            total += w
+            out[r, nx - 1 - c] = w
+            out[ny - 1 - r, c] = w
+            out[ny - 1 - r, nx - 1 - c] = w
+    total = 0.0
+    for r in range(ny):
+        for c in range(nx):
+            total += out[r, c]
     for r in range(ny):
         for c in range(nx):
             w = out[r, c] / total
@@ -239,11 +318,16 @@ def _stamp_group(acc, cells, weights, kernel, buf_nx, buf_x, buf_y):
         y0 = cells[j] // buf_nx - buf_y - hy
         x0 = cells[j] % buf_nx - buf_x - hx
         c_lo = max(0, -x0)
-        c_hi = min(kx_n, nx - x0)
+        n = min(kx_n, nx - x0) - c_lo
         for r in range(max(0, -y0), min(ky_n, ny - y0)):
-            start = (y0 + r) * nx + x0
-            for c in range(c_lo, c_hi):
-                flat[start + c] += f * kernel[r, c]
+            start = (y0 + r) * nx + x0 + c_lo
+            # Row slices indexed from 0 let LLVM drop numba's negative-index
+            # wraparound and vectorise; each cell still gets one product added
+            # in the same order, so results are bit-identical.
+            acc_row = flat[start : start + n]
+            kernel_row = kernel[r, c_lo : c_lo + n]
+            for c in range(n):
+                acc_row[c] += f * kernel_row[c]
 
 
 @njit(nogil=True, cache=True)
@@ -259,6 +343,7 @@ def accumulate_layers(
     buf_nx,
     buf,
     n_particles,
+    slots,
     kernel_buf,
     acc,
     out,
@@ -268,11 +353,14 @@ def accumulate_layers(
     Bucket ``b`` of layer ``l`` (slots ``starts[b]:starts[b + 1]`` of ``order``
     and ``cell``, see :func:`place_rows`) holds the rows of rtime code
     ``rmin[l] + b - base[l]``. Within a bucket the ``foot`` of rows sharing a
-    cell is summed first, then the bucket's kernel (bandwidth ``sigma[code]``)
-    is stamped once per occupied cell into ``acc`` (float64, output-sized),
-    dropping what falls off the grid. A finished layer is divided by
-    ``n_particles`` into the next float32 layer of ``out``; layers without rows
-    are skipped, as R-STILT omits them. ``kernel_buf`` is flat scratch space for
+    cell is summed first (in table order), then the bucket's kernel (bandwidth
+    ``sigma[code]``) is stamped once per occupied cell into ``acc`` (float64,
+    output-sized, zero-filled), dropping what falls off the grid. A finished
+    layer is divided by ``n_particles`` into the next float32 layer of ``out``
+    (zero-filled); layers without rows are skipped, as R-STILT omits them.
+
+    ``slots`` (one per buffered cell, filled with -1 and left so) maps a cell to
+    its entry while a bucket is summed. ``kernel_buf`` is flat scratch space for
     the widest kernel; ``buf`` is the buffer width ``(x, y)`` in cells and
     ``buf_nx`` the buffered grid's width.
     """
@@ -281,31 +369,43 @@ def accumulate_layers(
         largest = max(largest, starts[b + 1] - starts[b])
     cells = np.empty(largest, dtype=np.int64)
     weights = np.empty(largest, dtype=np.float64)
+    ny, nx = acc.shape
     k_out = 0
     for layer in range(base.size - 1):
         if starts[base[layer + 1]] == starts[base[layer]]:
             continue
+        # Bounding box of what this layer touched, so flushing costs its area.
+        top, bottom, left, right = ny, 0, nx, 0
         for b in range(base[layer], base[layer + 1]):
-            lo, hi = starts[b], starts[b + 1]
-            if hi == lo:
-                continue
-            by_cell = np.argsort(cell[lo:hi], kind="mergesort")
             n = 0
-            for j in range(hi - lo):
-                c = cell[lo + by_cell[j]]
-                if n == 0 or c != cells[n - 1]:
+            for k in range(starts[b], starts[b + 1]):
+                c = cell[k]
+                slot = slots[c]
+                if slot < 0:
+                    slots[c] = n
                     cells[n] = c
-                    weights[n] = 0.0
+                    weights[n] = foot[order[k]]
                     n += 1
-                weights[n - 1] += foot[order[lo + by_cell[j]]]
+                else:
+                    weights[slot] += foot[order[k]]
+            if n == 0:
+                continue
             s = sigma[rmin[layer] + b - base[layer]]
             ny_k = 1 + 2 * int(np.floor(3.0 * s / res[1]))
             nx_k = 1 + 2 * int(np.floor(3.0 * s / res[0]))
             kernel = kernel_buf[: ny_k * nx_k].reshape((ny_k, nx_k))
             fill_gauss_kernel(s, res[0], res[1], kernel)
             _stamp_group(acc, cells[:n], weights[:n], kernel, buf_nx, buf[0], buf[1])
-        for r in range(acc.shape[0]):
-            for c in range(acc.shape[1]):
+            for j in range(n):
+                slots[cells[j]] = -1
+                row = cells[j] // buf_nx - buf[1]
+                col = cells[j] % buf_nx - buf[0]
+                top = min(top, row - (ny_k - 1) // 2)
+                bottom = max(bottom, row + (ny_k - 1) // 2 + 1)
+                left = min(left, col - (nx_k - 1) // 2)
+                right = max(right, col + (nx_k - 1) // 2 + 1)
+        for r in range(max(top, 0), min(bottom, ny)):
+            for c in range(max(left, 0), min(right, nx)):
                 out[k_out, r, c] = acc[r, c] / n_particles
                 acc[r, c] = 0.0
         k_out += 1
