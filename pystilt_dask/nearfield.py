@@ -32,27 +32,32 @@ MOLAR_MASS_AIR = 0.02897
 
 @njit(nogil=True, cache=True)
 def _dilute(indx, elapsed_s, samt, sigw, tlgr, mlht, dens, release, veght, foot, out):
-    """Write hnf-corrected ``foot`` into ``out``; rows sorted by (indx, elapsed time).
+    """Write hnf-corrected ``foot`` into ``out``, walking rows in the given order.
 
-    The operations keep R-STILT's evaluation order, so results match it bit for bit.
+    Each particle's rows must come in order of elapsed time (HYSPLIT writes them
+    so); the plume spread is summed per particle. The operations keep R-STILT's
+    evaluation order, so results match it bit for bit. Returns False (and stops)
+    when a particle's elapsed time goes backwards.
     """
-    spread = 0.0
-    previous = -1.0
+    n_particles = int(indx.max()) + 1 if indx.size else 0
+    spread = np.zeros(n_particles)
+    last = np.full(n_particles, -1.0)
     for i in range(indx.size):
-        if indx[i] != previous:
-            spread = 0.0
-            previous = indx[i]
+        p = int(indx[i])
         tau = elapsed_s[i]
+        if tau < last[p]:
+            return False
+        last[p] = tau
         t = tlgr[i]
-        spread += (
-            samt[i] * np.sqrt(2.0) * sigw[i] * np.sqrt(t * tau + t * t * np.exp(-tau / t) - 1.0)
-        )
-        plume = release[i] + spread
+        growth = np.sqrt(t * tau + t * t * np.exp(-tau / t) - 1.0)
+        spread[p] += samt[i] * np.sqrt(2.0) * sigw[i] * growth
+        plume = release[i] + spread[p]
         depth = veght if veght > 1.0 else veght * mlht[i]
         if plume < depth:
             out[i] = MOLAR_MASS_AIR / (plume * dens[i]) * samt[i] * 60.0
         else:
             out[i] = foot[i]
+    return True
 
 
 def release_heights(particles: pd.DataFrame, receptor) -> np.ndarray:
@@ -91,19 +96,21 @@ def apply_hnf_plume(particles: pd.DataFrame, release: np.ndarray, veght: float) 
         Mixing depth: a fraction of ``mlht`` when <= 1, metres above ground when larger.
     """
     elapsed = np.abs(particles["time"].to_numpy()) * 60.0
-    indx = particles["indx"].to_numpy()
-    order = np.lexsort((elapsed, indx))
-    columns = {name: particles[name].to_numpy()[order] for name in
-               ("samt", "sigw", "tlgr", "mlht", "dens", "foot")}  # fmt: skip
+    columns = [
+        particles[name].to_numpy() for name in ("indx", "samt", "sigw", "tlgr", "mlht", "dens")
+    ]
+    release = np.asarray(release, dtype=np.float64)
+    foot = particles["foot"].to_numpy()
     corrected = np.empty(len(particles))
-    _dilute(
-        indx[order], elapsed[order], columns["samt"], columns["sigw"], columns["tlgr"],
-        columns["mlht"], columns["dens"], np.asarray(release, dtype=np.float64)[order],
-        float(veght), columns["foot"], corrected,
-    )  # fmt: skip
-    out = particles.copy()
-    out["foot_no_hnf_dilution"] = particles["foot"]
-    foot = np.empty(len(particles))
-    foot[order] = corrected
-    out["foot"] = foot
+    if not _dilute(columns[0], elapsed, *columns[1:], release, float(veght), foot, corrected):
+        # Not in HYSPLIT's order (e.g. a re-sorted table): walk it sorted by elapsed time.
+        order = np.argsort(elapsed, kind="stable")
+        moved = [c[order] for c in columns]
+        _dilute(moved[0], elapsed[order], *moved[1:], release[order], float(veght), foot[order],
+                corrected)  # fmt: skip
+        corrected[order] = corrected.copy()
+    # Copy-on-write makes this shallow copy cheap; only the new columns are allocated.
+    out = particles.copy(deep=False)
+    out["foot_no_hnf_dilution"] = foot
+    out["foot"] = corrected
     return out
