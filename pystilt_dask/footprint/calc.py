@@ -132,9 +132,11 @@ def _footprint_layers(
         pid, time, lon, lat, foot = interpolate_early(pid, time, lon, lat, foot, time_sign)
 
     rtime = np.empty_like(time)
-    kernels.relative_time(pid, time, time_sign, np.full(n_particles, np.inf), rtime)
+    integers, low, high = kernels.relative_time(
+        pid, time, time_sign, np.full(n_particles, np.inf), rtime
+    )
     del pid
-    rcode, n_r = _codes(rtime)
+    rcode, n_r = _codes(rtime, (integers, low, high))
     rtimes = np.empty(n_r)
     rtimes[rcode] = rtime  # the distinct rtimes, ascending
     del rtime
@@ -174,20 +176,10 @@ def _footprint_layers(
     counts = np.zeros(n_span, dtype=np.int64)
     rmin = np.full(n_span, n_r, dtype=np.int64)
     rmax = np.full(n_span, -1, dtype=np.int64)
-    n_kept = kernels.layer_ranges(
-        x, y, foot, time, rcode, bounds, hourly, first, counts, rmin, rmax
-    )
-    if n_kept == 0:
-        return empty
-    base = np.zeros(n_span + 1, dtype=np.int64)
-    np.cumsum(np.where(counts > 0, rmax - rmin + 1, 0), out=base[1:])
-    starts = np.zeros(base[-1] + 1, dtype=np.int64)
-    kernels.count_buckets(x, y, foot, time, rcode, bounds, hourly, first, base, rmin, starts)
-    np.cumsum(starts, out=starts)
     # 32-bit indices halve the largest work arrays whenever they fit.
-    order = np.empty(n_kept, dtype=_index_dtype(x.size))
-    cell = np.empty(n_kept, dtype=_index_dtype(buf_shape[0] * buf_shape[1]))
-    kernels.place_rows(
+    cell_dtype = _index_dtype(buf_shape[0] * buf_shape[1])
+    row_cell = np.empty(x.size, dtype=cell_dtype)
+    n_kept = kernels.classify_rows(
         x,
         y,
         foot,
@@ -199,13 +191,24 @@ def _footprint_layers(
         buf_shape,
         hourly,
         first,
-        base,
+        counts,
         rmin,
-        starts[:-1].copy(),
-        order,
-        cell,
+        rmax,
+        row_cell,
     )
-    del rcode
+    if n_kept == 0:
+        return empty
+    base = np.zeros(n_span + 1, dtype=np.int64)
+    np.cumsum(np.where(counts > 0, rmax - rmin + 1, 0), out=base[1:])
+    starts = np.zeros(base[-1] + 1, dtype=np.int64)
+    kernels.count_buckets(row_cell, time, rcode, hourly, first, base, rmin, starts)
+    np.cumsum(starts, out=starts)
+    order = np.empty(n_kept, dtype=_index_dtype(x.size))
+    cell = np.empty(n_kept, dtype=cell_dtype)
+    kernels.place_rows(
+        row_cell, time, rcode, hourly, first, base, rmin, starts[:-1].copy(), order, cell
+    )
+    del rcode, row_cell
     present = np.flatnonzero(counts)
     # Zero-filled outputs cost nothing until touched (calloc); only the area a
     # layer touched is written.
@@ -239,17 +242,23 @@ def _time_sign(time: np.ndarray) -> float:
     return float(np.sign(np.median(time)))
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Number distinct values 0.. in ascending order (int32 when they fit) and count them."""
-    if values.dtype.kind in "fiu":
+def _codes(
+    values: np.ndarray, value_range: tuple[bool, float, float] | None = None
+) -> tuple[np.ndarray, int]:
+    """Number distinct values 0.. in ascending order (int32 when they fit) and count them.
+
+    ``value_range`` is :func:`kernels.integer_range` of ``values`` when already known.
+    """
+    codes = np.empty(values.size, dtype=_index_dtype(values.size))
+    if values.dtype.kind in "fiu" and values.size:
         numbers = values.astype(np.float64, copy=False)
-        codes = np.empty(numbers.size, dtype=_index_dtype(numbers.size))
+        integers, low, high = value_range or kernels.integer_range(numbers)
         # Particle numbers and whole-minute times take a dense O(n) path.
-        n = kernels.small_integer_codes(numbers, 4 * numbers.size + 1024, codes)
-        if n >= 0:
-            return codes, n
-    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
-    return codes.astype(_index_dtype(len(uniques))), len(uniques)
+        if integers and high - low < 4 * numbers.size + 1024:
+            return codes, kernels.dense_codes(numbers, low, int(high - low) + 1, codes)
+    factors, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    codes[:] = factors
+    return codes, len(uniques)
 
 
 def _index_dtype(n: int) -> type[np.integer]:

@@ -21,40 +21,41 @@ if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = str(_cache)
 
 import numpy as np  # noqa: E402
-from numba import njit  # noqa: E402
+from numba import njit, uint64  # noqa: E402
 
 
 @njit(nogil=True, cache=True)
-def small_integer_codes(values, limit, out):
-    """Number the distinct values 0, 1, ... in ascending order, if they are small integers.
-
-    The fast path of factorising particle numbers and whole-minute times: when
-    every value is an integer and their range is below ``limit``, ``out``
-    receives each value's rank among the distinct values and the count is
-    returned. Otherwise returns -1 and ``out`` is unspecified.
-    """
-    if values.size == 0:
-        return 0
-    low = values[0]
-    high = values[0]
+def integer_range(values):
+    """Return ``(all_integers, low, high)`` of a float array (NaN is not an integer)."""
+    low = np.inf
+    high = -np.inf
     for v in values:
-        if not (v == np.floor(v)):  # also rejects NaN and inf
-            return -1
+        if not (v == np.floor(v)):
+            return False, low, high
         low = min(low, v)
         high = max(high, v)
-    if high - low >= limit:
-        return -1
-    rank = np.zeros(int(high - low) + 1, dtype=np.int64)
+    return True, low, high
+
+
+@njit(nogil=True, cache=True)
+def dense_codes(values, low, n_slots, out):
+    """Rank integer-valued ``values`` (all in ``[low, low + n_slots)``) among their distinct values.
+
+    ``out`` receives the ranks (0 for the smallest value); returns how many
+    distinct values there are. O(n + n_slots): the factorisation of particle
+    numbers and of whole-minute times.
+    """
+    rank = np.zeros(n_slots, dtype=np.int64)
     for i in range(values.size):
         k = int(values[i] - low)
         out[i] = k
         rank[k] = 1
     n = 0
-    for k in range(rank.size):
+    for k in range(n_slots):
         if rank[k]:
             rank[k] = n
             n += 1
-    if n < rank.size:  # gaps between the values: renumber densely
+    if n < n_slots:  # gaps between the values: renumber densely
         for i in range(values.size):
             out[i] = rank[out[i]]
     return n
@@ -101,12 +102,21 @@ def relative_time(codes, time, time_sign, first, out):
     """Set ``out`` to R-STILT's rtime: ``time - time_sign * min |time|`` per particle.
 
     ``codes`` numbers the particles; ``first`` (one per particle, filled with
-    ``inf``) receives each particle's smallest ``|time|``.
+    ``inf``) receives each particle's smallest ``|time|``. Returns what
+    :func:`integer_range` returns for ``out``, saving a pass over it.
     """
     for i in range(codes.size):
         first[codes[i]] = min(first[codes[i]], abs(time[i]))
+    integers = True
+    low = np.inf
+    high = -np.inf
     for i in range(codes.size):
-        out[i] = time[i] - time_sign * first[codes[i]]
+        v = time[i] - time_sign * first[codes[i]]
+        out[i] = v
+        integers = integers and v == np.floor(v)
+        low = min(low, v)
+        high = max(high, v)
+    return integers, low, high
 
 
 @njit(nogil=True, cache=True)
@@ -141,27 +151,17 @@ def group_moments(codes, x, y, count, mean_x, mean_y, var_x, var_y):
             var_y[c] /= count[c] - 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _find_interval(v, origin, res, n):
     # Index i of the half-open bin [origin + i*res, origin + (i+1)*res) holding v,
     # with edges computed exactly as R's seq() does, so a particle sitting on an
     # edge lands where R's findInterval puts it. The division only guesses.
-    i = int(np.floor((v - origin) / res))
-    if i < 0:
-        i = 0
-    if i > n - 1:
-        i = n - 1
+    i = min(max(int(np.floor((v - origin) / res)), 0), n - 1)
     while i + 1 < n and origin + (i + 1) * res <= v:
         i += 1
     while i > 0 and origin + i * res > v:
         i -= 1
     return i
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _kept(foot, x, y, bounds):
-    # R-STILT keeps foot > 0 within the half-kernel margin; written so NaN fails.
-    return foot > 0 and x >= bounds[0] and x < bounds[1] and y >= bounds[2] and y < bounds[3]
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -170,64 +170,7 @@ def _layer(time, hourly, first_layer):
 
 
 @njit(nogil=True, cache=True)
-def layer_ranges(x, y, foot, time, rcode, bounds, hourly, first_layer, counts, rmin, rmax):
-    """Count the kept rows of each layer and the range of their rtime codes.
-
-    A row is kept when ``foot > 0``, ``bounds[0] <= x < bounds[1]`` and
-    ``bounds[2] <= y < bounds[3]``. Layers are ``floor(time / 60) -
-    first_layer`` (0 when ``hourly`` is false). ``counts`` must be zero-filled,
-    ``rmin`` filled with a large and ``rmax`` with a negative value.
-
-    Returns
-    -------
-    int
-        The number of kept rows.
-    """
-    n_kept = 0
-    for i in range(x.size):
-        if not _kept(foot[i], x[i], y[i], bounds):
-            continue
-        layer = _layer(time[i], hourly, first_layer)
-        code = rcode[i]
-        counts[layer] += 1
-        rmin[layer] = min(rmin[layer], code)
-        rmax[layer] = max(rmax[layer], code)
-        n_kept += 1
-    return n_kept
-
-
-@njit(nogil=True, cache=True)
-def count_buckets(x, y, foot, time, rcode, bounds, hourly, first_layer, base, rmin, sizes):
-    """Count kept rows per (layer, rtime code) bucket into ``sizes[bucket + 1]``.
-
-    Bucket ``base[layer] + code - rmin[layer]`` numbers the buckets layer by
-    layer and, within a layer, by rtime code.
-    """
-    for i in range(x.size):
-        if _kept(foot[i], x[i], y[i], bounds):
-            layer = _layer(time[i], hourly, first_layer)
-            sizes[base[layer] + rcode[i] - rmin[layer] + 1] += 1
-
-
-@njit(nogil=True, cache=True)
-def _find_interval(v, origin, res, n):
-    # Index i of the half-open bin [origin + i*res, origin + (i+1)*res) holding v,
-    # with edges computed exactly as R's seq() does, so a particle sitting on an
-    # edge lands where R's findInterval puts it. The division only guesses.
-    i = int(np.floor((v - origin) / res))
-    if i < 0:
-        i = 0
-    if i > n - 1:
-        i = n - 1
-    while i + 1 < n and origin + (i + 1) * res <= v:
-        i += 1
-    while i > 0 and origin + i * res > v:
-        i -= 1
-    return i
-
-
-@njit(nogil=True, cache=True)
-def place_rows(
+def classify_rows(
     x,
     y,
     foot,
@@ -239,30 +182,77 @@ def place_rows(
     shape,
     hourly,
     first_layer,
-    base,
+    counts,
     rmin,
-    cursor,
-    order,
+    rmax,
     cell,
 ):
-    """Put each kept row's index and buffered-grid cell at its bucket's next slot.
+    """Find each row's buffered-grid cell, and per layer its kept rows and rtime codes.
+
+    A row is kept when ``foot > 0``, ``bounds[0] <= x < bounds[1]`` and
+    ``bounds[2] <= y < bounds[3]`` (R-STILT's half-kernel margin; NaN fails).
+    Its ``cell`` is ``row * shape[1] + col`` on the buffered grid with lower-left
+    edge ``origin`` and cell size ``res`` (both ``(x, y)``); dropped rows get -1.
+    Layers are ``floor(time / 60) - first_layer`` (0 when ``hourly`` is false);
+    ``counts`` (zero-filled) receives the kept rows per layer and ``rmin`` /
+    ``rmax`` (filled with a large / negative value) their rtime code range.
+
+    Returns
+    -------
+    int
+        The number of kept rows.
+    """
+    n_kept = 0
+    for i in range(x.size):
+        xi = x[i]
+        yi = y[i]
+        if not (
+            foot[i] > 0
+            and xi >= bounds[0]
+            and xi < bounds[1]
+            and yi >= bounds[2]
+            and yi < bounds[3]
+        ):
+            cell[i] = -1
+            continue
+        col = _find_interval(xi, origin[0], res[0], shape[1])
+        cell[i] = _find_interval(yi, origin[1], res[1], shape[0]) * shape[1] + col
+        layer = _layer(time[i], hourly, first_layer)
+        counts[layer] += 1
+        rmin[layer] = min(rmin[layer], rcode[i])
+        rmax[layer] = max(rmax[layer], rcode[i])
+        n_kept += 1
+    return n_kept
+
+
+@njit(nogil=True, cache=True)
+def count_buckets(cell, time, rcode, hourly, first_layer, base, rmin, sizes):
+    """Count kept rows per (layer, rtime code) bucket into ``sizes[bucket + 1]``.
+
+    Bucket ``base[layer] + code - rmin[layer]`` numbers the buckets layer by
+    layer and, within a layer, by rtime code.
+    """
+    for i in range(cell.size):
+        if cell[i] >= 0:
+            layer = _layer(time[i], hourly, first_layer)
+            sizes[base[layer] + rcode[i] - rmin[layer] + 1] += 1
+
+
+@njit(nogil=True, cache=True)
+def place_rows(cell, time, rcode, hourly, first_layer, base, rmin, cursor, order, bucket_cell):
+    """Put each kept row's index and cell at its bucket's next slot (a counting sort).
 
     ``cursor[bucket]`` starts at the bucket's first slot (see
-    :func:`count_buckets`). Cells are ``row * shape[1] + col`` on the buffered
-    grid with lower-left edge ``origin`` and cell size ``res`` (both ``(x, y)``).
-    Rows keep their table order within a bucket.
+    :func:`count_buckets`); rows keep their table order within a bucket.
     """
-    for i in range(x.size):
-        if not _kept(foot[i], x[i], y[i], bounds):
-            continue
-        layer = _layer(time[i], hourly, first_layer)
-        bucket = base[layer] + rcode[i] - rmin[layer]
-        slot = cursor[bucket]
-        cursor[bucket] = slot + 1
-        order[slot] = i
-        col = _find_interval(x[i], origin[0], res[0], shape[1])
-        row = _find_interval(y[i], origin[1], res[1], shape[0])
-        cell[slot] = row * shape[1] + col
+    for i in range(cell.size):
+        if cell[i] >= 0:
+            layer = _layer(time[i], hourly, first_layer)
+            bucket = base[layer] + rcode[i] - rmin[layer]
+            slot = cursor[bucket]
+            cursor[bucket] = slot + 1
+            order[slot] = i
+            bucket_cell[slot] = cell[i]
 
 
 @njit(nogil=True, cache=True)
@@ -309,6 +299,7 @@ def _stamp_group(acc, cells, weights, kernel, buf_nx, buf_x, buf_y):
     # Add weights[j] * kernel centred on each buffered cell, clipped to acc.
     ny, nx = acc.shape
     flat = acc.ravel()
+    flat_kernel = kernel.ravel()
     ky_n, kx_n = kernel.shape
     hy = (ky_n - 1) // 2
     hx = (kx_n - 1) // 2
@@ -317,17 +308,16 @@ def _stamp_group(acc, cells, weights, kernel, buf_nx, buf_x, buf_y):
         # Output-grid position of the kernel's lower-left corner.
         y0 = cells[j] // buf_nx - buf_y - hy
         x0 = cells[j] % buf_nx - buf_x - hx
-        c_lo = max(0, -x0)
-        n = min(kx_n, nx - x0) - c_lo
+        c_lo = uint64(max(0, -x0))
+        c_hi = uint64(min(kx_n, nx - x0))
         for r in range(max(0, -y0), min(ky_n, ny - y0)):
-            start = (y0 + r) * nx + x0 + c_lo
-            # Row slices indexed from 0 let LLVM drop numba's negative-index
-            # wraparound and vectorise; each cell still gets one product added
-            # in the same order, so results are bit-identical.
-            acc_row = flat[start : start + n]
-            kernel_row = kernel[r, c_lo : c_lo + n]
-            for c in range(n):
-                acc_row[c] += f * kernel_row[c]
+            # Unsigned indices spare numba's negative-index wraparound, so LLVM
+            # vectorises the row; each cell still gets one product added in the
+            # same order, so results are bit-identical to the scalar loop.
+            a = uint64((y0 + r) * nx + x0)
+            k = uint64(r * kx_n)
+            for c in range(c_lo, c_hi):
+                flat[a + c] += f * flat_kernel[k + c]
 
 
 @njit(nogil=True, cache=True)
