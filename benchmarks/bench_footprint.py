@@ -1,8 +1,9 @@
 """Footprint speed and peak memory: pystilt_dask vs PYSTILT on the same particles.
 
 Run with ``pytest benchmarks/bench_footprint.py --benchmark-only`` (add ``-s`` to
-see the peak-memory lines). The particles are a seeded synthetic 24 h backward
-run of 1000 particles (1.44 M rows; ``tests/footprint_helpers.py``,
+see the peak-memory lines; on a shared machine ``--benchmark-timer=time.process_time``
+measures CPU time, which other processes disturb less). The particles are a
+seeded synthetic 24 h backward run of 1000 particles (1.44 M rows; ``tests/footprint_helpers.py``,
 ``random_walk_particles``): the shared met covers only 12 h. It drifts ~1.2°
 west-south-west and spreads to ~0.1° after a day; ~55 % of steps touch the
 surface. Two grids:

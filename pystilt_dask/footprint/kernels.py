@@ -1,7 +1,8 @@
 """Numba kernels of the footprint calculation.
 
-Every kernel is a plain loop with explicit output arrays (allocated by the
-caller, so peak memory stays visible and bounded), compiled with
+Every kernel is a plain loop writing into output arrays the caller allocates
+(so the large arrays are numpy's, and peak memory stays visible and bounded;
+kernels allocate only small scratch), compiled with
 ``nogil=True`` so Dask's threaded workers can run footprints concurrently, and
 cached on disk. None uses ``parallel=True``: footprints are parallelised one per
 task, and nested thread pools would oversubscribe a worker.
