@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from distributed import Client
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from .errors import StiltError
+from .config import ExecutionConfig, ModelConfig
+from .demo import make_demo_project
+from .errors import ConfigError, StiltError
+from .execution.clusters import WORKER_ARGS
+from .execution.console import follow, summary
+from .execution.runner import connect, plan
+from .execution.serve import serve as serve_forever
+from .execution.submit import run_waves
 from .model import Model
+from .store.paths import StoreError
 from .store.status import STATES
 
 app = typer.Typer(
@@ -120,3 +134,161 @@ def rebuild(
     """Repair the store: clean stale temporaries, reconcile the manifest, grow arrays."""
     model = open_model(project)
     console.print(model.rebuild(older_than).summary())
+
+
+BackendOption = Annotated[
+    str | None, typer.Option(help="Override the backend: local, slurm or kubernetes.")
+]
+
+
+def _execution(model: Model, profile: str | None, backend: str | None, n_workers: int | None):
+    execution = model.config.execution_for(profile)
+    update = {k: v for k, v in (("backend", backend), ("n_workers", n_workers)) if v is not None}
+    if not update:
+        return execution
+    try:
+        return ExecutionConfig.model_validate({**execution.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError(f"--backend/--n-workers: {exc.errors()[0]['msg']}") from None
+
+
+def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) -> None:
+    """Run a project with a live progress bar; exit 0 (all complete), 1 (failures), 130."""
+    started = time.monotonic()
+    client = Client(scheduler, timeout="30s") if scheduler else None
+    try:
+        with connect(client, execution) as active:
+            console.print(f"Dask dashboard: {active.dashboard_link}")
+            ids = plan(model, skip_existing)
+            outcomes = run_waves(active, model.location, ids, model.config, skip_existing)
+            counts = follow(outcomes, len(ids), console)
+    except KeyboardInterrupt:
+        error_console.print("interrupted: finished simulations are stored; rerun to resume")
+        raise typer.Exit(130) from None
+    finally:
+        if client is not None:
+            client.close()
+    project_counts = model.status().counts()
+    console.print(summary(counts, project_counts, time.monotonic() - started))
+    if project_counts["failed"]:
+        raise typer.Exit(1)
+
+
+@command
+def run(
+    project: ProjectArg,
+    backend: BackendOption = None,
+    n_workers: Annotated[int | None, typer.Option(help="Override the number of workers.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Execution profile from the config.")] = None,
+    no_skip: Annotated[bool, typer.Option("--no-skip", help="Redo complete simulations.")] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Use this running Dask scheduler instead of a new cluster.")
+    ] = None,
+) -> None:
+    """Register pending receptors and run every incomplete simulation on a Dask cluster."""
+    model = open_model(project)
+    _run(model, _execution(model, profile, backend, n_workers), scheduler, not no_skip)
+
+
+@command
+def demo(
+    directory: Annotated[str, typer.Argument(help="Folder for the demo project.")] = "demo-project",
+    n_receptors: Annotated[int, typer.Option(help="Receptors to simulate.")] = 8,
+) -> None:
+    """Write a demo project on idealized meteorology and run it on a LocalCluster."""
+    config = make_demo_project(directory, n_receptors)
+    console.print(f"demo project written to {directory}/ (config: {config})")
+    model = Model.from_yaml(config)
+    _run(model, model.config.execution, None, True)
+    console.print(f"footprints: {model.footprints['default'].load().sizes}")
+
+
+@command
+def serve(
+    project: ProjectArg,
+    scheduler: Annotated[str, typer.Option(help="Address of the running Dask scheduler.")],
+    poll: Annotated[float, typer.Option(help="Seconds between looks at an idle store.")] = 10.0,
+) -> None:
+    """Attach to a scheduler and keep running newly registered simulations (Ctrl-C stops)."""
+    model = open_model(project)
+    with Client(scheduler, timeout="30s") as client:
+        console.print(f"serving {model.location.root} on {scheduler} ({client.dashboard_link})")
+        try:
+            for outcome in serve_forever(model, client, poll):
+                console.print(f"{outcome.state:>14} {outcome.sim_id}", highlight=False)
+        except KeyboardInterrupt:
+            console.print("stopped: finished simulations are stored")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    scheduler: Annotated[str, typer.Argument(help="Scheduler address, e.g. tcp://host:8786.")],
+) -> None:
+    """Start a STILT Dask worker: one thread, one `hysplit` slot (extra args: `dask worker`)."""
+    args = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, *WORKER_ARGS, *ctx.args]
+    os.execv(sys.executable, args)
+
+
+@command
+def logs(
+    project: ProjectArg,
+    sim_id: Annotated[str, typer.Argument(help="Simulation id.")],
+) -> None:
+    """Show a simulation's failure record and HYSPLIT log."""
+    model = open_model(project)
+    if sim_id not in set(model.simulations.ids()):
+        raise StoreError(f"no simulation {sim_id!r} in {model.location.root}")
+    record = model.simulations.failure(sim_id)
+    if record:
+        console.print(f"[red]failed[/red] at {record['time']} in {record['step']}: "
+                      f"{record['reason']}: {record['message']}")  # fmt: skip
+        if record.get("log_tail"):
+            console.print(record["log_tail"], markup=False, highlight=False)
+    log = model.simulations.log(sim_id)
+    console.print(log if log else "no HYSPLIT log stored", markup=False, highlight=False)
+
+
+@command
+def submit(
+    config: Annotated[str, typer.Argument(help="The project's config.yaml.")],
+    profile: Annotated[str | None, typer.Option(help="Execution profile for the run.")] = None,
+    walltime: Annotated[
+        str, typer.Option(help="Slurm time limit of the coordinator job.")
+    ] = "1-00:00:00",
+    memory: Annotated[str, typer.Option(help="Memory of the coordinator job.")] = "2G",
+    sbatch: Annotated[
+        list[str] | None, typer.Option(help="Extra sbatch option, e.g. --sbatch=--account=x.")
+    ] = None,
+) -> None:
+    """Submit `stilt-dask run` itself as a Slurm batch job (fire and forget)."""
+    path = Path(config).resolve()
+    ModelConfig.from_yaml(path)  # fail here, not in the queue, on a bad config
+    script = coordinator_script(path, profile, walltime, [f"--mem={memory}", *(sbatch or [])])
+    script_path = path.parent / "stilt-coordinator.sbatch"
+    script_path.write_text(script)
+    result = subprocess.run(
+        ["sbatch", "--parsable", str(script_path)], capture_output=True, text=True
+    )
+    if result.returncode:
+        raise ConfigError(f"sbatch refused {script_path}: {result.stderr.strip()}")
+    console.print(f"submitted coordinator job {result.stdout.strip()} ({script_path})")
+
+
+def coordinator_script(config: Path, profile: str | None, walltime: str, options: list[str]) -> str:
+    """The batch script of a coordinator job running ``stilt-dask run`` on ``config``.
+
+    The coordinator needs one core and little memory; an explicit ``--mem`` keeps
+    Slurm from giving it the whole node, which would starve its own worker jobs.
+    """
+    lines = [
+        "#!/usr/bin/env bash",
+        "#SBATCH --job-name=stilt-coordinator",
+        f"#SBATCH --time={walltime}",
+        "#SBATCH --cpus-per-task=1",
+        f"#SBATCH --output={config.parent}/stilt-coordinator-%j.out",
+        *(f"#SBATCH {option}" for option in options),
+        f"exec {sys.executable} -m pystilt_dask run {config}"
+        + (f" --profile {profile}" if profile else ""),
+    ]
+    return "\n".join(lines) + "\n"

@@ -87,6 +87,11 @@ class Model:
         """Whether transport-error particles are part of every simulation."""
         return bool(self.config.hysplit.winderrtf)
 
+    @property
+    def has_receptors(self) -> bool:
+        """Whether receptors were given or the configuration names a receptor table."""
+        return self._receptors is not None or bool(self.config.receptors)
+
     def receptors(self) -> list[Receptor]:
         """The receptors given to this model (or read from ``config.receptors``)."""
         given = self._receptors
@@ -168,25 +173,48 @@ class Model:
         """Named footprints, each loadable as a lazy xarray object."""
         return Footprints(self)
 
-    def run(self, skip_existing: bool = True) -> dict[str, str]:
-        """Run every (incomplete) simulation, one after another in this process.
+    def run(
+        self,
+        client: Any = None,
+        skip_existing: bool = True,
+        wait: bool = True,
+        profile: str | None = None,
+    ) -> dict[str, str] | list[Any]:
+        """Register pending receptors and run every incomplete simulation on Dask.
+
+        One task per simulation, keyed ``stilt-sim-<id>``; at most a few per
+        HYSPLIT slot are in flight at once, so memory stays flat at any scale.
 
         Parameters
         ----------
+        client : distributed.Client, optional
+            Cluster to use; default: the current default client, else a cluster
+            built from the configuration (``execution`` or ``profiles[profile]``),
+            closed when the run ends.
         skip_existing : bool
             Skip complete simulations; ``False`` redoes everything.
+        wait : bool
+            Wait and return the states; ``False`` returns the futures at once.
+        profile : str, optional
+            Name of an execution profile in the configuration.
 
         Returns
         -------
-        dict
-            The resulting state of each simulation run.
+        dict or list
+            The resulting state of each simulation run (``wait``), else its futures.
+
+        Examples
+        --------
+        >>> from distributed import Client, LocalCluster  # doctest: +SKIP
+        >>> model.run(client=Client(LocalCluster()))  # doctest: +SKIP
+        {'201905301000_-111.848_40.766_5': 'complete', ...}
         """
-        self.sync()
-        ids = self.simulations.incomplete() if skip_existing else self.simulations.ids()
-        return {
-            sim_id: run_simulation(self.location, sim_id, self.config, skip_existing)
-            for sim_id in ids
-        }
+        from .execution.runner import run_model
+
+        result = run_model(self, client, skip_existing, wait, profile)
+        if not wait:
+            return result
+        return {outcome.sim_id: outcome.state for outcome in result}
 
 
 class Simulations:

@@ -11,6 +11,7 @@ import time
 import dask
 import numpy as np
 import pytest
+from distributed import Client, LocalCluster
 from store_helpers import RaiseIfComputes
 
 from pystilt_dask.config import ModelConfig
@@ -32,6 +33,15 @@ RECEPTORS = [
     PointReceptor(time=f"2019-05-30 {hour:02d}:00", longitude=lon, latitude=40.766, altitude=5)
     for hour, lon in ((10, -111.848), (9, -111.848), (11, -111.9), (8, -111.8))
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def client():
+    """One two-worker LocalCluster, the default client for every run in this module."""
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, resources={"hysplit": 1}, dashboard_address=":0"
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        yield client
 
 
 @pytest.fixture
@@ -166,7 +176,14 @@ def test_transport_error_particles_are_a_completion_key(tmp_path, hrrr_met):
 
 
 def test_killed_run_resumes_with_only_the_missing_work(model):
-    script = "import sys; from pystilt_dask.model import Model; Model(sys.argv[1]).run()"
+    # A coordinator whose workers are its own threads: SIGKILL ends the whole run.
+    script = (
+        "import sys; from distributed import Client, LocalCluster; "
+        "from pystilt_dask.model import Model; "
+        "cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=1, "
+        "resources={'hysplit': 1}, dashboard_address=':0'); "
+        "Model(sys.argv[1]).run(Client(cluster))"
+    )
     first_chunk = model.location.url(layout.chunk_key("far", 0))  # the last one written
     env = {**os.environ, "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root")}
     process = subprocess.Popen([sys.executable, "-c", script, model.location.root], env=env)

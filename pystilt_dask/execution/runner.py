@@ -36,12 +36,21 @@ def connect(client: Client | None, execution: ExecutionConfig) -> Iterator[Clien
         pass
     cluster = make_cluster(execution)
     new_client = Client(cluster)
-    logger.warning("Dask dashboard: %s", new_client.dashboard_link)
+    logger.info("Dask dashboard: %s", new_client.dashboard_link)
     try:
         yield new_client
     finally:
         new_client.close()
         cluster.close()
+
+
+def plan(model: Model, skip_existing: bool = True) -> list[str]:
+    """Register pending receptors (when any are given) and return the ids to run."""
+    if model.has_receptors:
+        model.register_pending()
+    else:
+        model.sync()
+    return model.simulations.incomplete() if skip_existing else model.simulations.ids()
 
 
 def run_model(
@@ -51,27 +60,27 @@ def run_model(
     wait: bool = True,
     profile: str | None = None,
 ) -> Iterator[Outcome] | list[Any]:
-    """Register pending receptors, then run what is incomplete on a Dask cluster.
+    """Run a project's incomplete simulations (see :meth:`pystilt_dask.model.Model.run`).
 
     Returns a lazy iterator of :class:`Outcome` when ``wait`` (the cluster lives
     while it is consumed), else the list of futures (one per simulation; the
     cluster built for them stays up as long as they are referenced).
     """
-    model.register_pending()
-    ids = model.simulations.incomplete() if skip_existing else model.simulations.ids()
+    ids = plan(model, skip_existing)
     execution = model.config.execution_for(profile)
-    project = model.location
     if not wait:
         if client is None:
             try:
                 client = default_client()
             except ValueError:
                 client = Client(make_cluster(execution))
-                logger.warning("Dask dashboard: %s", client.dashboard_link)
-        return [submit(client, project, sim_id, model.config, skip_existing) for sim_id in ids]
-    return _waves(client, execution, project, ids, model, skip_existing)
+                logger.info("Dask dashboard: %s", client.dashboard_link)
+        return [
+            submit(client, model.location, sim_id, model.config, skip_existing) for sim_id in ids
+        ]
+    return _waves(client, execution, ids, model, skip_existing)
 
 
-def _waves(client, execution, project, ids, model, skip_existing) -> Iterator[Outcome]:
+def _waves(client, execution, ids, model, skip_existing) -> Iterator[Outcome]:
     with connect(client, execution) as active:
-        yield from run_waves(active, project, ids, model.config, skip_existing)
+        yield from run_waves(active, model.location, ids, model.config, skip_existing)

@@ -1,0 +1,104 @@
+"""The Slurm backend against the real single-node Slurm that .ci/run starts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pystilt_dask.model import Model
+
+pytestmark = pytest.mark.slurm
+
+
+def _slurm_is_up() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return state.returncode == 0 and ("idle" in state.stdout or "mix" in state.stdout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_slurm():
+    if not _slurm_is_up():
+        pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
+
+
+def _project(tmp_path: Path, hrrr_met: dict, n_workers: int) -> Path:
+    receptors = pd.DataFrame(
+        {
+            "time": ["2019-05-30 10:00", "2019-05-30 10:00", "2019-05-30 09:00"],
+            "longitude": [-111.848, -111.9, -111.848],
+            "latitude": [40.766, 40.7, 40.766],
+            "altitude": [5, 5, 5],
+        }
+    )
+    receptors.to_csv(tmp_path / "receptors.csv", index=False)
+    slurm = {
+        "backend": "slurm",
+        "n_workers": n_workers,
+        "cluster": {
+            "cores": 1,
+            "memory": "1GB",
+            "walltime": "00:10:00",
+            "job_name": "stilt-dask",
+            "log_directory": str(tmp_path / "slurm-logs"),
+            # one machine: keep scheduler and workers on loopback
+            "scheduler_options": {"host": "127.0.0.1"},
+            "worker_extra_args": ["--host", "127.0.0.1"],
+        },
+    }
+    config = {
+        "mets": {"hrrr": hrrr_met},
+        "hysplit": {"n_hours": -1, "numpar": 50, "seed": 3},
+        "footprints": {
+            "default": {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
+        },
+        "profiles": {"hpc": slurm},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _jobs(name: str) -> list[str]:
+    shown = subprocess.run(["scontrol", "show", "jobs", "-o"], capture_output=True, text=True)
+    return [line for line in shown.stdout.splitlines() if f"JobName={name} " in line]
+
+
+def test_cli_run_with_slurm_backend(tmp_path, hrrr_met):
+    config = _project(tmp_path, hrrr_met, n_workers=2)
+    before = len(_jobs("stilt-dask"))
+    run = subprocess.run(
+        ["stilt-dask", "run", str(config), "--profile", "hpc"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Dask dashboard" in run.stdout
+    assert Model.from_yaml(config).status().counts()["complete"] == 3
+    # The workers were Slurm jobs that joined this run's scheduler.
+    assert len(_jobs("stilt-dask")) >= before + 2
+    logs = [log.read_text() for log in (tmp_path / "slurm-logs").glob("stilt-dask-*.err")]
+    assert sum("Registered to" in log for log in logs) == 2
+
+
+def test_coordinator_as_a_batch_job(tmp_path, hrrr_met):
+    # 2 CPUs: one for the coordinator job, one for its single worker job.
+    config = _project(tmp_path, hrrr_met, n_workers=1)
+    submitted = subprocess.run(
+        ["stilt-dask", "submit", str(config), "--profile", "hpc", "--walltime", "00:10:00"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split("coordinator job ")[1].split()[0]
+    deadline = time.monotonic() + 300
+    while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "coordinator job did not finish"
+        time.sleep(1)
+    output = (tmp_path / f"stilt-coordinator-{job_id}.out").read_text()
+    assert Model.from_yaml(config).status().counts()["complete"] == 3, output
