@@ -26,14 +26,13 @@ from rich.table import Table
 
 from .config import ExecutionConfig, ModelConfig
 from .demo import make_demo_project
-from .errors import ConfigError, StiltError
+from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
 from .execution.console import follow, summary
 from .execution.runner import connect, plan
 from .execution.serve import serve as serve_forever
 from .execution.submit import run_waves
 from .model import Model
-from .store.paths import StoreError
 from .store.status import STATES
 
 app = typer.Typer(

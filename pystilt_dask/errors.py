@@ -23,6 +23,10 @@ class MeteorologyError(StiltError):
     """Meteorology is missing or does not cover a simulation's window or location."""
 
 
+class StoreError(StiltError):
+    """A project store is missing, malformed or inconsistent with its configuration."""
+
+
 class HysplitNotFoundError(StiltError, FileNotFoundError):
     """No ``hycs_std`` executable could be resolved."""
 

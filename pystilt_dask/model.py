@@ -16,11 +16,10 @@ import xarray as xr
 import yaml
 
 from .config import ModelConfig
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .receptors import Receptor, read_receptors, receptors_from_frame
-from .simulation import run_simulation
 from .store import footprints, layout, manifest, particles, records
-from .store.paths import Location, StoreError
+from .store.paths import Location
 from .store.rebuild import RebuildReport, rebuild
 from .store.status import State, Status, running_ids, status
 

@@ -5,7 +5,8 @@ See :mod:`pystilt_dask.store.layout` for the keys a project holds and
 a simulation is complete iff the keys it must produce exist.
 """
 
-from .paths import Location, StoreError
+from ..errors import StoreError
+from .paths import Location
 from .status import State, Status, task_key
 
 __all__ = ["Location", "State", "Status", "StoreError", "task_key"]

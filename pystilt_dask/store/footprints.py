@@ -28,10 +28,10 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from ..config import FootprintConfig, HysplitConfig, ModelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..footprint import UNITS, Grid
 from . import layout, manifest
-from .paths import Location, StoreError
+from .paths import Location
 
 #: Rows per chunk of the per-simulation coordinate arrays.
 COORD_CHUNK = 65536

@@ -18,9 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from . import layout
-from .paths import Location, StoreError
+from .paths import Location
 
 _FLOATS = ("longitude", "latitude", "altitude", "bottom", "top")
 _LISTS = ("longitudes", "latitudes", "altitudes")

@@ -22,14 +22,8 @@ from typing import Any
 import fsspec
 import zarr.storage
 
-from ..errors import StiltError
-
 #: Suffix of temporary files; zarr's LocalStore uses the same one.
 PARTIAL_SUFFIX = ".partial"
-
-
-class StoreError(StiltError):
-    """A project store is missing, malformed or inconsistent with its configuration."""
 
 
 @dataclass(frozen=True)

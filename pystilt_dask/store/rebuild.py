@@ -20,9 +20,10 @@ from itertools import groupby
 import zarr
 
 from ..config import ModelConfig
+from ..errors import StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from . import footprints, layout, manifest, particles
-from .paths import PARTIAL_SUFFIX, Location, StoreError
+from .paths import PARTIAL_SUFFIX, Location
 from .status import status
 
 _KINDS = {"point": PointReceptor, "column": ColumnReceptor, "multipoint": MultiPointReceptor}
