@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import psutil
@@ -116,6 +118,8 @@ def test_timeout_kills_hysplit_and_keeps_the_log(hrrr_met):
         run_trajectory(POINT, config)
     assert info.value.reason == "timeout"
     assert "mixing" in info.value.log_tail  # MESSAGE's tail: the console output was lost
+    kept = Path(info.value.workdir)
+    assert (kept / "CONTROL").is_file() and not (kept / "PARTICLE_STILT.DAT").exists()
     ours = [
         p for p in psutil.process_iter(["name", "cwd"])
         if p.info["name"] == "hycs_std" and p.info["cwd"] == info.value.workdir

@@ -42,8 +42,8 @@ _FAILURE_PHRASES = (
 def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """Yield a fresh, private work directory; remove it on success.
 
-    A failed run's directory is kept for diagnosis (``stilt.keep-failed-workdirs``);
-    an explicit ``workdir`` is always kept.
+    A failed run's directory is kept for diagnosis (``stilt.keep-failed-workdirs``),
+    without its particle table; an explicit ``workdir`` is always kept whole.
     """
     if workdir is not None:
         path = Path(workdir)
@@ -55,7 +55,12 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
     try:
         yield path
     except BaseException:
-        if not dask.config.get("stilt.keep-failed-workdirs"):
+        if dask.config.get("stilt.keep-failed-workdirs"):
+            # Inputs and logs are what diagnosis needs; the particle tables of a
+            # failed run can be hundreds of MB of RAM on a tmpfs compute root.
+            for particle_file in path.rglob(PARTICLE_FILE):
+                particle_file.unlink()
+        else:
             shutil.rmtree(path, ignore_errors=True)
         raise
     shutil.rmtree(path, ignore_errors=True)
