@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,12 +156,14 @@ def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) ->
     """Run a project with a live progress bar; exit 0 (all complete), 1 (failures), 130."""
     started = time.monotonic()
     client = Client(scheduler, timeout="30s") if scheduler else None
+    counts: Counter[str] = Counter()
     try:
-        with connect(client, execution) as active:
-            console.print(f"Dask dashboard: {active.dashboard_link}")
-            ids = plan(model, skip_existing)
-            outcomes = run_waves(active, model.location, ids, model.config, skip_existing)
-            counts = follow(outcomes, len(ids), console)
+        ids = plan(model, skip_existing)  # bad receptors fail before any cluster starts
+        if ids:  # nothing to do starts no cluster (and no Slurm jobs)
+            with connect(client, execution) as active:
+                console.print(f"Dask dashboard: {active.dashboard_link}")
+                outcomes = run_waves(active, model.location, ids, model.config, skip_existing)
+                counts = follow(outcomes, len(ids), console)
     except KeyboardInterrupt:
         error_console.print("interrupted: finished simulations are stored; rerun to resume")
         raise typer.Exit(130) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 from typing import Any
 
 import dask.config
@@ -68,7 +69,13 @@ def _local(execution: ExecutionConfig) -> Any:
         "resources": {"hysplit": 1},
     }
     kwargs.update(execution.cluster)
-    return LocalCluster(**kwargs)
+    # Workers inherit an ignored SIGINT, so Ctrl-C in a terminal reaches only the
+    # coordinator, which cancels cleanly, instead of every worker printing a traceback.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return LocalCluster(**kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _slurm(execution: ExecutionConfig) -> Any:
