@@ -21,8 +21,11 @@ from .. import defaults  # noqa: F401  (the stilt defaults, incl. task durations
 from ..config import ExecutionConfig
 from ..errors import ConfigError
 
-#: Arguments every worker gets: one task at a time, one HYSPLIT slot.
-WORKER_ARGS = ["--nthreads", "1", "--resources", "hysplit=1"]
+#: Module every worker preloads to import and warm the simulation code at start.
+PRELOAD = "pystilt_dask.execution.preload"
+#: Arguments every worker gets: one task at a time, one HYSPLIT slot, warmed up.
+SLOT_ARGS = ["--resources", "hysplit=1", "--preload", PRELOAD]
+WORKER_ARGS = ["--nthreads", "1", *SLOT_ARGS]
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 SCHEDULER_DURATION_ENV = {
     "name": "DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS",
@@ -67,6 +70,7 @@ def _local(execution: ExecutionConfig) -> Any:
         "threads_per_worker": 1,
         "processes": True,
         "resources": {"hysplit": 1},
+        "preload": [PRELOAD],
     }
     kwargs.update(execution.cluster)
     # Workers inherit an ignored SIGINT, so Ctrl-C in a terminal reaches only the
@@ -88,9 +92,7 @@ def _slurm(execution: ExecutionConfig) -> Any:
     kwargs: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "2GB", "job_name": "stilt-dask"}
     kwargs.update(execution.cluster)
     extra = list(kwargs.pop("worker_extra_args", []))
-    kwargs["worker_extra_args"] = (
-        extra + ["--resources", "hysplit=1"] + _lifetime_args(kwargs.get("walltime"), extra)
-    )
+    kwargs["worker_extra_args"] = extra + SLOT_ARGS + _lifetime_args(kwargs.get("walltime"), extra)
     return SLURMCluster(**kwargs)
 
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,19 +89,30 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
             ["./hycs_std"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        # A watchdog kills on timeout while this thread blocks in wait():
+        # wait(timeout=...) would poll with sleeps, idling up to 50 ms per run.
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
             _kill_group(process)
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.start()
+        try:
+            returncode = process.wait()
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
             raise HysplitError(
                 "timeout",
                 f"hycs_std ran longer than {timeout:g} s",
                 log_tail(workdir),
                 str(workdir),
-            ) from None
-        except BaseException:
-            _kill_group(process)
-            raise
+            )
     particle_file = workdir / PARTICLE_FILE
     failure = classify(workdir, returncode)
     if failure is not None:

@@ -1,0 +1,48 @@
+"""Worker preload (``--preload pystilt_dask.execution.preload``): warm a worker up.
+
+A worker's first simulation would otherwise spend about a second importing the
+package and loading the numba kernels from their cache; done here, that happens
+while the worker starts, not while a HYSPLIT slot sits idle.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import DEFAULT_VARSIWANT, FootprintConfig
+from ..footprint import calc_footprint
+from ..hysplit.particles import read_particle_file
+from ..nearfield import apply_hnf_plume
+from ..receptors import PointReceptor
+from ..simulation import run_simulation  # noqa: F401  (the task's imports)
+
+
+def warm_up() -> None:
+    """Run the parser, the near-field correction and the footprint kernels once on toy data."""
+    rows = 40
+    table = pd.DataFrame({name: np.ones(rows) for name in DEFAULT_VARSIWANT})
+    table["indx"] = np.tile([1.0, 2.0], rows // 2)
+    table["time"] = -np.repeat(np.arange(1.0, rows // 2 + 1), 2)
+    table["long"] = -100.0 + 0.001 * np.arange(rows)
+    table["lati"] = 40.0
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "PARTICLE_STILT.DAT"
+        np.savetxt(path, table.to_numpy(), header="40.0 -100.0 5.0", comments="")
+        parsed = read_particle_file(path, DEFAULT_VARSIWANT)
+    corrected = apply_hnf_plume(parsed, np.full(rows, 5.0), 0.5)
+    receptor = PointReceptor(time="2000-01-01", longitude=-100.0, latitude=40.0, altitude=5)
+    grid = FootprintConfig(xmin=-100.1, xmax=-99.9, ymin=39.9, ymax=40.1, xres=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calc_footprint(corrected, receptor, grid)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook: warm this worker up before it takes tasks."""
+    warm_up()
