@@ -208,9 +208,8 @@ def to_chunk(
     """
     grid = Grid.from_config(config)
     lag = lags(config, hysplit)
-    chunk = np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
     if foot.sizes.get("time", 0) == 0:
-        return chunk
+        return np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
     if set(foot.dims) != {"time", *grid.dims}:
         raise StoreError(f"footprint dims {foot.dims} do not match the grid dims {grid.dims}")
     foot = foot.transpose("time", *grid.dims)
@@ -226,7 +225,11 @@ def to_chunk(
     index = np.asarray(offsets, dtype="float64") - lag[0]
     if not np.array_equal(index, np.round(index)) or index.min() < 0 or index.max() >= len(lag):
         raise StoreError(f"footprint layers at {list(offsets)} h are outside lags {list(lag)}")
-    chunk[index.astype(int)] = foot.values
+    values = np.asarray(foot.values, dtype="float32")
+    if np.array_equal(index, np.arange(len(lag))):
+        return values  # every layer present, in order: no copy of a grid-sized array
+    chunk = np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
+    chunk[index.astype(int)] = values
     return chunk
 
 
