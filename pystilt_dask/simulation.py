@@ -28,7 +28,11 @@ from .trajectory import simulate_trajectories
 
 
 def run_simulation(
-    project: str | Location, sim_id: str, config: ModelConfig, skip_existing: bool = True
+    project: str | Location,
+    sim_id: str,
+    config: ModelConfig,
+    skip_existing: bool = True,
+    entry: pd.Series | None = None,
 ) -> str:
     """Run one registered simulation and publish its results to the project store.
 
@@ -43,6 +47,9 @@ def run_simulation(
     skip_existing : bool
         Return at once if the simulation is complete, and reuse stored particles
         when only footprints are missing. ``False`` removes its results and redoes all.
+    entry : pandas.Series, optional
+        The simulation's manifest row, when the caller has it (a coordinator reads
+        the manifest once instead of every task reading it); default: looked up.
 
     Returns
     -------
@@ -57,7 +64,8 @@ def run_simulation(
         recorded, then re-raised so the scheduler can retry.
     """
     location = project if isinstance(project, Location) else Location(project)
-    entry = manifest.lookup(location, sim_id)
+    if entry is None:
+        entry = manifest.lookup(location, sim_id)
     receptor, row, met = manifest.receptor(entry), int(entry["row"]), str(entry["met"])
     names = list(config.footprints)
     error_run = bool(config.hysplit.winderrtf)

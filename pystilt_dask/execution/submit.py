@@ -15,10 +15,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from distributed import Client, as_completed
 
 from ..config import ModelConfig
 from ..simulation import run_simulation
+from ..store import manifest
 from ..store.paths import Location
 from ..store.status import task_key
 
@@ -49,14 +51,16 @@ def submit(
     sim_id: str,
     config: ModelConfig,
     skip_existing: bool = True,
+    entry: pd.Series | None = None,
 ) -> Any:
-    """Submit one simulation task and return its future."""
+    """Submit one simulation task (with its manifest row, when known) and return its future."""
     return client.submit(
         run_simulation,
         project,
         sim_id,
         config,
         skip_existing,
+        entry,
         key=task_key(sim_id),
         resources={"hysplit": 1},
         retries=config.execution.retries,
@@ -97,6 +101,9 @@ def run_waves(
     publishes its completion keys last.
     """
     pending = iter(sim_ids)
+    location = project if isinstance(project, Location) else Location(project)
+    # One read of the manifest here spares every task reading all of it.
+    entries = manifest.read(location).set_index("sim_id", drop=False)
     in_flight = as_completed()
     futures: dict[str, Any] = {}
 
@@ -106,7 +113,8 @@ def run_waves(
             sim_id = next(pending, None)
             if sim_id is None:
                 return
-            future = submit(client, project, sim_id, config, skip_existing)
+            entry = entries.loc[sim_id] if sim_id in entries.index else None
+            future = submit(client, location, sim_id, config, skip_existing, entry)
             futures[sim_id] = future
             in_flight.add(future)
 
