@@ -68,6 +68,14 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return app.command()(run)
 
 
+def _client(scheduler: str) -> Client:
+    """A client of a running scheduler; an unreachable one is a one-line error."""
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+
+
 def open_model(project: str, receptors: str | None = None) -> Model:
     """The model of a project store or of a config file."""
     if project.endswith((".yaml", ".yml")):
@@ -106,7 +114,7 @@ def status(
     """Count simulations per state, overall and per footprint name."""
     model = open_model(project)
     if scheduler:
-        with Client(scheduler, timeout="10s") as client:
+        with _client(scheduler) as client:
             counts = model.status(client).counts()
     else:
         counts = model.status().counts()
@@ -155,7 +163,7 @@ def _execution(model: Model, profile: str | None, backend: str | None, n_workers
 def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) -> None:
     """Run a project with a live progress bar; exit 0 (all complete), 1 (failures), 130."""
     started = time.monotonic()
-    client = Client(scheduler, timeout="30s") if scheduler else None
+    client = _client(scheduler) if scheduler else None
     counts: Counter[str] = Counter()
     try:
         ids = plan(model, skip_existing)  # bad receptors fail before any cluster starts
@@ -213,7 +221,7 @@ def serve(
 ) -> None:
     """Attach to a scheduler and keep running newly registered simulations (Ctrl-C stops)."""
     model = open_model(project)
-    with Client(scheduler, timeout="30s") as client:
+    with _client(scheduler) as client:
         console.print(f"serving {model.location.root} on {scheduler} ({client.dashboard_link})")
         try:
             for outcome in serve_forever(model, client, poll):
@@ -269,9 +277,12 @@ def submit(
     script = coordinator_script(path, profile, walltime, [f"--mem={memory}", *(sbatch or [])])
     script_path = path.parent / "stilt-coordinator.sbatch"
     script_path.write_text(script)
-    result = subprocess.run(
-        ["sbatch", "--parsable", str(script_path)], capture_output=True, text=True
-    )
+    try:
+        result = subprocess.run(
+            ["sbatch", "--parsable", str(script_path)], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise ConfigError("sbatch not found: `stilt-dask submit` needs Slurm's tools") from None
     if result.returncode:
         raise ConfigError(f"sbatch refused {script_path}: {result.stderr.strip()}")
     console.print(f"submitted coordinator job {result.stdout.strip()} ({script_path})")

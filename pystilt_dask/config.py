@@ -424,7 +424,9 @@ class ModelConfig(_Section):
         }
         return self.model_copy(
             update={
-                "receptors": _anchor(self.receptors or "receptors.csv", base),
+                "receptors": _anchor(self.receptors, base)
+                if self.receptors
+                else _default_receptors(base),
                 "output": _anchor(self.output, base),
                 "mets": mets,
             }
@@ -445,6 +447,13 @@ class ModelConfig(_Section):
             known = ", ".join(self.profiles) or "none defined"
             raise ConfigError(f"unknown execution profile {profile!r} (profiles: {known})")
         return self.profiles[profile]
+
+
+def _default_receptors(base: Path) -> str | None:
+    # receptors.csv beside the config when there is one; a project registered from
+    # another table has none, and runs what its store holds.
+    default = base / "receptors.csv"
+    return str(default) if default.is_file() else None
 
 
 def _anchor(path: str, base: Path) -> str:

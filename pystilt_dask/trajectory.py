@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import MetConfig, ModelConfig
+from .errors import ConfigError
 from .hysplit.executable import resolve_hysplit
 from .hysplit.inputs import write_inputs
 from .hysplit.particles import read_particle_file
@@ -21,9 +22,7 @@ from .hysplit.run import log_text, run_hysplit, workdir_for
 from .meteorology.coverage import check_coverage
 from .meteorology.files import find_met_files, run_window
 from .nearfield import apply_hnf_plume, release_heights
-from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor
-
-Receptor = PointReceptor | ColumnReceptor | MultiPointReceptor
+from .receptors import ColumnReceptor, Receptor
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def _select_met(config: ModelConfig, met: str | MetConfig | None) -> tuple[str, 
         return "met", met
     name = met if met is not None else next(iter(config.mets))
     if name not in config.mets:
-        raise KeyError(f"no met named {name!r} in the config (have {', '.join(config.mets)})")
+        raise ConfigError(f"no met named {name!r} in the config (have {', '.join(config.mets)})")
     return name, config.mets[name]
 
 

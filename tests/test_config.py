@@ -62,7 +62,9 @@ def test_yaml_round_trip_and_relative_paths(tmp_path):
     ModelConfig.from_dict(data).to_yaml(path)
     loaded = ModelConfig.from_yaml(path)
     assert loaded.mets["hrrr"].directory == str(tmp_path / "met")
-    assert loaded.receptors == str(tmp_path / "receptors.csv")
+    assert loaded.receptors is None  # no table beside it: run what the store holds
+    (tmp_path / "receptors.csv").write_text("time,longitude,latitude,altitude\n")
+    assert ModelConfig.from_yaml(path).receptors == str(tmp_path / "receptors.csv")
     assert loaded.output == str(tmp_path / "output")
     assert loaded.hysplit == ModelConfig.from_dict(data).hysplit
     assert loaded.execution_for("hpc").backend == "slurm"

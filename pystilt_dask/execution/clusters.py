@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import signal
+import threading
 from typing import Any
 
 import dask.config
@@ -79,6 +80,8 @@ def _local(execution: ExecutionConfig) -> Any:
     kwargs.update(execution.cluster)
     # Worker processes (with processes: true) inherit an ignored SIGINT, so Ctrl-C in a
     # terminal reaches only the coordinator, which cancels cleanly.
+    if threading.current_thread() is not threading.main_thread():
+        return LocalCluster(**kwargs)  # only the main thread may change signal handlers
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return LocalCluster(**kwargs)

@@ -18,8 +18,9 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
     """Run every pending simulation, then wait for more, forever (until interrupted).
 
     What is pending is read from the store on every round, so receptors
-    registered by any process (``stilt-dask register``) are picked up; failed
-    simulations are not retried (rerun them with ``stilt-dask run``).
+    registered by any process (``stilt-dask register``) are picked up; each is
+    tried once per serve, so failed simulations are not retried (rerun them with
+    ``stilt-dask run``).
 
     Parameters
     ----------
@@ -30,8 +31,12 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
     poll : float
         Seconds to wait between looks at an idle store.
     """
+    # Simulations whose task ended without a failure record (a killed worker, a
+    # cancelled task) still read as pending; run each once per serve, not in a loop.
+    tried: set[str] = set()
     while True:
-        pending = model.status(client).ids("pending")
+        pending = [i for i in model.status(client).ids("pending") if i not in tried]
+        tried.update(pending)
         if pending:
             yield from run_waves(client, model.location, pending, model.config)
         else:

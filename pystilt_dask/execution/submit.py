@@ -19,6 +19,7 @@ import pandas as pd
 from distributed import Client, as_completed
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from ..simulation import run_simulation
 from ..store import manifest
 from ..store.paths import Location
@@ -40,9 +41,22 @@ class Outcome:
 
 
 def hysplit_slots(client: Client) -> int:
-    """The number of HYSPLIT runs the cluster can hold at once (at least 1)."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    return max(1, int(sum(w.get("resources", {}).get("hysplit", 0) for w in workers)))
+    """The number of HYSPLIT runs the cluster can hold at once (at least 1).
+
+    Raises
+    ------
+    ConfigError
+        When there are workers but none offers a ``hysplit`` slot: every task
+        would wait for one forever.
+    """
+    workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
+    slots = int(sum(w.get("resources", {}).get("hysplit", 0) for w in workers))
+    if workers and not slots:
+        raise ConfigError(
+            "the Dask workers offer no 'hysplit' resource: start them with "
+            "`stilt-dask worker`, or give them resources={'hysplit': 1}"
+        )
+    return max(1, slots)
 
 
 def submit(
@@ -126,8 +140,9 @@ def run_waves(
             if future.status == "finished":
                 outcome = Outcome(sim_id, future.result())
             else:
-                error = future.exception()
-                outcome = Outcome(sim_id, "failed", f"{type(error).__name__}: {error}")
+                error = future.exception() if future.status == "error" else None
+                detail = f"{type(error).__name__}: {error}" if error else f"task {future.status}"
+                outcome = Outcome(sim_id, "failed", detail)
             future.release()
             refill()
             yield outcome

@@ -9,13 +9,12 @@ directory lives on a RAM-backed compute root when one exists
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -86,8 +85,8 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
     log_path = workdir / LOG_NAME
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["./hycs_std"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            [*_die_with_parent(), "./hycs_std"], cwd=workdir, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         # A watchdog kills on timeout while this thread blocks in wait():
         # wait(timeout=...) would poll with sleeps, idling up to 50 ms per run.
@@ -173,11 +172,20 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(target)
 
 
-def _die_with_parent() -> None:
-    # A worker killed with SIGKILL cannot kill its hycs_std; ask Linux to do it
-    # (PR_SET_PDEATHSIG), so no orphan keeps running and writing.
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+@functools.cache
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes hycs_std die with the thread that started it.
+
+    A worker killed with SIGKILL cannot kill its hycs_std, so Linux is asked to
+    (PR_SET_PDEATHSIG), through util-linux's ``setpriv``: setting it from a
+    ``preexec_fn`` would run Python in a child forked from a threaded process,
+    which can deadlock. Without ``setpriv`` (or its ``--pdeathsig``) nothing is added.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return []
+    usage = subprocess.run([setpriv, "--help"], capture_output=True, text=True).stdout
+    return [setpriv, "--pdeathsig", "KILL", "--"] if "--pdeathsig" in usage else []
 
 
 def _kill_group(process: subprocess.Popen) -> None:

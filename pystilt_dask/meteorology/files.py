@@ -57,19 +57,22 @@ def find_met_files(time: datetime, n_hours: int, met: MetConfig, name: str = "me
     if not directory.is_dir():
         raise MeteorologyError(f"met {name!r}: directory {directory} does not exist")
     patterns = requested_patterns(time, n_hours, met)
-    found = sorted(
-        {
-            path
-            for path in _listing(str(directory), directory.stat().st_mtime_ns)
-            if any(pattern in path.name for pattern in patterns)
-        }
-    )
+    found = _matching(directory, patterns)
+    if not found:
+        # The cache keys on the top folder only; files added in a subfolder need a fresh look.
+        _listing.cache_clear()
+        found = _matching(directory, patterns)
     if not found:
         raise MeteorologyError(
             f"met {name!r}: no file under {directory} matches {', '.join(patterns)} "
             f"(file_format {met.file_format!r})"
         )
     return found
+
+
+def _matching(directory: Path, patterns: list[str]) -> list[Path]:
+    listing = _listing(str(directory), directory.stat().st_mtime_ns)
+    return sorted({path for path in listing if any(p in path.name for p in patterns)})
 
 
 @lru_cache(maxsize=64)

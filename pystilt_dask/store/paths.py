@@ -134,6 +134,8 @@ class Location:
                     return [e.name for e in entries if e.is_file()]
             except FileNotFoundError:
                 return []
+        # Object-store filesystems cache listings; workers add keys all the time.
+        self._fs.invalidate_cache(path)
         try:
             listing = self._fs.ls(path, detail=True)
         except FileNotFoundError:

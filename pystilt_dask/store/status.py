@@ -67,15 +67,13 @@ def running_ids(client: Any = None) -> set[str]:
             client = default_client()
         except ValueError:
             return set()
-    return set(client.run_on_scheduler(_processing))
-
-
-def _processing(dask_scheduler: Any) -> list[str]:
-    return [
+    # Asked through the client API, so the scheduler needs no pystilt_dask installed.
+    return {
         key.removeprefix(TASK_PREFIX)
-        for key, task in dask_scheduler.tasks.items()
-        if isinstance(key, str) and key.startswith(TASK_PREFIX) and task.state == "processing"
-    ]
+        for keys in client.processing().values()
+        for key in keys
+        if isinstance(key, str) and key.startswith(TASK_PREFIX)
+    }
 
 
 _CATEGORIES = pd.CategoricalDtype([s.value for s in STATES])
