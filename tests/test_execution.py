@@ -13,6 +13,7 @@ from distributed import Client, LocalCluster
 
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.execution import run_waves
+from pystilt_dask.execution.submit import capacity
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.store import records
@@ -121,3 +122,14 @@ def test_timeout_fails_only_the_slow_simulation(tmp_path, hrrr_met, client):
     assert time.monotonic() - started < 60
     assert model.status().ids("failed") == [slow.sim_id]
     assert records.read_failure(model.location, slow.sim_id)["reason"] == "timeout"
+
+
+def test_a_plain_cluster_without_hysplit_slots_runs_one_task_per_thread(tmp_path, hrrr_met):
+    # A user's own cluster (e.g. SLURMCluster() in a notebook) advertises no resource.
+    model = _model(tmp_path / "proj", hrrr_met, _receptors(3), n_hours=-1, numpar=20)
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster:
+        with Client(cluster) as plain:
+            assert capacity(plain) == (2, None)
+            assert set(model.run(client=plain).values()) == {"complete"}
+            futures = model.run(client=plain, wait=False, skip_existing=False)
+            assert plain.gather(futures) == ["complete"] * 3

@@ -15,7 +15,7 @@ from distributed import Client, default_client
 
 from ..config import ExecutionConfig
 from .clusters import make_cluster
-from .submit import Outcome, run_waves, submit
+from .submit import Outcome, capacity, run_waves, submit
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -75,8 +75,10 @@ def run_model(
             except ValueError:
                 client = Client(make_cluster(execution))
                 logger.info("Dask dashboard: %s", client.dashboard_link)
+        _, resources = capacity(client)
         return [
-            submit(client, model.location, sim_id, model.config, skip_existing) for sim_id in ids
+            submit(client, model.location, sim_id, model.config, skip_existing, None, resources)
+            for sim_id in ids
         ]
     return _waves(client, execution, ids, model, skip_existing)
 

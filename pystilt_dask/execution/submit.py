@@ -19,7 +19,6 @@ import pandas as pd
 from distributed import Client, as_completed
 
 from ..config import ModelConfig
-from ..errors import ConfigError
 from ..simulation import run_simulation
 from ..store import manifest
 from ..store.paths import Location
@@ -29,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Tasks kept in flight per HYSPLIT slot of the cluster.
 WAVE_FACTOR = 4
+#: What each simulation task asks of its worker: one HYSPLIT slot.
+HYSPLIT_SLOT = {"hysplit": 1}
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,19 @@ class Outcome:
     error: str | None = None
 
 
-def hysplit_slots(client: Client) -> int:
-    """The number of HYSPLIT runs the cluster can hold at once (at least 1).
+def capacity(client: Client) -> tuple[int, dict[str, int] | None]:
+    """Simulations the cluster runs at once, and the resources each task asks for.
 
-    Raises
-    ------
-    ConfigError
-        When there are workers but none offers a ``hysplit`` slot: every task
-        would wait for one forever.
+    Workers started by pystilt_dask advertise one ``hysplit`` slot each, and every
+    task asks for one. A cluster whose workers advertise none (a plain
+    ``SLURMCluster()`` or ``LocalCluster()`` of your own) runs one task per worker
+    thread instead; give such workers one thread each for one HYSPLIT per core.
     """
     workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
     slots = int(sum(w.get("resources", {}).get("hysplit", 0) for w in workers))
-    if workers and not slots:
-        raise ConfigError(
-            "the Dask workers offer no 'hysplit' resource: start them with "
-            "`stilt-dask worker`, or give them resources={'hysplit': 1}"
-        )
-    return max(1, slots)
+    if slots or not workers:
+        return max(1, slots), {"hysplit": 1}
+    return sum(int(w["nthreads"]) for w in workers), None
 
 
 def submit(
@@ -66,6 +63,7 @@ def submit(
     config: ModelConfig,
     skip_existing: bool = True,
     entry: pd.Series | None = None,
+    resources: dict[str, int] | None = HYSPLIT_SLOT,
 ) -> Any:
     """Submit one simulation task (with its manifest row, when known) and return its future."""
     return client.submit(
@@ -76,7 +74,7 @@ def submit(
         skip_existing,
         entry,
         key=task_key(sim_id),
-        resources={"hysplit": 1},
+        resources=resources,
         retries=config.execution.retries,
         pure=False,
     )
@@ -106,7 +104,7 @@ def run_waves(
         Passed to each task: skip work whose results exist.
     window : int, optional
         Most tasks in flight; default ``WAVE_FACTOR`` × HYSPLIT slots, re-read
-        as the cluster grows or shrinks.
+        as the cluster grows or shrinks (see :func:`capacity`).
 
     Notes
     -----
@@ -122,13 +120,14 @@ def run_waves(
     futures: dict[str, Any] = {}
 
     def refill() -> None:
-        limit = window or WAVE_FACTOR * hysplit_slots(client)
+        slots, resources = capacity(client)
+        limit = window or WAVE_FACTOR * slots
         while len(futures) < limit:
             sim_id = next(pending, None)
             if sim_id is None:
                 return
             entry = entries.loc[sim_id] if sim_id in entries.index else None
-            future = submit(client, location, sim_id, config, skip_existing, entry)
+            future = submit(client, location, sim_id, config, skip_existing, entry, resources)
             futures[sim_id] = future
             in_flight.add(future)
 
