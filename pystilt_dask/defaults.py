@@ -50,4 +50,15 @@ def numba_cache_dir() -> Path:
     return Path(base) / "pystilt_dask" / "numba"
 
 
+def _point_numba_cache() -> None:
+    # numba reads NUMBA_CACHE_DIR when first imported, and its default (beside the
+    # installed package) is often read-only. This module is imported before any of
+    # the package's kernels, so this is the one place that sets it.
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        cache = numba_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(cache)
+
+
 _register()
+_point_numba_cache()

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from .hysplit import particles as _particles  # noqa: F401  (sets NUMBA_CACHE_DIR first)
 from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor
 
 #: Molar mass of dry air, kg/mol (the constant HYSPLIT-STILT and R-STILT use).

@@ -10,19 +10,8 @@ task, and nested thread pools would oversubscribe a worker.
 
 from __future__ import annotations
 
-import os
-
-from ..defaults import numba_cache_dir
-
-# numba reads NUMBA_CACHE_DIR when it is first imported; the default (beside the
-# installed package) is often read-only, so point it at the user cache first.
-if "NUMBA_CACHE_DIR" not in os.environ:
-    _cache = numba_cache_dir()
-    _cache.mkdir(parents=True, exist_ok=True)
-    os.environ["NUMBA_CACHE_DIR"] = str(_cache)
-
-import numpy as np  # noqa: E402
-from numba import njit, uint64  # noqa: E402
+import numpy as np
+from numba import njit, uint64
 
 
 @njit(nogil=True, cache=True)

@@ -19,12 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from ..defaults import numba_cache_dir
-
-os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
-
-from numba import njit  # noqa: E402  (NUMBA_CACHE_DIR must be set before numba loads)
+from numba import njit
 
 #: Pieces a large file is parsed in, at most, and the smallest piece worth a thread.
 _MAX_THREADS = min(4, os.cpu_count() or 1)
