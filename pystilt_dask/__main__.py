@@ -1,5 +1,5 @@
 """``python -m pystilt_dask`` runs the ``stilt-dask`` command line."""
 
-from .cli import app
+from .cli import main
 
-app()
+main()

@@ -7,6 +7,7 @@ and space is verified here first.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,8 @@ from ..errors import MeteorologyError
 
 #: Grid cells HYSPLIT needs between a release point and the met grid's edge.
 EDGE = 2
+# Worker threads that start together would otherwise each parse the same headers.
+_READ_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ def read_info(path: Path) -> MetFileInfo:
         When the file is not readable ARL or arlmet finds damage in it.
     """
     stat = path.stat()
-    return _read_info(path, stat.st_size, stat.st_mtime_ns)
+    with _READ_LOCK:
+        return _read_info(path, stat.st_size, stat.st_mtime_ns)
 
 
 @lru_cache(maxsize=512)

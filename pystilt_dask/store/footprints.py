@@ -240,7 +240,9 @@ def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> N
         raise StoreError(
             f"footprint {name!r} has {array.shape[0]} rows, not {row + 1}; run `stilt-dask rebuild`"
         )
-    array.with_config({"write_empty_chunks": True})[row] = chunk
+    # A selection with the chunk's own shape is a whole-chunk write: zarr then
+    # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
+    array.with_config({"write_empty_chunks": True})[row : row + 1] = chunk[np.newaxis]
 
 
 def delete_chunk(location: Location, name: str, row: int) -> None:

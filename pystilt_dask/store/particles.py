@@ -21,6 +21,7 @@ from ..receptors import Receptor
 from .paths import Location
 
 _PREFIX = "pystilt_dask:"
+_DICTIONARY_COLUMNS = ["time", "indx"]
 
 
 def to_bytes(particles: pd.DataFrame, receptor: Receptor, met: str | None) -> bytes:
@@ -33,7 +34,9 @@ def to_bytes(particles: pd.DataFrame, receptor: Receptor, met: str | None) -> by
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    # Dictionaries pay off only for the few distinct times and particle numbers;
+    # on the float columns they cost a fifth of the write and save nothing.
+    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
     return sink.getvalue()
 
 
