@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from distributed import Client, LocalCluster
 
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.execution import run_waves
-from pystilt_dask.execution.submit import capacity
+from pystilt_dask.execution.serve import serve
+from pystilt_dask.execution.submit import Outcome, capacity
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
-from pystilt_dask.store import records
+from pystilt_dask.store import manifest, records
 
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 
@@ -86,6 +88,20 @@ def test_bounded_waves_never_exceed_the_window(tmp_path, hrrr_met, client):
     outcomes = list(run_waves(client, model.location, watch(model.simulations.ids()),
                               model.config, window=2))  # fmt: skip
     assert len(outcomes) == 6 and max(seen) <= 2
+
+
+def test_serve_waits_for_a_registration_under_way(tmp_path, hrrr_met, client):
+    first, second = _receptors(2)
+    model = _model(tmp_path / "proj", hrrr_met, [first], n_hours=-1, numpar=20)
+    # A registration caught between its two writes: the manifest row is there,
+    # the footprint arrays have not grown to hold it yet.
+    manifest.append(model.location, [second], "hrrr", ["default"])
+    outcomes = serve(model, client, poll=0.2)
+    assert next(outcomes) == Outcome(first.sim_id, "complete")
+    threading.Timer(1.0, model.sync).start()  # the registration finishes
+    assert next(outcomes) == Outcome(second.sim_id, "complete")
+    outcomes.close()
+    assert model.status().counts()["complete"] == 2
 
 
 def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, hrrr_met, client):

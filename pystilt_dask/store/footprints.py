@@ -245,6 +245,14 @@ def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> N
     array.with_config({"write_empty_chunks": True})[row : row + 1] = chunk[np.newaxis]
 
 
+def n_rows(location: Location, name: str) -> int:
+    """How many simulation rows footprint ``name`` holds (0 before it exists)."""
+    try:
+        return zarr.open_array(location.zarr_store(layout.foot_array(name)), mode="r").shape[0]
+    except FileNotFoundError:
+        return 0
+
+
 def delete_chunk(location: Location, name: str, row: int) -> None:
     """Delete one simulation's chunk (its footprint is then pending again)."""
     location.delete(layout.chunk_key(name, row))
