@@ -193,7 +193,11 @@ class Model:
         skip_existing : bool
             Skip complete simulations; ``False`` redoes everything.
         wait : bool
-            Wait and return the states; ``False`` returns the futures at once.
+            Wait and return the states; ``False`` submits every simulation and
+            returns the futures at once (no waves: the scheduler holds them all).
+            A cluster built for them then stays up, its client becoming the default
+            client, until you close it (``distributed.default_client().close()``)
+            or the process exits.
         profile : str, optional
             Name of an execution profile in the configuration.
 
