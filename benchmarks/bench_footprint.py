@@ -29,7 +29,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from footprint_helpers import as_pystilt_table, random_walk_particles  # noqa: E402
+from footprint_helpers import (  # noqa: E402
+    as_pystilt_table,
+    pystilt_grid,
+    random_walk_particles,
+)
 
 from pystilt_dask.config import FootprintConfig  # noqa: E402
 from pystilt_dask.footprint import calc_footprint  # noqa: E402
@@ -65,14 +69,7 @@ def _pystilt(particles):
     receptor = stilt.PointReceptor(**RELEASE)
 
     def run(config):
-        grid = stilt.Grid(
-            xmin=config.xmin,
-            xmax=config.xmax,
-            ymin=config.ymin,
-            ymax=config.ymax,
-            xres=config.xres,
-            yres=config.yres,
-        )
+        grid = pystilt_grid(config)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return stilt.calc_footprint(table, receptor, grid, smooth_factor=config.smooth_factor)

@@ -101,6 +101,21 @@ def as_pystilt_table(particles: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def pystilt_grid(config):
+    """PYSTILT's ``stilt.Grid`` for a :class:`~pystilt_dask.config.FootprintConfig`."""
+    import stilt  # the optional test dependency, only where PYSTILT is compared
+
+    return stilt.Grid(
+        xmin=config.xmin,
+        xmax=config.xmax,
+        ymin=config.ymin,
+        ymax=config.ymax,
+        xres=config.xres,
+        yres=config.yres,
+        crs=config.projection,
+    )
+
+
 # -- slow, direct implementation of R-STILT §1.3 for checking the fast one ---------
 
 _SCHEDULE = np.round(

@@ -18,6 +18,7 @@ from footprint_helpers import (
     HYSPLIT_RUNS,
     as_pystilt_table,
     hysplit_particles,
+    pystilt_grid,
     random_walk_particles,
     read_rstilt_particles,
     reference_interpolation,
@@ -47,15 +48,7 @@ SETTINGS = {
 
 
 def _pystilt(particles, config: FootprintConfig):
-    grid = stilt.Grid(
-        xmin=config.xmin,
-        xmax=config.xmax,
-        ymin=config.ymin,
-        ymax=config.ymax,
-        xres=config.xres,
-        yres=config.yres,
-        crs=config.projection,
-    )
+    grid = pystilt_grid(config)
     receptor = stilt.PointReceptor(**HYSPLIT_RELEASE)
     return stilt.calc_footprint(
         as_pystilt_table(particles),
