@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from distributed import Client
 
-from ..store import footprints, manifest
+from ..store import footprints
+from ..store.status import Status
 from .submit import Outcome, run_waves
 
 if TYPE_CHECKING:
@@ -38,9 +39,11 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
     # cancelled task) still read as pending; run each once per serve, not in a loop.
     tried: set[str] = set()
     while True:
-        pending = _registered(
-            [i for i in model.status(client).ids("pending") if i not in tried], model
-        )
+        status = model.status(client)
+        # Rows are positions in registration order. Rows the footprint arrays do
+        # not hold yet belong to a registration under way: they wait a round.
+        ready = Status(status.table.iloc[: _rows_held(model, len(status))])
+        pending = [i for i in ready.ids("pending") if i not in tried]
         tried.update(pending)
         if pending:
             yield from run_waves(client, model.location, pending, model.config)
@@ -48,10 +51,7 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
             time.sleep(poll)
 
 
-def _registered(sim_ids: list[str], model: Model) -> list[str]:
-    """The simulations in ``sim_ids`` whose row every footprint array already holds."""
-    if not sim_ids or not model.config.footprints:
-        return sim_ids
-    held = min(footprints.n_rows(model.location, name) for name in model.config.footprints)
-    rows = manifest.read(model.location, columns=["sim_id", "row"]).set_index("sim_id")["row"]
-    return [sim_id for sim_id in sim_ids if rows[sim_id] < held]
+def _rows_held(model: Model, registered: int) -> int:
+    """How many simulation rows every footprint array holds."""
+    names = model.config.footprints
+    return min((footprints.n_rows(model.location, name) for name in names), default=registered)

@@ -210,8 +210,7 @@ def _footprint_layers(
     )
     del rcode, row_cell
     present = np.flatnonzero(counts)
-    # Zero-filled outputs cost nothing until touched (calloc); only the area a
-    # layer touched is written.
+    # Zero-filled once (calloc); the kernel writes only the area each layer touched.
     values = np.zeros((present.size, grid.ny, grid.nx), dtype=np.float32)
     kernels.accumulate_layers(
         order,
