@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import dask.config
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from pystilt_dask.config import DEFAULT_VARSIWANT, KNOWN_VARSIWANT, HysplitConfi
 from pystilt_dask.errors import HysplitNotFoundError
 from pystilt_dask.hysplit import executable, read_particle_file, resolve_hysplit, run_hysplit
 from pystilt_dask.hysplit.inputs import control_text, setup_text, write_inputs
+from pystilt_dask.hysplit.run import hysplit_environment
 from pystilt_dask.receptors import PointReceptor
 
 WBB = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
@@ -38,9 +40,13 @@ def test_rerun_reproduces_the_reference_particles(shared, tmp_path, case):
     (tmp_path / "met").symlink_to(shared / "met")
     config = CASES[case]
     write_inputs(workdir, WBB, config, MET_FILES)
-    particles = read_particle_file(run_hysplit(workdir, resolve_hysplit(), 60), config.varsiwant)
-    reference = np.loadtxt(shared / "hysplit_runs" / case / "PARTICLE_STILT.DAT", skiprows=1)
-    np.testing.assert_array_equal(particles.to_numpy(), reference)
+    particle_file = run_hysplit(workdir, resolve_hysplit(), 60)
+    particles = read_particle_file(particle_file, config.varsiwant)
+    reference_file = shared / "hysplit_runs" / case / "PARTICLE_STILT.DAT"
+    np.testing.assert_array_equal(particles.to_numpy(), np.loadtxt(reference_file, skiprows=1))
+    # The allocator tunables HYSPLIT runs with change its speed, not one byte of its output.
+    assert "mxfast" in hysplit_environment()["GLIBC_TUNABLES"]
+    assert particle_file.read_bytes() == reference_file.read_bytes()
     assert list(particles.columns) == list(config.varsiwant)
     # STILT never reads the binary copy: it went to /dev/null.
     assert (workdir / "PARTICLE.DAT").resolve() == (
@@ -62,6 +68,19 @@ def test_parser_rejects_ragged_and_garbled_files(tmp_path):
     path.write_text("header\n -1. 1. *****\n")
     with pytest.raises(ValueError, match="not a number"):
         read_particle_file(path, ["time", "indx", "long"])
+
+
+def test_glibc_tunables_defer_to_the_users(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mxfast=64")
+    with dask.config.set({"stilt.hysplit-glibc-tunables": "glibc.malloc.mxfast=0"}):
+        # glibc applies tunables in order: the user's, last, win.
+        expected = "glibc.malloc.mxfast=0:glibc.malloc.mxfast=64"
+        assert hysplit_environment()["GLIBC_TUNABLES"] == expected
+    with dask.config.set({"stilt.hysplit-glibc-tunables": None}):
+        assert hysplit_environment()["GLIBC_TUNABLES"] == "glibc.malloc.mxfast=64"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    with dask.config.set({"stilt.hysplit-glibc-tunables": ""}):
+        assert "GLIBC_TUNABLES" not in hysplit_environment()
 
 
 def test_resolution_order(tmp_path, monkeypatch):

@@ -85,8 +85,9 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
     log_path = workdir / LOG_NAME
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*_die_with_parent(), "./hycs_std"], cwd=workdir, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [*_die_with_parent(), "./hycs_std"], cwd=workdir, env=hysplit_environment(),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
         # A watchdog kills on timeout while this thread blocks in wait():
         # wait(timeout=...) would poll with sleeps, idling up to 50 ms per run.
@@ -118,6 +119,19 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
         reason, message = failure
         raise HysplitError(reason, message, log_tail(workdir), str(workdir))
     return particle_file
+
+
+def hysplit_environment() -> dict[str, str]:
+    """The environment ``hycs_std`` runs in: ours, plus ``stilt.hysplit-glibc-tunables``.
+
+    Tunables already in ``GLIBC_TUNABLES`` come after the configured ones, so a
+    user's own settings win.
+    """
+    tunables = dask.config.get("stilt.hysplit-glibc-tunables")
+    if not tunables:
+        return dict(os.environ)
+    given = os.environ.get("GLIBC_TUNABLES")
+    return {**os.environ, "GLIBC_TUNABLES": f"{tunables}:{given}" if given else tunables}
 
 
 def classify(workdir: Path, returncode: int) -> tuple[str, str] | None:
