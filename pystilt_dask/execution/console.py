@@ -23,7 +23,9 @@ def follow(outcomes: Iterable[Outcome], total: int, console: Console) -> Counter
         TextColumn("[bold]stilt-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[states]}"),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
+    # Simulations take seconds: two refreshes a second keep the clock live for a
+    # fifth of the default's CPU, which a worker thread in this process would use.
+    with Progress(*columns, console=console, transient=False, refresh_per_second=2) as progress:
         task = progress.add_task("run", total=total, states="")
         for outcome in outcomes:
             counts[outcome.state] += 1

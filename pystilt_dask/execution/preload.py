@@ -1,9 +1,10 @@
 """Worker preload (``--preload pystilt_dask.execution.preload``): set a worker up.
 
-A worker's first simulation would otherwise spend about a second importing the
-package and loading the numba kernels from their cache; done here, that happens
-while the worker starts, not while a HYSPLIT slot sits idle. The preload also
-tunes glibc's allocator for the way simulations use memory.
+A worker's first simulation would otherwise spend about half a second loading
+the numba kernels from their cache after its HYSPLIT run. The preload loads them
+in a background thread instead, once per process, while the worker starts and
+its first HYSPLIT runs, so neither the start nor a HYSPLIT slot waits for it.
+It also tunes glibc's allocator for the way simulations use memory.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,12 @@ def warm_up() -> None:
         calc_footprint(corrected, receptor, grid)
 
 
+_STARTED = threading.Lock()
+
+
 def dask_setup(worker: Any) -> None:
-    """Dask's preload hook: tune the allocator and warm up before taking tasks."""
+    """Dask's preload hook: tune the allocator and start warming up (once per process)."""
     tune_allocator()
-    warm_up()
+    # Workers that share a process (threads of one LocalCluster) share the kernels.
+    if _STARTED.acquire(blocking=False):
+        threading.Thread(target=warm_up, name="stilt-warm-up", daemon=True).start()
