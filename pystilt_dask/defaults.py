@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import dask.config
+import distributed.config  # noqa: F401  (Dask's defaults first, so that ours override them)
 import yaml
 
 _DEFAULTS_FILE = Path(__file__).with_name("stilt.yaml")
