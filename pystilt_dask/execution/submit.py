@@ -52,7 +52,7 @@ def capacity(client: Client) -> tuple[int, dict[str, int] | None]:
     workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
     slots = int(sum(w.get("resources", {}).get("hysplit", 0) for w in workers))
     if slots or not workers:
-        return max(1, slots), {"hysplit": 1}
+        return max(1, slots), HYSPLIT_SLOT
     return sum(int(w["nthreads"]) for w in workers), None
 
 
