@@ -2,8 +2,10 @@
 
 The three backends are interchangeable Dask clusters: ``LocalCluster``,
 ``dask_jobqueue.SLURMCluster`` and ``dask_kubernetes.operator.KubeCluster``.
-Every worker runs one thread and advertises one ``hysplit`` resource, so each
-worker runs one HYSPLIT at a time. Optional backends are imported only when used.
+Every worker advertises one ``hysplit`` resource, so each worker runs one
+HYSPLIT at a time; local and Kubernetes workers run one thread, Slurm workers
+as many as the user's or the site's ``jobqueue.slurm`` settings give them
+(see :mod:`.slurm`). Optional backends are imported only when used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import threading
 from typing import Any
 
 import dask.config
-import pandas as pd
 
 from .. import defaults  # noqa: F401  (the stilt defaults, incl. task durations, first)
 from ..config import ExecutionConfig
@@ -90,40 +91,14 @@ def _local(execution: ExecutionConfig) -> Any:
 
 
 def _slurm(execution: ExecutionConfig) -> Any:
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise ConfigError(
-            "backend 'slurm' needs dask-jobqueue: pip install 'pystilt-dask[slurm]'"
-        ) from None
-    kwargs: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "2GB", "job_name": "stilt-dask"}
-    kwargs.update(execution.cluster)
-    extra = list(kwargs.pop("worker_extra_args", []))
-    kwargs["worker_extra_args"] = extra + SLOT_ARGS + _lifetime_args(kwargs.get("walltime"), extra)
+    # Only what the user set, plus the worker slot: SLURMCluster takes the rest
+    # from the site's jobqueue.yaml (see slurm.slurm_cluster_kwargs).
+    from .slurm import slurm_cluster_kwargs
+
+    kwargs = slurm_cluster_kwargs(execution.cluster)
+    from dask_jobqueue import SLURMCluster
+
     return SLURMCluster(**kwargs)
-
-
-def _lifetime_args(walltime: str | None, given: list[str]) -> list[str]:
-    """Retire workers gracefully before Slurm kills them at the job's walltime.
-
-    A worker leaves 5% of its walltime (at least a minute) early, staggered so
-    that workers started together do not leave at once, and is restarted;
-    its running simulation is rescheduled elsewhere.
-    """
-    if not walltime or "--lifetime" in given:
-        return []
-    try:
-        # Slurm writes days as "D-HH:MM:SS"; pandas reads "D days HH:MM:SS".
-        seconds = pd.Timedelta(walltime.replace("-", " days ", 1)).total_seconds()
-    except ValueError:
-        raise ConfigError(f"execution.cluster.walltime {walltime!r} is not HH:MM:SS") from None
-    margin = max(60.0, 0.05 * seconds)
-    lifetime = max(seconds - margin, 60.0)
-    stagger = min(margin / 2, 300.0)
-    return [
-        "--lifetime", f"{int(lifetime)}s", "--lifetime-stagger", f"{int(stagger)}s",
-        "--lifetime-restart",
-    ]  # fmt: skip
 
 
 def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dict[str, Any]:
