@@ -35,7 +35,7 @@ from .execution.runner import connect, plan
 from .execution.serve import serve as serve_forever
 from .execution.submit import run_waves
 from .model import Model
-from .store.status import STATES
+from .store.completion import STATES
 
 app = typer.Typer(
     name="stilt-dask",
@@ -107,18 +107,10 @@ def register(
 def status(
     project: ProjectArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Dask scheduler address, to count `running` simulations."),
-    ] = None,
 ) -> None:
     """Count simulations per state, overall and per footprint name."""
     model = open_model(project)
-    if scheduler:
-        with _client(scheduler) as client:
-            counts = model.status(client).counts()
-    else:
-        counts = model.status().counts()
+    counts = model.status().counts()
     if as_json:
         typer.echo(json.dumps(counts))
         return
@@ -134,15 +126,18 @@ def status(
 
 
 @command
-def rebuild(
+def verify(
     project: ProjectArg,
-    older_than: Annotated[
-        float, typer.Option(help="Seconds after which temporaries and markers count as stale.")
-    ] = 3600.0,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove damaged results and restore lost entries.")
+    ] = False,
 ) -> None:
-    """Repair the store: clean stale temporaries, reconcile the manifest, grow arrays."""
+    """Read back every result; name damaged simulations (exit 1 when any)."""
     model = open_model(project)
-    console.print(model.rebuild(older_than).summary())
+    report = model.verify(repair=repair)
+    console.print(report.summary(), markup=False, highlight=False)
+    if not report.ok and not repair:
+        raise typer.Exit(1)
 
 
 BackendOption = Annotated[
@@ -171,7 +166,10 @@ def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) ->
         if ids:  # nothing to do starts no cluster (and no Slurm jobs)
             with connect(client, execution) as active:
                 console.print(f"Dask dashboard: {active.dashboard_link}")
-                outcomes = run_waves(active, model.location, ids, model.config, skip_existing)
+                outcomes = run_waves(
+                    active, model.location, ids, model.config, skip_existing,
+                    retries=execution.retries,
+                )  # fmt: skip
                 counts = follow(outcomes, len(ids), console)
     except KeyboardInterrupt:
         error_console.print("interrupted: finished simulations are stored; rerun to resume")
@@ -181,7 +179,7 @@ def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) ->
             client.close()
     project_counts = model.status().counts()
     console.print(summary(counts, project_counts, time.monotonic() - started))
-    if project_counts["failed"]:
+    if sum(counts.values()) < len(ids) or set(counts) - {"complete", "complete-empty"}:
         raise typer.Exit(1)
 
 

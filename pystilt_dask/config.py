@@ -34,6 +34,10 @@ KNOWN_VARSIWANT = (
 #: Variables the near-field (hnf_plume) correction needs.
 HNF_VARIABLES = ("dens", "samt", "sigw", "tlgr", "foot", "mlht")
 
+#: HYSPLIT settings that control how a run is carried out, not what it computes:
+#: they may change in an existing project.
+RUN_CONTROL = ("executable", "timeout")
+
 WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
 ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
 
@@ -261,6 +265,10 @@ class HysplitConfig(_Section):
                 raise ValueError("ziscale factors must be positive")
         return self
 
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that change results: all but :data:`RUN_CONTROL`."""
+        return self.model_dump(mode="json", exclude=set(RUN_CONTROL))
+
     @property
     def winderrtf(self) -> int:
         """HYSPLIT's transport-error switch: 1 wind, 2 mixed layer, 3 both, 0 none."""
@@ -363,6 +371,9 @@ class ModelConfig(_Section):
         Named alternative execution settings, chosen with ``--profile``.
     output : str
         Project store (path or fsspec URL), relative to the config file.
+    storage_options : dict
+        fsspec options for a remote ``output`` (e.g. ``endpoint_url``, ``profile``);
+        credentials are better left to fsspec's usual environment and config files.
 
     Examples
     --------
@@ -378,6 +389,7 @@ class ModelConfig(_Section):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     profiles: dict[str, ExecutionConfig] = Field(default_factory=dict)
     output: str = "output"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("mets")
     @classmethod
@@ -438,6 +450,20 @@ class ModelConfig(_Section):
         if path is not None:
             Path(path).write_text(text)
         return text
+
+    def result_changes(self, other: ModelConfig) -> list[str]:
+        """The result-changing settings in which ``other`` differs, as ``"field: a → b"``.
+
+        Run-control settings (:data:`RUN_CONTROL`, execution, profiles, storage
+        options, paths) may differ; footprint grids are checked per footprint name
+        by the store.
+        """
+        mine, theirs = self.hysplit.result_settings(), other.hysplit.result_settings()
+        return [
+            f"hysplit.{key}: {mine.get(key)!r} → {theirs.get(key)!r}"
+            for key in sorted(set(mine) | set(theirs))
+            if mine.get(key) != theirs.get(key)
+        ]
 
     def execution_for(self, profile: str | None) -> ExecutionConfig:
         """Return the execution settings of a named profile (``None``: the default)."""

@@ -18,10 +18,13 @@ import yaml
 from .config import ModelConfig
 from .errors import ConfigError, StoreError
 from .receptors import Receptor, read_receptors, receptors_from_frame
-from .store import footprints, layout, manifest, particles, records
+from .store import footprints, layout, particles, records, registry
+from .store.completion import CompletionRule, State
+from .store.lazy import open_footprint
 from .store.paths import Location
-from .store.rebuild import RebuildReport, rebuild
-from .store.status import State, Status, running_ids, status
+from .store.registry import Registry
+from .store.status import Status, status
+from .store.verify import VerifyReport, verify
 
 ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
 
@@ -38,7 +41,7 @@ class Model:
     config : ModelConfig or path, optional
         The configuration; default: the project's stored ``config.yaml``.
     storage_options : dict, optional
-        fsspec options for a remote ``project``.
+        fsspec options for a remote ``project``; default: the configuration's.
 
     Examples
     --------
@@ -56,6 +59,10 @@ class Model:
         *,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
+        if config is not None and not isinstance(config, ModelConfig):
+            config = ModelConfig.from_yaml(config)
+        if storage_options is None and config is not None:
+            storage_options = config.storage_options or None
         self.location = Location(str(project), storage_options)
         if config is None:
             config = _stored_config(self.location)
@@ -64,8 +71,6 @@ class Model:
                     f"{self.location.root} has no {layout.CONFIG}: not a project "
                     "(give its config.yaml, or pass config=)"
                 )
-        elif not isinstance(config, ModelConfig):
-            config = ModelConfig.from_yaml(config)
         for name in config.footprints:
             footprints.check_name(name)
         self.config = config
@@ -82,9 +87,13 @@ class Model:
         return f"<Model {self.location.root} footprints: {names}>"
 
     @property
-    def error_run(self) -> bool:
-        """Whether transport-error particles are part of every simulation."""
-        return bool(self.config.hysplit.winderrtf)
+    def completion(self) -> CompletionRule:
+        """The keys that make this project's simulations complete."""
+        return CompletionRule.from_config(self.config)
+
+    def registry(self) -> Registry:
+        """The registered simulations and their rows, as committed now."""
+        return registry.read(self.location)
 
     @property
     def has_receptors(self) -> bool:
@@ -107,8 +116,10 @@ class Model:
     def register_pending(self, scene_id: str | None = None, met: str | None = None) -> list[str]:
         """Register receptors not registered yet; return the new simulation ids.
 
-        Appends rows to the manifest and grows every footprint array; existing
-        chunks and their completion are never touched. Also stores ``config.yaml``.
+        Registration is a commit (see :mod:`pystilt_dask.store.registry`): any
+        number of processes may register at once, and each receptor is registered
+        exactly once. Existing results are never touched. Also stores
+        ``config.yaml``, refusing settings that would change existing results.
 
         Parameters
         ----------
@@ -121,41 +132,57 @@ class Model:
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
         self._store_config()
-        new = manifest.append(
+        new, committed = registry.register(
             self.location, self.receptors(), met, list(self.config.footprints), scene_id
         )
-        self.sync()
-        return new["sim_id"].tolist()
+        self.sync(committed)
+        return new
 
-    def sync(self) -> None:
-        """Make every configured footprint array hold every registered simulation."""
-        footprints.sync(self.location, self.config)
+    def sync(self, known: Registry | None = None) -> Registry:
+        """Make every footprint group describe the registry for plain zarr readers.
+
+        Repeated until no registrant committed meanwhile, so whoever syncs last
+        writes the newest state. Returns the registry synced to.
+        """
+        current = registry.read(self.location, since=known)
+        while True:
+            footprints.sync(self.location, self.config, current)
+            newest = registry.versions(self.location)
+            if not newest or newest[-1] == current.version:
+                return current
+            current = registry.read(self.location, since=current)
 
     def _store_config(self) -> None:
         stored = _stored_config(self.location)
-        if stored is not None and stored.hysplit != self.config.hysplit:
-            raise ConfigError(
-                f"{self.location.root} was made with other hysplit settings; "
-                "use a new project for new transport settings"
-            )
+        if stored is not None:
+            changes = stored.result_changes(self.config)
+            if changes:
+                raise ConfigError(
+                    f"{self.location.root} was made with other settings that change results "
+                    f"({'; '.join(changes)}); use a new project for them"
+                )
         self.location.write_bytes(layout.CONFIG, self.config.to_yaml().encode())
 
-    def rebuild(self, older_than: float = 3600.0) -> RebuildReport:
-        """Repair the store: see :func:`pystilt_dask.store.rebuild.rebuild`."""
-        return rebuild(self.location, self.config, older_than)
-
-    def status(self, client: Any = None) -> Status:
-        """Every simulation's state (and its footprints'), derived from the store.
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Read back every result and name the simulations whose results are damaged.
 
         Parameters
         ----------
-        client : distributed.Client, optional
-            Scheduler to ask which simulations are ``running``; default: the
-            current client, if any.
+        repair : bool
+            Remove damaged results (so the next ``run`` recomputes exactly those)
+            and restore lost registry entries from their particle files.
+
+        See :func:`pystilt_dask.store.verify.verify`.
         """
-        return status(
-            self.location, list(self.config.footprints), self.error_run, running_ids(client)
-        )
+        return verify(self.location, self.config, repair)
+
+    def status(self) -> Status:
+        """Every simulation's state (and its footprints'), derived from the store.
+
+        ``running`` comes from live claims, so it is right from any process,
+        whichever coordinator runs the simulations.
+        """
+        return status(self.location, self.registry(), self.completion)
 
     @property
     def simulations(self) -> Simulations:
@@ -228,7 +255,7 @@ class Simulations:
 
     def ids(self) -> list[str]:
         """Every registered simulation id, in registration order."""
-        return manifest.read(self._model.location, columns=["sim_id"])["sim_id"].tolist()
+        return self._model.registry().sim_ids
 
     def incomplete(self) -> list[str]:
         """Ids of simulations that are not complete (pending, running or failed)."""
@@ -309,7 +336,7 @@ class Footprint:
         return f"<Footprint {self.name!r} of {self._model.location.root}>"
 
     def load(self) -> xr.DataArray:
-        """Open this footprint for every simulation, lazily.
+        """Open this footprint for every registered simulation, lazily.
 
         Returns
         -------
@@ -317,22 +344,12 @@ class Footprint:
             ``foot(simulation, lag, lat, lon)`` (``y, x`` when projected), backed by
             dask with one chunk per simulation; nothing is read until computed.
             Simulations not yet computed read as NaN; an empty footprint reads as
-            zeros. Receptor fields (``receptor_time``, ``receptor_longitude``, …,
-            ``scene_id``, ``met``) are coordinates along ``simulation``.
+            zeros; a damaged chunk raises :class:`~pystilt_dask.errors.StoreError`
+            naming its simulation. ``time(simulation, lag)`` is the absolute start
+            of each layer; receptor fields (``receptor_time``, ``receptor_longitude``,
+            …, ``scene_id``, ``met``) are coordinates along ``simulation``.
         """
-        foot = footprints.open_footprint(self._model.location, self.name)
-        n = foot.sizes["simulation"]
-        table = manifest.read(self._model.location).iloc[:n]
-        if table["sim_id"].tolist() != foot["simulation"].values.tolist():
-            raise StoreError(f"footprint {self.name!r} rows disagree with the manifest; rebuild")
-        coords = {
-            f"receptor_{field}": ("simulation", table[field].to_numpy())
-            for field in ("time", "longitude", "latitude", "altitude", "bottom", "top")
-        }
-        coords["receptor_kind"] = ("simulation", table["kind"].to_numpy(str))
-        coords["scene_id"] = ("simulation", table["scene_id"].fillna("").to_numpy(str))
-        coords["met"] = ("simulation", table["met"].to_numpy(str))
-        return foot.assign_coords(coords)
+        return open_footprint(self._model.location, self.name, self._model.registry())
 
 
 def _stored_config(location: Location) -> ModelConfig | None:

@@ -1,19 +1,23 @@
 """One simulation, end to end: the idempotent unit of work.
 
-:func:`run_simulation` is what a scheduler runs, once per simulation, under the
-task key :func:`~pystilt_dask.store.status.task_key`. It is safe under
-at-least-once execution and against concurrent attempts in other processes:
+:func:`run_simulation` is what a scheduler runs, once per simulation. It is safe
+under at-least-once execution and against other coordinators working the same
+project:
 
 1. it checks completion first (a few key lookups) and returns if done;
-2. it reuses stored particles when only footprints are missing;
-3. it publishes results in the order of :mod:`pystilt_dask.store.publish`, the
+2. it takes the simulation's claim, or returns ``"running"`` when another
+   process holds it (see :mod:`pystilt_dask.store.claims`);
+3. it reuses stored particles when only footprints are missing;
+4. it publishes results in the order of :mod:`pystilt_dask.store.publish`, the
    footprint chunks (completion keys) last;
-4. on failure it writes a failure record and nothing that looks complete.
+5. on failure it writes a failure record and nothing that looks complete.
 
 With ``hysplit.seed`` set, repeated attempts write identical bytes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -21,10 +25,13 @@ from .config import ModelConfig
 from .errors import StiltError
 from .footprint import calc_footprint, is_empty
 from .receptors import Receptor
-from .store import footprints, layout, manifest, particles, publish, records
+from .store import claims, footprints, layout, particles, publish, records, registry
+from .store.completion import CompletionRule, State
 from .store.paths import Location
-from .store.status import State, simulation_state
-from .trajectory import simulate_trajectories
+from .trajectory import Trajectories, simulate_trajectories
+
+#: What runs HYSPLIT for a receptor: ``simulate(receptor, config, met) -> Trajectories``.
+Simulator = Callable[[Receptor, ModelConfig, str], Trajectories]
 
 
 def run_simulation(
@@ -33,6 +40,7 @@ def run_simulation(
     config: ModelConfig,
     skip_existing: bool = True,
     entry: pd.Series | None = None,
+    simulate: Simulator = simulate_trajectories,
 ) -> str:
     """Run one registered simulation and publish its results to the project store.
 
@@ -48,14 +56,18 @@ def run_simulation(
         Return at once if the simulation is complete, and reuse stored particles
         when only footprints are missing. ``False`` removes its results and redoes all.
     entry : pandas.Series, optional
-        The simulation's manifest row, when the caller has it (a coordinator reads
-        the manifest once instead of every task reading it); default: looked up.
+        The simulation's registry entry, when the caller has it (a coordinator reads
+        the registry once instead of every task reading it); default: looked up.
+    simulate : callable, optional
+        Produces the particles; default: HYSPLIT. Tests where HYSPLIT is not the
+        point pass their own.
 
     Returns
     -------
     str
-        The resulting :class:`~pystilt_dask.store.status.State`: ``"complete"``,
-        ``"complete-empty"`` or ``"failed"``.
+        The resulting :class:`~pystilt_dask.store.State`: ``"complete"``,
+        ``"complete-empty"``, ``"failed"``, or ``"running"`` when another process
+        holds the simulation's claim.
 
     Raises
     ------
@@ -65,12 +77,34 @@ def run_simulation(
     """
     location = project if isinstance(project, Location) else Location(project)
     if entry is None:
-        entry = manifest.lookup(location, sim_id)
-    receptor, row, met = manifest.receptor(entry), int(entry["row"]), str(entry["met"])
-    names = list(config.footprints)
-    error_run = bool(config.hysplit.winderrtf)
+        entry = registry.read(location).entry(sim_id)
+    rule = CompletionRule.from_config(config)
+    row = int(entry["row"])
     if skip_existing:
-        state, foot_states = simulation_state(location, sim_id, row, names, error_run)
+        state, _ = rule.state(location.exists, sim_id, row)
+        if state.done:
+            return state.value
+    with claims.hold(location, sim_id) as claim:
+        if claim is None:
+            return State.RUNNING.value
+        return _attempt(location, sim_id, entry, config, rule, skip_existing, simulate)
+
+
+def _attempt(
+    location: Location,
+    sim_id: str,
+    entry: pd.Series,
+    config: ModelConfig,
+    rule: CompletionRule,
+    skip_existing: bool,
+    simulate: Simulator,
+) -> str:
+    """One attempt under the simulation's claim."""
+    receptor, row = registry.receptor(entry), int(entry["row"])
+    names = list(config.footprints)
+    if skip_existing:
+        # Checked again under the claim: another holder may have just finished.
+        state, foot_states = rule.state(location.exists, sim_id, row)
         if state.done:
             return state.value
         todo = [name for name in names if not foot_states[name].done]
@@ -79,7 +113,7 @@ def run_simulation(
         todo = names
     step = "trajectory"
     try:
-        table = _particles(location, receptor, config, met, skip_existing)
+        table = _particles(location, receptor, entry, config, skip_existing, simulate)
         for name in todo:
             step = f"footprint:{name}"
             fp_config = config.footprints[name]
@@ -92,12 +126,16 @@ def run_simulation(
             return State.FAILED.value
         raise
     publish.clear_failure(location, sim_id)
-    state, _ = simulation_state(location, sim_id, row, names, error_run)
-    return state.value
+    return rule.state(location.exists, sim_id, row)[0].value
 
 
 def _particles(
-    location: Location, receptor: Receptor, config: ModelConfig, met: str, reuse: bool
+    location: Location,
+    receptor: Receptor,
+    entry: pd.Series,
+    config: ModelConfig,
+    reuse: bool,
+    simulate: Simulator,
 ) -> pd.DataFrame:
     """The simulation's particles: stored ones when reusable, else a fresh published run."""
     sim_id = receptor.sim_id
@@ -106,6 +144,11 @@ def _particles(
         stored = stored and location.exists(layout.error_particles_key(sim_id))
     if reuse and stored:
         return particles.read(location, layout.particles_key(sim_id))
-    run = simulate_trajectories(receptor, config, met)
-    publish.publish_particles(location, receptor, met, run.particles, run.error_particles, run.log)
+    run = simulate(receptor, config, str(entry["met"]))
+    records.write_log(location, sim_id, run.log)
+    error_data = None
+    if run.error_particles is not None:
+        error_data = particles.to_bytes(run.error_particles, receptor, entry)
+    data = particles.to_bytes(run.particles, receptor, entry)
+    publish.publish_particles(location, sim_id, data, error_data)
     return run.particles

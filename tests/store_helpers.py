@@ -1,25 +1,27 @@
-"""Shared helpers for the store tests: small configs, receptors and synthetic results.
+"""Shared helpers for the store tests: small configs, receptors and a synthetic simulator.
 
-Synthetic footprints have the shape ``calc_footprint`` returns: ``foot(time, lat,
-lon)`` float32 on the configured grid, ``time`` = start of each hourly layer,
-possibly fewer layers than ``|n_hours|``, and no layers at all when empty.
+The store tests drive the real :func:`~pystilt_dask.simulation.run_simulation`;
+only HYSPLIT is replaced, by :func:`synthetic_trajectories`, whose particles
+depend on the receptor alone, so footprints are real ``calc_footprint`` results.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+import zlib
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
-from pystilt_dask.config import FootprintConfig, ModelConfig
-from pystilt_dask.footprint import Grid
+from pystilt_dask.config import ModelConfig
+from pystilt_dask.footprint import calc_footprint
 from pystilt_dask.receptors import PointReceptor
-from pystilt_dask.store import footprints, layout, manifest, publish
+from pystilt_dask.simulation import run_simulation
+from pystilt_dask.store import footprints, layout, registry
 from pystilt_dask.store.paths import Location
-from pystilt_dask.store.status import simulation_state
+from pystilt_dask.trajectory import Trajectories
 
 GRIDS = {
     "coarse": {"xmin": -112.5, "xmax": -111.5, "ymin": 40.0, "ymax": 41.0, "xres": 0.1},
@@ -56,71 +58,52 @@ def make_receptors(n: int, start: str = "2023-07-15 18:00") -> list[PointRecepto
     ]
 
 
-def synthetic_footprint(
-    receptor, config: FootprintConfig, n_hours: int, seed: int, n_layers: int | None = None
-) -> xr.DataArray:
-    """A footprint like ``calc_footprint``'s: sparse positive values, ``n_layers`` hours."""
-    grid = Grid.from_config(config)
-    (ydim, xdim), y, x = grid.dims, grid.y_centres, grid.x_centres
-    n = abs(n_hours) if n_layers is None else n_layers
-    hours = np.arange(-1, -n - 1, -1) if n_hours < 0 else np.arange(n)
-    if config.time_integrate:
-        hours = np.zeros(min(n, 1), dtype=int)
-    rng = np.random.default_rng(seed)
-    values = rng.random((len(hours), len(y), len(x)), dtype=np.float32)
-    values[values < 0.8] = 0
-    times = pd.Timestamp(receptor.time) + pd.to_timedelta(hours, unit="h")
-    foot = xr.DataArray(
-        values, dims=("time", ydim, xdim), coords={"time": times, ydim: y, xdim: x}, name="foot"
-    )
-    return foot.sortby("time")
-
-
-def synthetic_particles(receptor, seed: int, n: int = 50) -> pd.DataFrame:
-    """A small particle table with R-STILT's column names."""
+def synthetic_particles(receptor, seed: int, n: int = 50, offset=(0.0, 0.0)) -> pd.DataFrame:
+    """A small particle table with R-STILT's column names, around the receptor + ``offset``."""
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
-            "time": -np.arange(1, n + 1, dtype=np.float64),
+            "time": -np.repeat(np.arange(1.0, n // 10 + 1), 10)[:n] * 30,
             "indx": np.arange(n, dtype=np.int32) % 10 + 1,
-            "long": receptor.longitude + rng.normal(0, 0.1, n),
-            "lati": receptor.latitude + rng.normal(0, 0.1, n),
+            "long": receptor.longitude + offset[0] + rng.normal(0, 0.05, n),
+            "lati": receptor.latitude + offset[1] + rng.normal(0, 0.05, n),
             "zagl": rng.random(n) * 500,
             "foot": rng.random(n) * 0.01,
         }
     )
 
 
-def fake_simulation(
-    location: Location, sim_id: str, config: ModelConfig, skip_existing: bool = True, empty=()
-) -> str:
-    """``run_simulation`` with synthetic results: the same checks and write protocol.
+#: Particle offsets (degrees) that leave footprints empty: outside "fine" only, or every grid.
+OUTSIDE = {"fine": (-0.55, -0.62), "all": (10.0, 10.0)}
 
-    Footprints named in ``empty`` come out empty. Results depend only on the row,
-    so repeated attempts write identical bytes.
+
+def synthetic_trajectories(receptor, config, met, outside: str | None = None) -> Trajectories:
+    """A simulator for ``run_simulation`` where HYSPLIT is not the point.
+
+    Particles depend only on the receptor, so repeated attempts write identical
+    bytes; ``outside`` places them where footprint ``"fine"`` (or every footprint)
+    is empty.
     """
-    entry = manifest.lookup(location, sim_id)
-    receptor, row = manifest.receptor(entry), int(entry["row"])
-    names = list(config.footprints)
-    todo = names
-    if skip_existing:
-        state, foot_states = simulation_state(location, sim_id, row, names)
-        if state.done:
-            return state.value
-        todo = [name for name in names if not foot_states[name].done]
-    else:
-        publish.invalidate(location, sim_id, row, names)
-    publish.publish_particles(
-        location, receptor, entry["met"], synthetic_particles(receptor, row), log="log\n"
-    )
-    for name in todo:
-        fp = config.footprints[name]
-        layers = 0 if name in empty else None
-        foot = synthetic_footprint(receptor, fp, config.hysplit.n_hours, row, layers)
-        chunk = footprints.to_chunk(foot, fp, config.hysplit, receptor.time)
-        publish.publish_footprint(location, name, sim_id, row, chunk, foot.sizes["time"] == 0)
-    publish.clear_failure(location, sim_id)
-    return simulation_state(location, sim_id, row, names)[0].value
+    seed = zlib.crc32(receptor.sim_id.encode())
+    table = synthetic_particles(receptor, seed, offset=OUTSIDE.get(outside, (0.0, 0.0)))
+    return Trajectories(table, None, f"synthetic run of {receptor.sim_id}\n", ())
+
+
+def run_synthetic(
+    location: Location, sim_id: str, config: ModelConfig, skip_existing: bool = True, outside=None
+) -> str:
+    """The real ``run_simulation`` with synthetic particles."""
+    simulate = functools.partial(synthetic_trajectories, outside=outside)
+    return run_simulation(location, sim_id, config, skip_existing, simulate=simulate)
+
+
+def expected_chunk(model, sim_id: str, name: str) -> np.ndarray:
+    """The chunk ``run_synthetic`` stores for a simulation, computed afresh."""
+    receptor = model.registry().entry(sim_id)
+    receptor = registry.receptor(receptor)
+    fp = model.config.footprints[name]
+    foot = calc_footprint(synthetic_trajectories(receptor, None, None).particles, receptor, fp)
+    return footprints.to_chunk(foot, fp, model.config.hysplit, receptor.time)
 
 
 def chunk_path(location: Location, name: str, row: int) -> str:
@@ -136,7 +119,7 @@ class RaiseIfComputes:
 
 
 def main(argv: list[str]) -> None:
-    """Run fake simulations in this process: ``project sim_id [sim_id ...]``.
+    """Run synthetic simulations in this process: ``project sim_id [sim_id ...]``.
 
     Prints each simulation id when it is done, so a parent process can follow.
     """
@@ -145,7 +128,7 @@ def main(argv: list[str]) -> None:
     project, *sim_ids = argv
     model = Model(project)
     for sim_id in sim_ids:
-        fake_simulation(model.location, sim_id, model.config)
+        run_synthetic(model.location, sim_id, model.config)
         print(sim_id, flush=True)
 
 

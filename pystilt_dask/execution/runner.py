@@ -15,7 +15,7 @@ from distributed import Client, default_client
 
 from ..config import ExecutionConfig
 from .clusters import make_cluster
-from .submit import Outcome, capacity, run_waves, submit
+from .submit import Outcome, project_token, run_waves, submit
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -75,10 +75,11 @@ def run_model(
             except ValueError:
                 client = Client(make_cluster(execution))
                 logger.info("Dask dashboard: %s", client.dashboard_link)
-        _, resources = capacity(client)
+        table = model.registry().table
+        token = project_token(model.location, model.config)
         return [
-            submit(client, model.location, sim_id, model.config, skip_existing, None, resources)
-            for sim_id in ids
+            submit(client, model.location, i, model.config, skip_existing, table.loc[i], token)
+            for i in ids
         ]
     return _waves(client, execution, ids, model, skip_existing)
 

@@ -2,11 +2,14 @@
 
 See :mod:`pystilt_dask.store.layout` for the keys a project holds and
 ``docs/store.md`` for the design. The rule: the store is the source of truth, and
-a simulation is complete iff the keys it must produce exist.
+a simulation is complete iff the keys it must produce exist
+(:mod:`pystilt_dask.store.completion`).
 """
 
 from ..errors import StoreError
+from .completion import CompletionRule, State
 from .paths import Location
-from .status import State, Status, task_key
+from .registry import Registry
+from .status import Status
 
-__all__ = ["Location", "State", "Status", "StoreError", "task_key"]
+__all__ = ["CompletionRule", "Location", "Registry", "State", "Status", "StoreError"]

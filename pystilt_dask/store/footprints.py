@@ -25,13 +25,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+import zarr.storage
 from zarr.codecs import ZstdCodec
+from zarr.core.array import AsyncArray
+from zarr.core.sync import sync as _sync
 
 from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError, StoreError
 from ..footprint import UNITS, Grid
-from . import layout, manifest
+from . import layout
 from .paths import Location
+from .registry import Registry
 
 #: Rows per chunk of the per-simulation coordinate arrays.
 COORD_CHUNK = 65536
@@ -72,60 +76,81 @@ def _settings(config: FootprintConfig, hysplit: HysplitConfig) -> str:
     return json.dumps({"footprint": config.model_dump(mode="json"), "n_hours": hysplit.n_hours})
 
 
-def ensure(
-    location: Location,
-    name: str,
-    config: FootprintConfig,
-    hysplit: HysplitConfig,
-    sim_ids: np.ndarray,
-    times: np.ndarray,
+def ensure_group(
+    location: Location, name: str, config: FootprintConfig, hysplit: HysplitConfig
 ) -> None:
-    """Create or grow the group of footprint ``name`` to hold every registered simulation.
+    """Create the group of footprint ``name`` unless it exists; check its settings.
 
-    Coordinates of new rows are written first and ``foot`` is resized last, so a
-    writer never sees a row without its coordinates. Existing chunks are never
-    touched (growing a zarr array rewrites only its metadata).
+    The group is built in memory and each of its keys is created with
+    create-if-absent, so concurrent registrants never remove what another wrote
+    (a zarr ``mode="w"`` would) and all end with the same group.
 
     Raises
     ------
     ConfigError
         When the group was made with a different grid or run length.
     """
-    store = location.zarr_store(layout.footprint_group(check_name(name)))
+    group_key = layout.footprint_group(check_name(name))
+    settings = _settings(config, hysplit)
     try:
-        group = zarr.open_group(store, mode="r+", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        group = _create(store, name, config, hysplit)
-    if group.attrs.get(_CONFIG_ATTR) != _settings(config, hysplit):
+        stored = json.loads(location.read_bytes(f"{group_key}/zarr.json"))
+    except FileNotFoundError:
+        stored = None
+    if stored is None:
+        template: dict = {}
+        _create(zarr.storage.MemoryStore(template), name, config, hysplit)
+        for key in sorted(template, key=lambda k: k == "zarr.json"):
+            # The group's own zarr.json last: it is what says the group exists.
+            location.create(f"{group_key}/{key}", template[key].to_bytes())
+        stored = json.loads(location.read_bytes(f"{group_key}/zarr.json"))
+    if stored.get("attributes", {}).get(_CONFIG_ATTR) != settings:
         raise ConfigError(
             f"footprint {name!r} in {location.root} was made with other settings "
-            f"({group.attrs.get(_CONFIG_ATTR)}); choose a new footprint name"
+            f"({stored.get('attributes', {}).get(_CONFIG_ATTR)}); choose a new footprint name"
         )
-    n = len(sim_ids)
-    if group["simulation"].shape[0] > n:
-        raise StoreError(f"footprint {name!r} has more rows than the manifest ({n})")
-    start = group["simulation"].shape[0]
-    if start < n:
-        group["simulation"].resize((n,))
-        group["simulation"][start:] = np.asarray(sim_ids[start:], dtype=str)
-    start = group["time"].shape[0]
-    if start < n:
-        lag = group["lag"][:].astype("int64")
-        minutes = np.asarray(times[start:], dtype="datetime64[m]").astype("int64")
-        group["time"].resize((n, len(lag)))
-        group["time"][start:] = minutes[:, None] + 60 * lag[None, :]
-    foot = group[layout.FOOT]
-    if foot.shape[0] < n:
-        foot.resize((n, *foot.shape[1:]))
 
 
-def sync(location: Location, config: ModelConfig) -> None:
-    """Make every configured footprint array hold every registered simulation."""
-    table = manifest.read(location, columns=["sim_id", "time"])
+def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
+    """Make the footprint groups describe ``registry``: extents and coordinates.
+
+    Only plain readers (``xarray.open_zarr``) look at these; writers and
+    :func:`open_foot` take rows from the registry. Every value written is derived
+    from ``registry``, so a writer holding an older registry is corrected by
+    calling this again with the newer one (see :meth:`pystilt_dask.Model.sync`).
+    """
+    n = registry.next_row
+    rows = registry.rows
+    sim_ids = np.full(n, "", dtype=object)
+    sim_ids[rows] = registry.sim_ids
+    minutes = np.zeros(n, dtype="int64")
+    minutes[rows] = registry.table["time"].to_numpy("datetime64[m]").astype("int64")
     for name, fp in config.footprints.items():
-        ensure(
-            location, name, fp, config.hysplit, table["sim_id"].to_numpy(), table["time"].to_numpy()
-        )
+        ensure_group(location, name, fp, config.hysplit)
+        group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
+        lag = group["lag"][:].astype("int64")
+        # Coordinates first, extents last: a reader never sees a row without its id.
+        _extended(group["simulation"], n)[:n] = sim_ids.astype(str)
+        _extended(group["time"], n)[:n] = minutes[:, None] + 60 * lag[None, :]
+        for array in (group["simulation"], group["time"], group[layout.FOOT]):
+            if array.shape[0] != n:
+                # Never delete chunks: a smaller extent here comes from an older registry.
+                new_shape = (n, *array.shape[1:])
+                _sync(array._async_array.resize(new_shape, delete_outside_chunks=False))
+
+
+def _extended(array: zarr.Array, n: int) -> zarr.Array:
+    """``array`` viewed with at least ``n`` rows, whatever extent its metadata stores.
+
+    Writing through the view changes only the chunks written: the stored extent
+    is for plain readers, and chunk keys depend only on the row.
+    """
+    if array.shape[0] >= n:
+        return array
+    inner = array._async_array
+    metadata = inner.metadata.update_shape((n, *array.shape[1:]))
+    return zarr.Array(
+        AsyncArray(metadata=metadata, store_path=inner.store_path, config=inner.config)
+    )
 
 
 def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -> zarr.Group:
@@ -233,24 +258,30 @@ def to_chunk(
     return chunk
 
 
+def foot_array(
+    location: Location, name: str, n_rows: int = 0, read_only: bool = False
+) -> zarr.Array:
+    """The ``foot`` array of footprint ``name``, viewed with at least ``n_rows`` rows.
+
+    Raises
+    ------
+    StoreError
+        When the footprint has no group in the store yet.
+    """
+    try:
+        store = location.zarr_store(layout.foot_array(name), read_only=read_only)
+        array = zarr.open_array(store, mode="r" if read_only else "r+")
+    except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise StoreError(f"footprint {name!r} has no store in {location.root}") from None
+    return _extended(array, n_rows)
+
+
 def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> None:
     """Write one simulation's chunk; this publishes the footprint's completion key."""
-    array = zarr.open_array(location.zarr_store(layout.foot_array(name)), mode="r+")
-    if row >= array.shape[0]:
-        raise StoreError(
-            f"footprint {name!r} has {array.shape[0]} rows, not {row + 1}; run `stilt-dask rebuild`"
-        )
+    array = foot_array(location, name, row + 1).with_config({"write_empty_chunks": True})
     # A selection with the chunk's own shape is a whole-chunk write: zarr then
     # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
-    array.with_config({"write_empty_chunks": True})[row : row + 1] = chunk[np.newaxis]
-
-
-def n_rows(location: Location, name: str) -> int:
-    """How many simulation rows footprint ``name`` holds (0 before it exists)."""
-    try:
-        return zarr.open_array(location.zarr_store(layout.foot_array(name)), mode="r").shape[0]
-    except FileNotFoundError:
-        return 0
+    array[row : row + 1] = chunk[np.newaxis]
 
 
 def delete_chunk(location: Location, name: str, row: int) -> None:
@@ -258,11 +289,16 @@ def delete_chunk(location: Location, name: str, row: int) -> None:
     location.delete(layout.chunk_key(name, row))
 
 
-def open_footprint(location: Location, name: str) -> xr.DataArray:
-    """Open footprint ``name`` lazily: dask-backed, one chunk per simulation."""
+def read_group(location: Location, name: str) -> xr.Dataset:
+    """The small coordinate arrays of footprint ``name`` (grid, ``lag``, ``crs``), eagerly.
+
+    ``simulation``-long arrays are left out: :func:`open_foot` takes them from the
+    registry.
+    """
     try:
         store = location.zarr_store(layout.footprint_group(name), read_only=True)
-        ds = xr.open_zarr(store, consolidated=False, chunks={})
+        ds = xr.open_zarr(store, consolidated=False, chunks=None, decode_times=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise StoreError(f"footprint {name!r} has no store in {location.root}") from None
-    return ds[layout.FOOT]
+    keep = [v for v in ds.variables if "simulation" not in ds[v].dims]
+    return ds[keep].load()

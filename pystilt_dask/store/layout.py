@@ -4,7 +4,9 @@
 
     <project>/
       config.yaml                          the project's ModelConfig
-      .stilt/manifest.parquet              registry of simulations (append-only)
+      .stilt/registry/<version>.parquet    registry commits: simulations and their rows
+      .stilt/claims/<sim_id>@<gen>.json    who is running a simulation, until when
+      .stilt/checksums/<sim_id>.json       digests of a simulation's completion keys
       particles/<sim_id>.parquet           particles, zstd Parquet           (completion key)
       error_particles/<sim_id>.parquet     transport-error run, when configured (completion key)
       footprints/<name>.zarr/              zarr v3 group per named footprint
@@ -13,7 +15,8 @@
       logs/<sim_id>.log                    HYSPLIT log of the last attempt
       failures/<sim_id>.json               failure record of the last failed attempt
 
-A simulation is complete iff its completion keys exist; nothing else records it.
+A simulation is complete iff its completion keys exist; nothing else records it
+(see :mod:`pystilt_dask.store.completion`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import re
 
 CONFIG = "config.yaml"
-MANIFEST = ".stilt/manifest.parquet"
+REGISTRY = ".stilt/registry"
+CLAIMS = ".stilt/claims"
+CHECKSUMS = ".stilt/checksums"
 PARTICLES = "particles"
 ERROR_PARTICLES = "error_particles"
 FOOTPRINTS = "footprints"
@@ -31,7 +36,9 @@ FAILURES = "failures"
 #: File suffixes, used to read simulation ids back from listings.
 PARQUET_SUFFIX = ".parquet"
 EMPTY_SUFFIX = ".empty"
-FAILURE_SUFFIX = ".json"
+JSON_SUFFIX = FAILURE_SUFFIX = ".json"
+#: Between a simulation id and a claim generation (never part of a simulation id).
+CLAIM_SEPARATOR = "@"
 
 #: The footprint array inside each footprint group.
 FOOT = "foot"
@@ -83,6 +90,21 @@ def log_key(sim_id: str) -> str:
 def failure_key(sim_id: str) -> str:
     """Key of a simulation's failure record."""
     return f"{FAILURES}/{sim_id}{FAILURE_SUFFIX}"
+
+
+def registry_key(version: int) -> str:
+    """Key of one registry commit (zero-padded, so names sort by version)."""
+    return f"{REGISTRY}/{version:09d}{PARQUET_SUFFIX}"
+
+
+def claim_key(sim_id: str, generation: int) -> str:
+    """Key of generation ``generation`` of a simulation's claim."""
+    return f"{CLAIMS}/{sim_id}{CLAIM_SEPARATOR}{generation}{JSON_SUFFIX}"
+
+
+def checksums_key(sim_id: str) -> str:
+    """Key of the digests recorded when a simulation's results were published."""
+    return f"{CHECKSUMS}/{sim_id}{JSON_SUFFIX}"
 
 
 def strip_suffix(names: list[str], suffix: str) -> list[str]:

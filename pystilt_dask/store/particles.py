@@ -3,9 +3,10 @@
 The table is written exactly as the trajectory step returned it (R-STILT columns:
 ``time`` in minutes since release, ``indx``, ``long``, ``lati``, ``zagl``,
 ``foot``, ...), so footprints recomputed from a stored file equal those computed
-from the run. The schema metadata records the receptor, the simulation id and the
-meteorology name under ``pystilt_dask:*`` keys, which lets ``rebuild`` re-register
-a simulation from its particles alone.
+from the run. The schema metadata records the simulation's registry entry (id,
+receptor, row, meteorology name, scene id, registration time) under
+``pystilt_dask:*`` keys, which lets ``verify --repair`` restore a lost registry
+entry from the particles alone.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ _PREFIX = "pystilt_dask:"
 _DICTIONARY_COLUMNS = ["time", "indx"]
 
 
-def to_bytes(particles: pd.DataFrame, receptor: Receptor, met: str | None) -> bytes:
-    """Serialise a particle table to zstd Parquet with the simulation's metadata."""
+def to_bytes(particles: pd.DataFrame, receptor: Receptor, entry: pd.Series) -> bytes:
+    """Serialise a particle table to zstd Parquet with the simulation's registry entry."""
     table = pa.Table.from_pandas(particles, preserve_index=False)
+    scene_id = entry["scene_id"]
     extra = {
         f"{_PREFIX}sim_id": receptor.sim_id,
         f"{_PREFIX}receptor": json.dumps(receptor.model_dump(mode="json")),
-        f"{_PREFIX}met": met or "",
+        f"{_PREFIX}met": str(entry["met"]),
+        f"{_PREFIX}row": str(int(entry["row"])),
+        f"{_PREFIX}scene_id": "" if scene_id is None or pd.isna(scene_id) else str(scene_id),
+        f"{_PREFIX}registered": pd.Timestamp(entry["registered"]).isoformat(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = io.BytesIO()
@@ -40,13 +45,6 @@ def to_bytes(particles: pd.DataFrame, receptor: Receptor, met: str | None) -> by
     return sink.getvalue()
 
 
-def write(
-    location: Location, key: str, particles: pd.DataFrame, receptor: Receptor, met: str | None
-) -> None:
-    """Write a particle table to ``key`` atomically."""
-    location.write_bytes(key, to_bytes(particles, receptor, met))
-
-
 def read(location: Location, key: str) -> pd.DataFrame:
     """Read a particle table; raises ``FileNotFoundError`` when it is absent."""
     return pq.read_table(io.BytesIO(location.read_bytes(key))).to_pandas()
@@ -54,7 +52,7 @@ def read(location: Location, key: str) -> pd.DataFrame:
 
 def metadata(location: Location, key: str) -> dict[str, str]:
     """The ``pystilt_dask:*`` metadata of a particle file, without the prefix."""
-    schema = pq.read_schema(io.BytesIO(location.read_bytes(key)))
+    schema = pq.read_schema(pa.BufferReader(location.read_bytes(key)))
     return {
         k.decode().removeprefix(_PREFIX): v.decode()
         for k, v in (schema.metadata or {}).items()

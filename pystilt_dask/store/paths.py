@@ -86,7 +86,10 @@ class Location:
         """Whether ``key`` exists as a file (or, remotely, an object)."""
         if self.is_local:
             return os.path.isfile(self._path(key))
-        return self._fs.isfile(self._path(key))
+        # fsspec answers from its listing cache, which other writers make stale.
+        path = self._path(key)
+        self._fs.invalidate_cache(posixpath.dirname(path))
+        return self._fs.isfile(path)
 
     def read_bytes(self, key: str) -> bytes:
         """Read a key; raises ``FileNotFoundError`` when it is absent."""
@@ -111,6 +114,37 @@ class Location:
                 os.unlink(tmp)
             raise
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist yet; return whether this call wrote it.
+
+        The commit primitive of the registry and of claims: of any number of
+        concurrent callers (threads, processes, machines), exactly one wins. Locally
+        the data goes to a temporary that is hard-linked to ``key`` (``link`` fails
+        when ``key`` exists, and readers never see part of it); on object stores it
+        is a conditional put (``If-None-Match: *`` on S3, through fsspec's ``"xb"``).
+        """
+        path = self._path(key)
+        if not self.is_local:
+            self._fs.invalidate_cache(posixpath.dirname(path))
+            try:
+                with self._fs.open(path, "xb") as f:
+                    f.write(data)
+            except FileExistsError:
+                return False
+            return True
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+
     def delete(self, key: str) -> None:
         """Delete ``key`` if it exists."""
         path = self._path(key)
@@ -119,8 +153,12 @@ class Location:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        elif self._fs.isfile(path):
-            self._fs.rm_file(path)
+        else:
+            try:
+                self._fs.rm_file(path)
+            except FileNotFoundError:
+                pass
+            self._fs.invalidate_cache(posixpath.dirname(path))
 
     def list_names(self, prefix: str) -> list[str]:
         """Names of the files directly under the folder ``prefix`` (empty if it is absent).
@@ -141,10 +179,6 @@ class Location:
         except FileNotFoundError:
             return []
         return [posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "file"]
-
-    def modified(self, key: str) -> float | None:
-        """Modification time of a local key as a POSIX timestamp (``None`` remotely)."""
-        return os.path.getmtime(self._path(key)) if self.is_local else None
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """A zarr store rooted at ``key``: ``LocalStore`` locally, ``FsspecStore`` otherwise."""
