@@ -33,6 +33,7 @@ from .execution.clusters import WORKER_ARGS
 from .execution.console import follow, summary
 from .execution.runner import connect, plan
 from .execution.serve import serve as serve_forever
+from .execution.slurm import coordinator_script
 from .execution.submit import run_waves
 from .model import Model
 from .store.completion import STATES
@@ -285,25 +286,6 @@ def submit(
     if result.returncode:
         raise ConfigError(f"sbatch refused {script_path}: {result.stderr.strip()}")
     console.print(f"submitted coordinator job {result.stdout.strip()} ({script_path})")
-
-
-def coordinator_script(config: Path, profile: str | None, walltime: str, options: list[str]) -> str:
-    """The batch script of a coordinator job running ``stilt-dask run`` on ``config``.
-
-    The coordinator needs one core and little memory; an explicit ``--mem`` keeps
-    Slurm from giving it the whole node, which would starve its own worker jobs.
-    """
-    lines = [
-        "#!/usr/bin/env bash",
-        "#SBATCH --job-name=stilt-coordinator",
-        f"#SBATCH --time={walltime}",
-        "#SBATCH --cpus-per-task=1",
-        f"#SBATCH --output={config.parent}/stilt-coordinator-%j.out",
-        *(f"#SBATCH {option}" for option in options),
-        f"exec {sys.executable} -m pystilt_dask run {config}"
-        + (f" --profile {profile}" if profile else ""),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

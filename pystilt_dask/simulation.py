@@ -41,6 +41,7 @@ def run_simulation(
     skip_existing: bool = True,
     entry: pd.Series | None = None,
     simulate: Simulator = simulate_trajectories,
+    owner: str | None = None,
 ) -> str:
     """Run one registered simulation and publish its results to the project store.
 
@@ -61,6 +62,9 @@ def run_simulation(
     simulate : callable, optional
         Produces the particles; default: HYSPLIT. Tests where HYSPLIT is not the
         point pass their own.
+    owner : str, optional
+        The run this attempt belongs to (:func:`~pystilt_dask.store.claims.new_owner`):
+        a retry of the same run takes its claim over at once. Default: this call alone.
 
     Returns
     -------
@@ -84,7 +88,7 @@ def run_simulation(
         state, _ = rule.state(location.exists, sim_id, row)
         if state.done:
             return state.value
-    with claims.hold(location, sim_id) as claim:
+    with claims.hold(location, sim_id, owner) as claim:
         if claim is None:
             return State.RUNNING.value
         return _attempt(location, sim_id, entry, config, rule, skip_existing, simulate)

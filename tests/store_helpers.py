@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import zlib
 from datetime import timedelta
 
@@ -128,7 +129,9 @@ def main(argv: list[str]) -> None:
     project, *sim_ids = argv
     model = Model(project)
     for sim_id in sim_ids:
-        run_synthetic(model.location, sim_id, model.config)
+        # A simulation a killed writer claimed is free once that claim expires.
+        while run_synthetic(model.location, sim_id, model.config) == "running":
+            time.sleep(0.1)
         print(sim_id, flush=True)
 
 

@@ -1,14 +1,13 @@
-"""``stilt-dask register | status | rebuild`` through the Typer app."""
+"""``stilt-dask register | status | verify`` through the Typer app."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import pandas as pd
 import pytest
-from store_helpers import fake_simulation, make_config, make_receptors
+from store_helpers import make_config, make_receptors, run_synthetic
 from typer.testing import CliRunner
 
 from pystilt_dask.cli import app
@@ -45,8 +44,8 @@ def test_register_status_json(config_file, tmp_path):
     assert "registered 5 new simulations (5 in total)" in result.output
     assert "registered 0 new" in invoke("register", config_file).output
     model = Model(tmp_path / "project")
-    fake_simulation(model.location, model.simulations.ids()[0], model.config)
-    fake_simulation(model.location, model.simulations.ids()[1], model.config, empty=("fine",))
+    run_synthetic(model.location, model.simulations.ids()[0], model.config)
+    run_synthetic(model.location, model.simulations.ids()[1], model.config, outside="fine")
     result = invoke("status", tmp_path / "project", "--json")
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output)
@@ -76,24 +75,54 @@ def test_bad_input_is_one_line(tmp_path, config_file):
     assert "row 1" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_rebuild_cleans_temporaries_and_restores_the_manifest(config_file, tmp_path):
+def snapshot(root) -> dict[str, bytes]:
+    """Every result file of a project (particles, chunks), by path."""
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if "/particles/" in path or "/foot/c." in path:
+                found[os.path.relpath(path, root)] = open(path, "rb").read()
+    return found
+
+
+def test_verify_names_damage_and_repair_plus_run_restores_identical_results(config_file, tmp_path):
     invoke("register", config_file)
+    more = tmp_path / "more.csv"
+    pd.read_csv(tmp_path / "receptors.csv").assign(altitude=50).to_csv(more, index=False)
+    invoke("register", tmp_path / "project", "--receptors", more)  # a second registry commit
     model = Model(tmp_path / "project")
     ids = model.simulations.ids()
     for sim_id in ids:
-        fake_simulation(model.location, sim_id, model.config)
-    stale = model.location.url(layout.chunk_key("coarse", 9))[:-2] + ".deadbeef.partial"
-    fresh = model.location.url(layout.particles_key("x")) + ".cafe.partial"
-    for path in (stale, fresh):
-        open(path, "wb").close()
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    os.unlink(model.location.url(layout.MANIFEST))  # lose the registry
-    model.location.write_bytes(layout.failure_key(ids[0]), b"{}")  # superseded record
-    result = invoke("rebuild", tmp_path / "project")
-    assert result.exit_code == 0, result.output
-    assert "removed 1 stale temporary files" in result.output
-    assert "re-registered 5 simulations" in result.output
-    assert "removed 1 failure records" in result.output
-    assert not os.path.exists(stale) and os.path.exists(fresh)
-    assert model.simulations.ids() == ids
-    assert model.status().counts()["complete"] == 5
+        run_synthetic(model.location, sim_id, model.config)
+    assert invoke("verify", config_file).exit_code == 0
+    good = snapshot(model.location.root)
+
+    # Lose registry entries, corrupt a chunk, truncate a particle file.
+    first, second = model.location.url(layout.registry_key(0)), layout.registry_key(1)
+    os.unlink(first)  # rows 0-4 lost
+    chunk = model.location.url(layout.chunk_key("fine", 6))
+    data = bytearray(open(chunk, "rb").read())
+    data[len(data) // 2 :] = os.urandom(len(data) - len(data) // 2)
+    open(chunk, "wb").write(bytes(data))
+    particles = model.location.url(layout.particles_key(ids[8]))
+    open(particles, "r+b").truncate(100)
+    assert model.location.exists(second)
+    # Status lists keys and reads none (finding damage is verify's job); the
+    # simulations whose entries are lost are not reported at all, not mislabelled.
+    assert Model(tmp_path / "project").status().table.index.tolist() == ids[5:]
+
+    result = invoke("verify", config_file)
+    assert result.exit_code == 1
+    for sim_id in (*ids[:5], ids[6], ids[8]):
+        assert sim_id in result.output
+    assert "registry entry is lost" in result.output
+    assert "checked 5 simulations: 7 damaged" in result.output
+
+    assert invoke("verify", config_file, "--repair").exit_code == 0
+    assert model.simulations.ids() == ids  # restored at their rows
+    assert invoke("verify", config_file).exit_code == 0
+    assert sorted(model.simulations.incomplete()) == [ids[6], ids[8]]
+    for sim_id in model.simulations.incomplete():
+        assert run_synthetic(model.location, sim_id, model.config) == "complete"
+    assert snapshot(model.location.root) == good

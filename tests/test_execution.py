@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pystilt_dask.execution.serve import serve
 from pystilt_dask.execution.submit import Outcome, capacity
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
-from pystilt_dask.store import manifest, records
+from pystilt_dask.store import records
 
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 
@@ -61,7 +60,7 @@ def _digest(root: Path) -> dict[str, str]:
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
         if p.is_file() and ("/c." in f"/{p.name}" or p.suffix == ".parquet")
-        and not p.name.startswith("manifest")
+        and ".stilt" not in p.parts
     }  # fmt: skip
 
 
@@ -90,15 +89,12 @@ def test_bounded_waves_never_exceed_the_window(tmp_path, hrrr_met, client):
     assert len(outcomes) == 6 and max(seen) <= 2
 
 
-def test_serve_waits_for_a_registration_under_way(tmp_path, hrrr_met, client):
+def test_serve_runs_what_another_process_registers(tmp_path, hrrr_met, client):
     first, second = _receptors(2)
     model = _model(tmp_path / "proj", hrrr_met, [first], n_hours=-1, numpar=20)
-    # A registration caught between its two writes: the manifest row is there,
-    # the footprint arrays have not grown to hold it yet.
-    manifest.append(model.location, [second], "hrrr", ["default"])
     outcomes = serve(model, client, poll=0.2)
     assert next(outcomes) == Outcome(first.sim_id, "complete")
-    threading.Timer(1.0, model.sync).start()  # the registration finishes
+    Model(model.location.root, [second]).register_pending()  # e.g. `stilt-dask register`
     assert next(outcomes) == Outcome(second.sim_id, "complete")
     outcomes.close()
     assert model.status().counts()["complete"] == 2
@@ -145,7 +141,7 @@ def test_a_plain_cluster_without_hysplit_slots_runs_one_task_per_thread(tmp_path
     model = _model(tmp_path / "proj", hrrr_met, _receptors(3), n_hours=-1, numpar=20)
     with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster:
         with Client(cluster) as plain:
-            assert capacity(plain) == (2, None)
+            assert capacity(plain) == 2
             assert set(model.run(client=plain).values()) == {"complete"}
             futures = model.run(client=plain, wait=False, skip_existing=False)
             assert plain.gather(futures) == ["complete"] * 3

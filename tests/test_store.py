@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import dask
-import distributed
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 import zarr
 from store_helpers import (
     RaiseIfComputes,
     chunk_path,
-    fake_simulation,
+    expected_chunk,
     make_config,
     make_receptors,
-    synthetic_footprint,
+    run_synthetic,
 )
 
 from pystilt_dask.errors import ConfigError, HysplitError
+from pystilt_dask.footprint import Grid
 from pystilt_dask.model import Model
-from pystilt_dask.store import State, StoreError, footprints, layout, manifest, publish, records
+from pystilt_dask.store import StoreError, claims, footprints, layout, publish, records
 from pystilt_dask.store.paths import Location
 
 
@@ -36,15 +37,14 @@ def model(tmp_path):
 
 def run_all(model, **kwargs):
     return {
-        s: fake_simulation(model.location, s, model.config, **kwargs)
-        for s in model.simulations.ids()
+        s: run_synthetic(model.location, s, model.config, **kwargs) for s in model.simulations.ids()
     }
 
 
 def test_layout_after_registration(model):
     root = model.location.root
     assert os.path.isfile(f"{root}/config.yaml")
-    assert os.path.isfile(f"{root}/.stilt/manifest.parquet")
+    assert os.path.isfile(f"{root}/.stilt/registry/000000000.parquet")
     group = zarr.open_group(f"{root}/footprints/coarse.zarr", mode="r")
     foot = group["foot"]
     assert foot.shape == (6, 4, 10, 10)
@@ -63,8 +63,9 @@ def test_registration_is_idempotent_and_appends(model, tmp_path):
     again = Model(model.location.root, make_receptors(9), model.config)
     new = again.register_pending(scene_id="second")
     assert new == [r.sim_id for r in make_receptors(9)[6:]]
-    table = manifest.read(model.location)
+    table = again.registry().table
     assert table["row"].tolist() == list(range(9))
+    assert table.index.tolist() == [r.sim_id for r in make_receptors(9)]
     assert table["scene_id"].isna().tolist() == [True] * 6 + [False] * 3
     assert table["scene_id"].iloc[-1] == "second"
     assert table["footprints"].iloc[0].tolist() == ["coarse", "fine"]
@@ -95,20 +96,18 @@ def test_lazy_load_equals_footprints_and_computes_nothing(model):
     assert foot.dims == ("simulation", "lag", "lat", "lon")
     assert foot.chunks[0] == (1,) * 6
     assert selected.dims == ("lag", "lat", "lon")
-    cfg = model.config.footprints["coarse"]
-    for row, receptor in enumerate(make_receptors(6)):
-        expected = synthetic_footprint(receptor, cfg, -4, row)
-        got = foot.isel(simulation=row).swap_dims(lag="time").sel(time=expected.time)
-        np.testing.assert_array_equal(got.values, expected.values)
-        assert got.dtype == np.float32
+    for row, sim_id in enumerate(ids):
+        got = foot.isel(simulation=row).values
+        np.testing.assert_array_equal(got, expected_chunk(model, sim_id, "coarse"))
+        assert got.dtype == np.float32 and got.sum() > 0
     assert foot["receptor_longitude"].values[1] == make_receptors(6)[1].longitude
     assert str(foot["time"].values[0, -1])[:16] == "2023-07-15T17:00"
 
 
 def test_missing_reads_nan_and_empty_reads_zero(model):
     ids = model.simulations.ids()
-    fake_simulation(model.location, ids[0], model.config, empty=("coarse", "fine"))
-    fake_simulation(model.location, ids[1], model.config)
+    run_synthetic(model.location, ids[0], model.config, outside="all")
+    run_synthetic(model.location, ids[1], model.config)
     foot = model.footprints["fine"].load()
     assert float(foot.isel(simulation=0).sum()) == 0.0
     assert not np.isnan(foot.isel(simulation=0)).any()
@@ -118,9 +117,9 @@ def test_missing_reads_nan_and_empty_reads_zero(model):
 
 def test_empty_is_terminal_and_known_without_reading_data(model):
     ids = model.simulations.ids()
-    state = fake_simulation(model.location, ids[0], model.config, empty=("coarse", "fine"))
+    state = run_synthetic(model.location, ids[0], model.config, outside="all")
     assert state == "complete-empty"
-    half = fake_simulation(model.location, ids[1], model.config, empty=("fine",))
+    half = run_synthetic(model.location, ids[1], model.config, outside="fine")
     assert half == "complete"
     for name in ("coarse", "fine"):  # corrupt the data: status must not read it
         with open(chunk_path(model.location, name, 0), "wb") as f:
@@ -130,7 +129,7 @@ def test_empty_is_terminal_and_known_without_reading_data(model):
     assert table.loc[ids[1], "state"] == "complete"
     assert table.loc[ids[1], "fine"] == "complete-empty"
     assert table.loc[ids[1], "coarse"] == "complete"
-    assert fake_simulation(model.location, ids[0], model.config) == "complete-empty"
+    assert run_synthetic(model.location, ids[0], model.config) == "complete-empty"
     assert ids[0] not in model.simulations.incomplete()
 
 
@@ -181,7 +180,7 @@ def test_failure_record_then_success(model):
     record = json.loads(open(model.location.url(layout.failure_key(sim_id))).read())
     assert record["reason"] == "timeout" and record["log_tail"] == "tail of log"
     assert {"message", "time", "step"} <= set(record)
-    assert fake_simulation(model.location, sim_id, model.config) == "complete"
+    assert run_synthetic(model.location, sim_id, model.config) == "complete"
     assert model.simulations.failed() == []
     assert records.read_failure(model.location, sim_id) is None
 
@@ -201,7 +200,7 @@ def test_partial_files_never_count(model):
 
 def test_trajectories(model):
     ids = model.simulations.ids()
-    fake_simulation(model.location, ids[0], model.config)
+    run_synthetic(model.location, ids[0], model.config)
     assert list(model.trajectories.paths()) == [ids[0]]
     table = model.trajectories.load(ids[0])
     assert list(table.columns[:4]) == ["time", "indx", "long", "lati"]
@@ -241,7 +240,7 @@ def test_memory_store_round_trip(tmp_path):
     config = make_config(tmp_path)
     model = Model("memory://store-test/project", make_receptors(3), config)
     ids = model.register_pending()
-    fake_simulation(model.location, ids[0], config)
+    run_synthetic(model.location, ids[0], config)
     assert model.status().table["state"].tolist() == ["complete", "pending", "pending"]
     foot = model.footprints["coarse"].load()
     assert foot.sizes["simulation"] == 3
@@ -251,29 +250,36 @@ def test_memory_store_round_trip(tmp_path):
 
 def test_unknown_simulation_is_a_clear_error(model):
     with pytest.raises(StoreError, match="not registered"):
-        fake_simulation(model.location, "nope", model.config)
+        run_synthetic(model.location, "nope", model.config)
 
 
-def _wait_for_event(name: str) -> bool:
-    return distributed.Event(name).wait(30)
-
-
-def test_running_from_a_live_scheduler(model):
+def test_running_comes_from_live_claims_in_any_process(model):
     ids = model.simulations.ids()
-    with distributed.Client(
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
-    ) as client:
-        future = client.submit(_wait_for_event, "release", key=f"stilt-sim-{ids[1]}")
-        deadline = time.monotonic() + 10
-        while model.status(client).table.loc[ids[1], "state"] != State.RUNNING:
-            assert time.monotonic() < deadline, "the task never showed as running"
-            time.sleep(0.05)
-        table = model.status().table  # the current client is used by default
+    with claims.hold(model.location, ids[1]) as claim:
+        assert claim is not None
+        table = Model(model.location.root).status().table  # another view, no client
+        assert table.loc[ids[1], "state"] == "running"
         assert table.loc[ids[1], "fine"] == "running"
         assert (table["state"] == "running").sum() == 1
-        distributed.Event("release").set()
-        assert future.result()
+        # A task finding the claim held leaves the simulation to its holder.
+        assert run_synthetic(model.location, ids[1], model.config) == "running"
+        assert not os.path.exists(model.location.url(layout.particles_key(ids[1])))
     assert model.status().table.loc[ids[1], "state"] == "pending"
+
+
+def test_an_expired_claim_is_taken_over_by_one_contender(model):
+    sim_id = model.simulations.ids()[0]
+    dead = claims.acquire(model.location, sim_id, lifetime=-1.0)  # expired at once
+    assert dead is not None and not dead.live
+    assert model.status().table.loc[sim_id, "state"] == "pending"
+    taken = claims.acquire(model.location, sim_id)
+    assert taken is not None and taken.generation == dead.generation + 1
+    assert claims.acquire(model.location, sim_id) is None  # live: nobody else gets it
+    assert not model.location.exists(dead.key)
+    retry = claims.acquire(model.location, sim_id, owner=taken.owner)  # same run: a retry
+    assert retry is not None and retry.generation == taken.generation + 1
+    claims.release(model.location, retry)
+    assert claims.current(model.location) == {}
 
 
 def test_forward_runs_keep_the_last_output_layer(tmp_path):
@@ -281,7 +287,11 @@ def test_forward_runs_keep_the_last_output_layer(tmp_path):
     model = Model(tmp_path / "forward", make_receptors(1), config)
     (sim_id,) = model.register_pending()
     receptor = make_receptors(1)[0]
-    foot = synthetic_footprint(receptor, config.footprints["coarse"], 4, seed=0)  # layers 0..3
+    grid = Grid.from_config(config.footprints["coarse"])
+    values = np.random.default_rng(0).random((4, grid.ny, grid.nx), dtype=np.float32)
+    times = pd.Timestamp(receptor.time) + pd.to_timedelta(np.arange(4), unit="h")  # layers 0..3
+    coords = {"time": times, "lat": grid.y_centres, "lon": grid.x_centres}
+    foot = xr.DataArray(values, dims=("time", "lat", "lon"), coords=coords)
     chunk = footprints.to_chunk(foot, config.footprints["coarse"], config.hysplit, receptor.time)
     publish.publish_footprint(model.location, "coarse", sim_id, 0, chunk, empty=False)
     loaded = model.footprints["coarse"].load().isel(simulation=0)

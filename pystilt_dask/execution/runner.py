@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import Client, default_client
 
 from ..config import ExecutionConfig
+from ..store import claims
 from .clusters import make_cluster
 from .submit import Outcome, project_token, run_waves, submit
 
@@ -76,11 +77,12 @@ def run_model(
                 client = Client(make_cluster(execution))
                 logger.info("Dask dashboard: %s", client.dashboard_link)
         table = model.registry().table
-        token = project_token(model.location, model.config)
+        token, owner = project_token(model.location, model.config), claims.new_owner()
         return [
-            submit(client, model.location, i, model.config, skip_existing, table.loc[i], token)
+            submit(client, model.location, i, model.config, skip_existing, table.loc[i], token,
+                   owner=owner)
             for i in ids
-        ]
+        ]  # fmt: skip
     return _waves(client, execution, ids, model, skip_existing)
 
 

@@ -74,8 +74,12 @@ def submit(
     entry: Any = None,
     token: str | None = None,
     retries: int | None = None,
+    owner: str | None = None,
 ) -> Any:
-    """Submit one simulation task (with its registry entry, when known); return its future."""
+    """Submit one simulation task (with its registry entry, when known); return its future.
+
+    ``owner`` names the run whose claims the task takes (one per coordinator run).
+    """
     token = token or project_token(location, config)
     return client.submit(
         run_simulation,
@@ -84,6 +88,7 @@ def submit(
         config,
         skip_existing,
         entry,
+        owner=owner or claims.new_owner(),
         key=task_key(token, sim_id),
         retries=config.execution.retries if retries is None else retries,
         pure=False,
@@ -134,6 +139,7 @@ def run_waves(
     table = registry.read(location).table
     token = project_token(location, config)
     rule = CompletionRule.from_config(config)
+    owner = claims.new_owner()
     pending = iter(sim_ids)
     again: list[str] = []
     held: set[str] = set()
@@ -147,7 +153,9 @@ def run_waves(
             if sim_id is None:
                 return
             entry = table.loc[sim_id] if sim_id in table.index else None
-            future = submit(client, location, sim_id, config, skip_existing, entry, token, retries)
+            future = submit(
+                client, location, sim_id, config, skip_existing, entry, token, retries, owner
+            )
             futures[future.key] = sim_id
             in_flight.add(future)
 

@@ -7,7 +7,9 @@ same work, with no database. A claim is the key
 is taken with create-if-absent, so one contender wins; renewed by its holder while
 the simulation runs; deleted when it ends. A claim whose holder died expires, and
 the next contender takes it over by creating the next generation (again, one
-wins). Claims only save duplicate work: publishing is idempotent, so a simulation
+wins). A claim belongs to a run (one coordinator's submission): when Dask
+retries a task whose worker died, the retry takes over its own run's claim at
+once. Claims only save duplicate work: publishing is idempotent, so a simulation
 run twice (a takeover of a claim whose holder was only slow) stays correct.
 """
 
@@ -59,7 +61,8 @@ class Claim:
         return json.dumps({"owner": self.owner, "expires": self.expires}).encode()
 
 
-def _owner() -> str:
+def new_owner() -> str:
+    """A new claim owner: one per run of a coordinator (or per lone task)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -97,11 +100,15 @@ def live_ids(location: Location) -> set[str]:
     return {sim_id for sim_id, claim in current(location).items() if claim.live}
 
 
-def acquire(location: Location, sim_id: str, lifetime: float | None = None) -> Claim | None:
-    """Take the claim of ``sim_id``; ``None`` when a live claim is held by another.
+def acquire(
+    location: Location, sim_id: str, owner: str | None = None, lifetime: float | None = None
+) -> Claim | None:
+    """Take the claim of ``sim_id`` for ``owner``; ``None`` when another owner holds it live.
 
-    An expired claim is taken over by creating the next generation.
+    An expired claim, or a live one of the same owner (a retried task of the same
+    run), is taken over by creating the next generation.
     """
+    owner = owner or new_owner()
     lifetime = ttl() if lifetime is None else lifetime
     held = [
         gen
@@ -112,10 +119,10 @@ def acquire(location: Location, sim_id: str, lifetime: float | None = None) -> C
     generation = 0
     if held:
         newest = _read(location, sim_id, max(held))
-        if newest is not None and newest.live:
+        if newest is not None and newest.live and newest.owner != owner:
             return None
         generation = max(held) + 1
-    claim = Claim(sim_id, generation, _owner(), time.time() + lifetime)
+    claim = Claim(sim_id, generation, owner, time.time() + lifetime)
     if not location.create(claim.key, claim.to_bytes()):
         return None  # another contender took this generation first
     for gen in held:  # expired generations: the new one supersedes them
@@ -129,14 +136,14 @@ def release(location: Location, claim: Claim) -> None:
 
 
 @contextmanager
-def hold(location: Location, sim_id: str) -> Iterator[Claim | None]:
+def hold(location: Location, sim_id: str, owner: str | None = None) -> Iterator[Claim | None]:
     """Hold the claim of ``sim_id`` while the block runs, renewing it; yield ``None`` if held.
 
     The claim is renewed every third of its lifetime from a background thread and
     released when the block ends, whether it succeeds or raises.
     """
     lifetime = ttl()
-    claim = acquire(location, sim_id, lifetime)
+    claim = acquire(location, sim_id, owner, lifetime)
     if claim is None:
         yield None
         return

@@ -4,7 +4,8 @@ The table is written exactly as the trajectory step returned it (R-STILT columns
 ``time`` in minutes since release, ``indx``, ``long``, ``lati``, ``zagl``,
 ``foot``, ...), so footprints recomputed from a stored file equal those computed
 from the run. The schema metadata records the simulation's registry entry (id,
-receptor, row, meteorology name, scene id, registration time) under
+receptor, row, meteorology name, scene id; not the registration time, so equal
+runs write equal bytes) under
 ``pystilt_dask:*`` keys, which lets ``verify --repair`` restore a lost registry
 entry from the particles alone.
 """
@@ -35,7 +36,6 @@ def to_bytes(particles: pd.DataFrame, receptor: Receptor, entry: pd.Series) -> b
         f"{_PREFIX}met": str(entry["met"]),
         f"{_PREFIX}row": str(int(entry["row"])),
         f"{_PREFIX}scene_id": "" if scene_id is None or pd.isna(scene_id) else str(scene_id),
-        f"{_PREFIX}registered": pd.Timestamp(entry["registered"]).isoformat(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = io.BytesIO()

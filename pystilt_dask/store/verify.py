@@ -9,7 +9,8 @@ the registry does not hold name registry entries that were lost.
 With ``repair``, damaged completion keys are removed (so the next ``run``
 recomputes exactly those, reusing whatever is intact), unreadable registry
 commits are removed, and lost entries are committed again from the registry
-entry each particle file carries, at their original row when it is free.
+entry each particle file carries, at their original row when it is free (their
+registration time becomes the time of the repair).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import dask
 import pyarrow.parquet as pq
@@ -178,7 +179,7 @@ def _restore(location: Location, config: ModelConfig, current: Registry, lost: l
                 meta["met"],
                 list(config.footprints),
                 meta["scene_id"] or None,
-                datetime.fromisoformat(meta["registered"]),
+                datetime.now(UTC),
             )
         )
     while not registry.commit(location, restored):

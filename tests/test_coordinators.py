@@ -1,0 +1,124 @@
+"""Separate coordinators on one project: claims keep them from doing the same work.
+
+Real ``stilt-dask run`` processes, real HYSPLIT on the demo's idealized met; the
+``hycs_std`` they run is a wrapper that records each run before handing over.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dask.config
+import pytest
+
+from pystilt_dask.config import ModelConfig
+from pystilt_dask.demo import make_demo_project
+from pystilt_dask.hysplit.executable import resolve_hysplit
+from pystilt_dask.model import Model
+from pystilt_dask.store import layout
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+STILT = str(Path(sys.executable).parent / "stilt-dask")
+N = 4
+
+
+def wrapper(folder: Path, name: str, body: str) -> Path:
+    """An executable standing in for hycs_std."""
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def counting(folder: Path) -> Path:
+    """hycs_std that appends a line to ``runs.log`` per run, then runs the real one."""
+    real = shlex.quote(str(resolve_hysplit().executable))
+    log = shlex.quote(str(folder / "runs.log"))
+    return wrapper(folder, "counting_hycs", f'echo "$PWD" >> {log}\nexec {real} "$@"')
+
+
+def project(folder: Path, executable: Path) -> Path:
+    """The demo project (N receptors) with ``executable`` as hycs_std."""
+    path = make_demo_project(folder, N)
+    config = ModelConfig.from_yaml(path)
+    hysplit = config.hysplit.model_copy(update={"executable": str(executable)})
+    config.model_copy(update={"hysplit": hysplit}).to_yaml(path)
+    return path
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    path = [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
+        # Short claims, so a coordinator waiting on another one's claims looks often.
+        "DASK_STILT__CLAIM_TTL": "4s",
+    }
+
+
+def results(root: str) -> dict[str, bytes]:
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if "/particles/" in path or "/foot/c." in path:
+                found[os.path.relpath(path, root)] = Path(path).read_bytes()
+    return found
+
+
+def run(config: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [STILT, "run", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def test_two_runs_at_once_run_each_hysplit_once_and_match_a_single_run(tmp_path, env):
+    single = project(tmp_path / "single", counting(tmp_path))
+    assert run(single, env).wait(timeout=600) == 0
+    (tmp_path / "runs.log").unlink()
+
+    shared = project(tmp_path / "shared", counting(tmp_path))
+    first, second = run(shared, env), run(shared, env)
+    for coordinator in (first, second):
+        out, err = coordinator.communicate(timeout=600)
+        assert coordinator.returncode == 0, out + err
+    runs = (tmp_path / "runs.log").read_text().splitlines()
+    assert len(runs) == N  # every simulation's HYSPLIT ran once, whichever coordinator ran it
+    model = Model.from_yaml(shared)
+    assert model.status().counts()["complete"] == N
+    assert results(model.location.root) == results(Model.from_yaml(single).location.root)
+    assert model.location.list_names(layout.CLAIMS) == []
+
+
+def test_claims_of_a_killed_coordinator_expire_and_another_finishes(tmp_path, env):
+    held = tmp_path / "held"
+    # hycs_std that announces itself and never finishes: its coordinator holds claims.
+    stuck = wrapper(tmp_path, "stuck_hycs", f"touch {shlex.quote(str(held))}\nexec sleep 600")
+    config = project(tmp_path / "proj", stuck)
+    doomed = run(config, env)
+    model = Model.from_yaml(config)
+    while not held.exists():  # synchronised on the event, not on time
+        assert doomed.poll() is None, doomed.communicate()
+    assert model.location.list_names(layout.CLAIMS)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    assert model.status().counts()["running"] >= 1  # claims outlive their holder for a while
+
+    resumed = ModelConfig.from_yaml(config)
+    hysplit = resumed.hysplit.model_copy(update={"executable": str(counting(tmp_path))})
+    resumed.model_copy(update={"hysplit": hysplit}).to_yaml(config)
+    finisher = run(config, env)
+    out, err = finisher.communicate(timeout=600)
+    assert finisher.returncode == 0, out + err
+    counts = model.status().counts()
+    assert counts["complete"] == N and counts["running"] == 0
+    assert len((tmp_path / "runs.log").read_text().splitlines()) == N
+    assert model.verify().ok
