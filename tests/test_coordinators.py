@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import dask.config
@@ -120,5 +121,32 @@ def test_claims_of_a_killed_coordinator_expire_and_another_finishes(tmp_path, en
     assert finisher.returncode == 0, out + err
     counts = model.status().counts()
     assert counts["complete"] == N and counts["running"] == 0
+    assert len((tmp_path / "runs.log").read_text().splitlines()) == N
+    assert model.verify().ok
+
+
+def test_run_beside_serve_runs_each_hysplit_once(tmp_path, env):
+    from test_cli_run import BIN, _scheduler_address, started, wait_for
+
+    config = project(tmp_path / "proj", counting(tmp_path))
+    model = Model.from_yaml(config)
+    scheduler_file = tmp_path / "scheduler.json"
+    with ExitStack() as stack:
+        stack.enter_context(started(tmp_path / "scheduler", [
+            BIN / "dask", "scheduler", "--scheduler-file", scheduler_file, "--host", "127.0.0.1",
+            "--port", "0", "--dashboard-address", ":0",
+        ], env))  # fmt: skip
+        wait_for(lambda: _scheduler_address(scheduler_file), 60, "scheduler file")
+        address = _scheduler_address(scheduler_file)
+        stack.enter_context(started(tmp_path / "worker", [STILT, "worker", address], env))
+        serve = stack.enter_context(started(
+            tmp_path / "serve", [STILT, "serve", config, "--scheduler", address, "--poll", "1"], env
+        ))  # fmt: skip
+        coordinator = run(config, env)  # registers the receptors; serve sees them too
+        out, err = coordinator.communicate(timeout=600)
+        assert coordinator.returncode == 0, out + err
+        assert model.status().counts()["complete"] == N
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
     assert len((tmp_path / "runs.log").read_text().splitlines()) == N
     assert model.verify().ok

@@ -297,3 +297,17 @@ def test_forward_runs_keep_the_last_output_layer(tmp_path):
     loaded = model.footprints["coarse"].load().isel(simulation=0)
     assert loaded["lag"].values.tolist() == [0, 1, 2, 3]
     np.testing.assert_array_equal(loaded.values, foot.values)
+
+
+def test_loading_a_damaged_chunk_names_its_simulation(model):
+    run_all(model)
+    ids = model.simulations.ids()
+    with open(chunk_path(model.location, "coarse", 3), "r+b") as f:
+        f.seek(8)
+        f.write(os.urandom(64))
+    foot = model.footprints["coarse"].load()
+    assert float(foot.isel(simulation=2).sum()) > 0  # the others still read
+    with pytest.raises(StoreError, match=f"simulation '{ids[3]}' \\(row 3\\) is damaged"):
+        foot.isel(simulation=3).compute()
+    report = model.verify()
+    assert list(report.damaged) == [ids[3]] and not report.ok

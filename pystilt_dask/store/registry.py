@@ -195,10 +195,10 @@ def register(
         fresh = {sim_id: r for sim_id, r in fresh.items() if sim_id not in registry}
         if not fresh:
             return [], registry
-        now = datetime.now(UTC)
+        now, start = datetime.now(UTC), registry.next_row
         records = [
-            record(receptor, registry.next_row + i, met, footprints, scene_id, now)
-            for i, receptor in enumerate(fresh.values())
+            record(receptor, start + i, met, footprints, scene_id, now, sim_id)
+            for i, (sim_id, receptor) in enumerate(fresh.items())
         ]
         if location.create(layout.registry_key(registry.version + 1), commit_bytes(records)):
             return list(fresh), read(location, since=registry)
@@ -232,11 +232,12 @@ def record(
     footprints: Sequence[str],
     scene_id: str | None,
     registered: datetime,
+    sim_id: str | None = None,
 ) -> dict:
-    """The registry record of a simulation."""
+    """The registry record of a simulation (``sim_id``: the receptor's, when known)."""
     fields = receptor.model_dump()
     return {
-        "sim_id": receptor.sim_id,
+        "sim_id": sim_id or receptor.sim_id,
         "row": row,
         "kind": fields.pop("kind"),
         "time": fields.pop("time"),
