@@ -26,7 +26,7 @@ from .errors import StiltError
 from .footprint import calc_footprint, is_empty
 from .receptors import Receptor
 from .store import claims, footprints, layout, particles, publish, records, registry
-from .store.completion import CompletionRule, State
+from .store.completion import CompletionRule, State, footprint_component
 from .store.paths import Location
 from .trajectory import Trajectories, simulate_trajectories
 
@@ -111,7 +111,14 @@ def _attempt(
         state, foot_states = rule.state(location.exists, sim_id, row)
         if state.done:
             return state.value
-        todo = [name for name in names if not foot_states[name].done]
+        # A chunk at this row is reused only if this simulation published it: after
+        # outside damage (a lost registry commit) a row can hold another's chunk.
+        ours = publish.read_digests(location, sim_id)
+        todo = [
+            name
+            for name in names
+            if not (foot_states[name].done and footprint_component(name) in ours)
+        ]
     else:
         publish.invalidate(location, sim_id, row, names)
         todo = names

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
-from store_helpers import make_config, make_receptors, run_synthetic
+from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
 from typer.testing import CliRunner
 
 from pystilt_dask.cli import app
@@ -126,3 +127,27 @@ def test_verify_names_damage_and_repair_plus_run_restores_identical_results(conf
     for sim_id in model.simulations.incomplete():
         assert run_synthetic(model.location, sim_id, model.config) == "complete"
     assert snapshot(model.location.root) == good
+
+
+def test_rows_reused_after_a_lost_commit_never_mislabel(config_file, tmp_path):
+    invoke("register", config_file)
+    model = Model(tmp_path / "project")
+    old = model.simulations.ids()
+    for sim_id in old:
+        run_synthetic(model.location, sim_id, model.config)
+    os.unlink(model.location.url(layout.registry_key(0)))  # the only commit: rows 0-4 lost
+    newcomers = make_receptors(8)[5:]
+    assert Model(tmp_path / "project", newcomers).register_pending()
+    # The newcomers took rows 0-2, whose chunks hold the old simulations' footprints.
+    assert model.registry().rows.tolist() == [0, 1, 2]
+    assert set(model.status().table["state"]) == {"pending"}
+    report = model.verify(repair=True)
+    assert sorted(report.damaged) == sorted([*old, *(r.sim_id for r in newcomers)])
+    assert sorted(model.simulations.ids()) == sorted([*old, *(r.sim_id for r in newcomers)])
+    for sim_id in model.simulations.incomplete():
+        assert run_synthetic(model.location, sim_id, model.config) == "complete"
+    assert model.verify().ok
+    foot = model.footprints["fine"].load()
+    for sim_id in model.simulations.ids():
+        expected = expected_chunk(model, sim_id, "fine")
+        np.testing.assert_array_equal(foot.sel(simulation=sim_id).values, expected)

@@ -160,18 +160,30 @@ def _check_key(location, arrays, component, key, row, recorded) -> str | None:
 
 
 def _restore(location: Location, config: ModelConfig, current: Registry, lost: list[str]) -> None:
-    """Commit the lost entries again, from their particle files, at their rows when free."""
+    """Commit the lost entries again, from their particle files, at their rows when free.
+
+    An entry whose row another simulation took moves past every row in use,
+    including rows that only a chunk occupies, so it never lands on someone's chunk.
+    """
+    metas = {sim_id: particles.metadata(location, layout.particles_key(sim_id)) for sim_id in lost}
     taken = set(current.rows.tolist())
-    next_row = current.next_row
+    keep = {sim_id for sim_id, meta in metas.items() if int(meta["row"]) not in taken}
+    chunk_rows = [
+        int(match.group(1))
+        for name in config.footprints
+        for key in location.list_names(layout.foot_array(name))
+        if (match := layout.CHUNK_RE.match(key))
+    ]
+    next_row = 1 + max(
+        [current.next_row - 1, *chunk_rows, *(int(m["row"]) for m in metas.values())]
+    )
     restored = []
-    for sim_id in lost:
-        meta = particles.metadata(location, layout.particles_key(sim_id))
+    for sim_id, meta in metas.items():
         fields = json.loads(meta["receptor"])
         receptor = _KINDS[fields["kind"]].model_validate(fields)
         row = int(meta["row"])
-        if row in taken:
+        if sim_id not in keep:
             row, next_row = next_row, next_row + 1
-        taken.add(row)
         restored.append(
             registry.record(
                 receptor,
