@@ -17,24 +17,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from distributed import Client
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from .config import ExecutionConfig, ModelConfig
+from .config import ModelConfig
 from .demo import make_demo_project
 from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
 from .execution.console import follow, summary
-from .execution.runner import connect, plan
+from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
-from .execution.submit import run_waves
 from .model import Model
 from .store.completion import STATES
 
@@ -146,41 +145,24 @@ BackendOption = Annotated[
 ]
 
 
-def _execution(model: Model, profile: str | None, backend: str | None, n_workers: int | None):
-    execution = model.config.execution_for(profile)
-    update = {k: v for k, v in (("backend", backend), ("n_workers", n_workers)) if v is not None}
-    if not update:
-        return execution
-    try:
-        return ExecutionConfig.model_validate({**execution.model_dump(), **update})
-    except ValidationError as exc:
-        raise ConfigError(f"--backend/--n-workers: {exc.errors()[0]['msg']}") from None
-
-
-def _run(model: Model, execution, scheduler: str | None, skip_existing: bool) -> None:
-    """Run a project with a live progress bar; exit 0 (all complete), 1 (failures), 130."""
+def _run(model: Model, run: Run, scheduler: str | None) -> None:
+    """Run a plan with a live progress bar; exit 0 (all complete), 1 (not all), 130 (Ctrl-C)."""
     started = time.monotonic()
-    client = _client(scheduler) if scheduler else None
     counts: Counter[str] = Counter()
     try:
-        ids = plan(model, skip_existing)  # bad receptors fail before any cluster starts
-        if ids:  # nothing to do starts no cluster (and no Slurm jobs)
-            with connect(client, execution) as active:
-                console.print(f"Dask dashboard: {active.dashboard_link}")
-                outcomes = run_waves(
-                    active, model.location, ids, model.config, skip_existing,
-                    retries=execution.retries,
-                )  # fmt: skip
-                counts = follow(outcomes, len(ids), console)
+        if len(run):  # nothing to do starts no cluster (and no Slurm jobs)
+            with ExitStack() as stack:
+                given = stack.enter_context(_client(scheduler)) if scheduler else None
+                active = stack.enter_context(connect(given, run.execution))
+                console.print(f"Dask dashboard: {active.dashboard_link}", highlight=False)
+                for outcome in follow(run.outcomes(active), len(run), console, active):
+                    counts[outcome.state] += 1
     except KeyboardInterrupt:
         error_console.print("interrupted: finished simulations are stored; rerun to resume")
         raise typer.Exit(130) from None
-    finally:
-        if client is not None:
-            client.close()
     project_counts = model.status().counts()
     console.print(summary(counts, project_counts, time.monotonic() - started))
-    if sum(counts.values()) < len(ids) or set(counts) - {"complete", "complete-empty"}:
+    if sum(counts.values()) < len(run) or set(counts) - {"complete", "complete-empty"}:
         raise typer.Exit(1)
 
 
@@ -197,7 +179,9 @@ def run(
 ) -> None:
     """Register pending receptors and run every incomplete simulation on a Dask cluster."""
     model = open_model(project)
-    _run(model, _execution(model, profile, backend, n_workers), scheduler, not no_skip)
+    # Planning registers receptors and checks overrides: bad input fails before a cluster.
+    run = model.plan(profile, not no_skip, backend=backend, n_workers=n_workers)
+    _run(model, run, scheduler)
 
 
 @command
@@ -209,8 +193,10 @@ def demo(
     config = make_demo_project(directory, n_receptors)
     console.print(f"demo project written to {directory}/ (config: {config})")
     model = Model.from_yaml(config)
-    _run(model, model.config.execution, None, True)
-    console.print(f"footprints: {model.footprints['default'].load().sizes}")
+    _run(model, model.plan(), None)
+    foot = model.footprints["default"].load()
+    sizes = ", ".join(f"{dim} {n}" for dim, n in foot.sizes.items())
+    console.print(f"footprints: {model.location.url('footprints/default.zarr')} ({sizes})")
 
 
 @command

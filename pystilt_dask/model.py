@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
@@ -25,6 +25,9 @@ from .store.paths import Location
 from .store.registry import Registry
 from .store.status import Status, status
 from .store.verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .execution.run import Run
 
 ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
 
@@ -199,22 +202,41 @@ class Model:
         """Named footprints, each loadable as a lazy xarray object."""
         return Footprints(self)
 
+    def plan(self, profile: str | None = None, skip_existing: bool = True, **overrides: Any) -> Run:
+        """Register pending receptors and plan a run: see :class:`~pystilt_dask.execution.Run`.
+
+        Parameters
+        ----------
+        profile : str, optional
+            Name of an execution profile in the configuration.
+        skip_existing : bool
+            Run only incomplete simulations; ``False`` redoes every one.
+        **overrides
+            Execution settings to override (``backend``, ``n_workers``, ``retries``, …).
+        """
+        from .execution.run import Run
+
+        return Run.plan(self, profile, skip_existing, **overrides)
+
     def run(
         self,
         client: Any = None,
         skip_existing: bool = True,
         wait: bool = True,
         profile: str | None = None,
+        quiet: bool = False,
     ) -> dict[str, str] | list[Any]:
         """Register pending receptors and run every incomplete simulation on Dask.
 
-        One task per simulation, keyed ``stilt-sim-<id>``; at most a few per
-        HYSPLIT slot are in flight at once, so memory stays flat at any scale.
+        One task per simulation, keyed ``stilt-sim-<project token>-<id>``; at most a
+        few per worker thread are in flight at once, so memory stays flat at any
+        scale. Works with any cluster: workers still starting, ``scale()``d later,
+        ``adapt()``ed, with one or several threads.
 
         Parameters
         ----------
-        client : distributed.Client, optional
-            Cluster to use; default: the current default client, else a cluster
+        client : distributed.Client or cluster, optional
+            Where to run; default: the current default client, else a cluster
             built from the configuration (``execution`` or ``profiles[profile]``),
             closed when the run ends.
         skip_existing : bool
@@ -227,6 +249,8 @@ class Model:
             or the process exits.
         profile : str, optional
             Name of an execution profile in the configuration.
+        quiet : bool
+            No dashboard link and no progress bar (shown in terminals and Jupyter).
 
         Returns
         -------
@@ -237,14 +261,24 @@ class Model:
         --------
         >>> from distributed import Client, LocalCluster  # doctest: +SKIP
         >>> model.run(client=Client(LocalCluster()))  # doctest: +SKIP
-        {'201905301000_-111.848_40.766_5': 'complete', ...}
+        {'202407150600_-100_40_10': 'complete', ...}
         """
-        from .execution.runner import run_model
+        from .execution.run import start_client
 
-        result = run_model(self, client, skip_existing, wait, profile)
+        run = self.plan(profile, skip_existing)
         if not wait:
-            return result
-        return {outcome.sim_id: outcome.state for outcome in result}
+            return run.submit(client or start_client(run.execution)) if len(run) else []
+        return run.execute(client, quiet=quiet)
+
+    def to_delayed(self, skip_existing: bool = True) -> list[Any]:
+        """One ``dask.delayed`` per incomplete simulation, for any Dask scheduler.
+
+        Registers pending receptors first. ``dask.compute(*model.to_delayed())``
+        runs them with the current scheduler (threads by default; ``processes`` or
+        a distributed client alike) and returns their states; the objects also
+        compose with a graph of your own. Keys are the same as :meth:`run`'s.
+        """
+        return self.plan(skip_existing=skip_existing).to_delayed()
 
 
 class Simulations:

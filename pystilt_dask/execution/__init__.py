@@ -1,7 +1,7 @@
-"""Execution on Dask clusters: cluster construction and bounded-wave submission."""
+"""Execution on Dask: a planned :class:`Run`, cluster construction, bounded-wave submission."""
 
 from .clusters import kubernetes_spec, make_cluster
-from .runner import connect, run_model
+from .run import Run, connect
 from .submit import Outcome, run_waves
 
-__all__ = ["Outcome", "connect", "kubernetes_spec", "make_cluster", "run_model", "run_waves"]
+__all__ = ["Outcome", "Run", "connect", "kubernetes_spec", "make_cluster", "run_waves"]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from distributed import Client
 
-from .submit import Outcome, run_waves
+from .run import Run
+from .submit import Outcome
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -37,6 +38,6 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
         pending = [i for i in model.status().ids("pending") if i not in tried]
         tried.update(pending)
         if pending:
-            yield from run_waves(client, model.location, pending, model.config)
+            yield from Run(model, tuple(pending), model.config.execution).outcomes(client)
         else:
             time.sleep(poll)
