@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -275,20 +274,5 @@ def submit(
 
 
 def main() -> None:
-    """The ``stilt-dask`` console script: run a command, then exit at once.
-
-    Every command has closed its clusters and written its results when it
-    returns, so the interpreter's teardown of the ~2,000 modules Dask, numba and
-    xarray load (0.3 s) only delays the shell; streams are flushed first.
-    """
-    try:
-        app()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The ``stilt-dask`` console script."""
+    app()

@@ -102,3 +102,20 @@ def test_coordinator_as_a_batch_job(tmp_path, hrrr_met):
         time.sleep(1)
     output = (tmp_path / f"stilt-coordinator-{job_id}.out").read_text()
     assert Model.from_yaml(config).status().counts()["complete"] == 3, output
+
+
+def test_a_users_own_adaptive_slurm_cluster(tmp_path):
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+
+    from pystilt_dask.demo import make_demo_project
+
+    model = Model.from_yaml(make_demo_project(tmp_path / "demo", 4))
+    with SLURMCluster(
+        cores=1, memory="1GB", walltime="00:10:00", log_directory=str(tmp_path / "logs"),
+        scheduler_options={"host": "127.0.0.1"}, worker_extra_args=["--host", "127.0.0.1"],
+    ) as cluster:  # fmt: skip
+        cluster.adapt(minimum=0, maximum=2)
+        with Client(cluster) as client:  # no workers yet: adapt starts them for the work
+            assert set(model.run(client=client, quiet=True).values()) == {"complete"}
+    assert model.status().counts()["complete"] == 4
