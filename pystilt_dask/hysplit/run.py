@@ -5,6 +5,10 @@ copies of the particles: the binary PARTICLE.DAT that STILT never reads goes to
 ``/dev/null`` through a symlink (particles stay byte-identical), and the work
 directory lives on a RAM-backed compute root when one exists
 (:func:`pystilt_dask.defaults.compute_root`), so a run writes nothing to disk.
+
+Inside a Dask task, a run is also ended when Dask gives up on the task (the
+future cancelled, its client closed, the coordinator interrupted, the worker
+closing): see :func:`cancellation_probe`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +35,11 @@ from .executable import HysplitInstall
 
 LOG_NAME = "hysplit.log"
 PARTICLE_FILE = "PARTICLE_STILT.DAT"
+#: Failure reason of a run ended because Dask cancelled its task.
+CANCELLED = "cancelled"
+#: Seconds between two looks at a Dask task's state while HYSPLIT runs: bounds
+#: how long a cancelled HYSPLIT outlives its task, at four wake-ups a second.
+CANCEL_POLL = 0.25
 
 # Phrases HYSPLIT prints, mapped to failure reasons (first match wins).
 _FAILURE_PHRASES = (
@@ -43,7 +54,9 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
     """Yield a fresh, private work directory; remove it on success.
 
     A failed run's directory is kept for diagnosis (``stilt.keep-failed-workdirs``),
-    without its particle table; an explicit ``workdir`` is always kept whole.
+    without its particle table; an explicit ``workdir`` is always kept whole. A
+    cancelled run's directory is removed: there is nothing to diagnose, and an
+    interrupted run of many simulations would otherwise leave one per task behind.
     """
     if workdir is not None:
         path = Path(workdir)
@@ -54,8 +67,11 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
     path.mkdir(parents=True)
     try:
         yield path
-    except BaseException:
-        if dask.config.get("stilt.keep-failed-workdirs"):
+    except BaseException as exc:
+        cancelled = isinstance(exc, HysplitError) and exc.reason == CANCELLED
+        if cancelled:
+            exc.workdir = None  # it is about to be removed
+        if dask.config.get("stilt.keep-failed-workdirs") and not cancelled:
             # Inputs and logs are what diagnosis needs; the particle tables of a
             # failed run can be hundreds of MB of RAM on a tmpfs compute root.
             for particle_file in path.rglob(PARTICLE_FILE):
@@ -69,15 +85,21 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
 def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
     """Run ``hycs_std`` in ``workdir`` (inputs already written) and return its particle file.
 
-    The process runs in its own session; on timeout or interruption the whole
-    process group is killed, so no orphaned ``hycs_std`` is left behind.
+    The process runs in its own session; on timeout, interruption or (inside a
+    Dask task) cancellation of the task, the whole process group is killed, so
+    no orphaned ``hycs_std`` is left behind.
 
     Raises
     ------
     HysplitError
-        With reason ``timeout``, ``met_coverage``, ``fortran_runtime_error``,
-        ``no_particle_data``, ``nonzero_exit``…, the log tail and the work directory.
+        With reason ``timeout``, ``cancelled``, ``met_coverage``,
+        ``fortran_runtime_error``, ``no_particle_data``, ``nonzero_exit``…, the
+        log tail and the work directory.
     """
+    cancelled = cancellation_probe()
+    if cancelled is not None and (why := cancelled()):
+        # Cancelled before this run (e.g. between the main and the error run).
+        raise HysplitError(CANCELLED, f"{why}; hycs_std was not started", "", str(workdir))
     _link(install.executable, workdir / "hycs_std")
     for table in install.data_files:
         _link(table, workdir / table.name)
@@ -89,15 +111,9 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        # A watchdog kills on timeout while this thread blocks in wait():
-        # wait(timeout=...) would poll with sleeps, idling up to 50 ms per run.
-        timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            _kill_group(process)
-
-        watchdog = threading.Timer(timeout, expire)
+        # A watchdog kills on timeout or cancellation while this thread blocks in
+        # wait(): wait(timeout=...) would poll with sleeps, idling up to 50 ms per run.
+        watchdog = _Watchdog(process, timeout, cancelled)
         watchdog.start()
         try:
             returncode = process.wait()
@@ -105,20 +121,121 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
             _kill_group(process)
             raise
         finally:
-            watchdog.cancel()
-        if timed_out.is_set():
+            watchdog.stop()
+        if watchdog.ended == "timeout":
             raise HysplitError(
                 "timeout",
                 f"hycs_std ran longer than {timeout:g} s",
                 log_tail(workdir),
                 str(workdir),
             )
+        if watchdog.ended == CANCELLED:
+            raise HysplitError(
+                CANCELLED, f"{watchdog.why}; hycs_std was killed", log_tail(workdir),
+                str(workdir),
+            )  # fmt: skip
     particle_file = workdir / PARTICLE_FILE
     failure = classify(workdir, returncode)
     if failure is not None:
         reason, message = failure
         raise HysplitError(reason, message, log_tail(workdir), str(workdir))
     return particle_file
+
+
+def cancellation_probe() -> Callable[[], str | None] | None:
+    """A cheap check of whether Dask has given up on the task running this thread.
+
+    Dask cannot stop a running task: when the scheduler releases it (the future
+    cancelled, its client closed), the worker only marks it ``cancelled`` and
+    discards its result once it returns (distributed's
+    ``WorkerState._transition_executing_released``). Polling that mark lets the
+    task stop its own work instead of finishing it, and publishing it, for no one.
+
+    Returns
+    -------
+    callable or None
+        ``None`` outside a Dask task (plain calls, other schedulers). Inside one, a
+        function returning why the task was given up (one line) or ``None`` while
+        it still runs. It reads two attributes and may be called from any thread.
+
+    Notes
+    -----
+    The task is given up when its worker-side ``TaskState`` is ``cancelled`` (or
+    no longer the worker's: forgotten), or when the worker is closing, which
+    fails its tasks over to other workers anyway. A task that is ``resumed``
+    (cancelled, then asked for again while it still runs) keeps running, as its
+    result is wanted again; one cancelled and re-requested between two polls is
+    back to ``executing`` and is never seen cancelled, rightly.
+    """
+    # A thread of a Dask worker has imported distributed; anything else need not.
+    if "distributed.worker" not in sys.modules:
+        return None
+    from distributed.core import Status
+    from distributed.worker import get_worker, thread_state
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not inside a task
+        return None
+    key = getattr(thread_state, "key", None)
+    task = worker.state.tasks.get(key) if key is not None else None
+    if task is None:
+        return None
+    closing = (Status.closing, Status.closed, Status.failed)
+
+    def given_up() -> str | None:
+        if task.state in ("cancelled", "released", "forgotten"):
+            return f"Dask task {key!r} was cancelled"
+        if worker.state.tasks.get(key) is not task:
+            return f"Dask task {key!r} was forgotten by its worker"
+        if worker.status in closing:
+            return f"Dask worker {worker.address} is {worker.status.name}"
+        return None
+
+    return given_up
+
+
+class _Watchdog(threading.Thread):
+    """Kill a HYSPLIT process group on timeout, or once ``cancelled()`` says why.
+
+    Without a probe it sleeps until the deadline; with one it wakes every
+    :data:`CANCEL_POLL` seconds. After :meth:`stop`, ``ended`` is ``None`` (the
+    run ended by itself), ``"timeout"`` or :data:`CANCELLED` (``why`` then says why).
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        timeout: float,
+        cancelled: Callable[[], str | None] | None,
+    ) -> None:
+        super().__init__(name=f"hysplit-watchdog-{process.pid}", daemon=True)
+        self.process = process
+        self.deadline = time.monotonic() + timeout
+        self.cancelled = cancelled
+        self.ended: str | None = None
+        self.why: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self.ended = "timeout"
+                break
+            interval = remaining if self.cancelled is None else min(remaining, CANCEL_POLL)
+            if self._done.wait(interval):
+                return
+            self.why = self.cancelled() if self.cancelled is not None else None
+            if self.why is not None:
+                self.ended = CANCELLED
+                break
+        _kill_group(self.process)
+
+    def stop(self) -> None:
+        """Stop watching (the process has ended) and wait for the watchdog to finish."""
+        self._done.set()
+        self.join()
 
 
 def hysplit_environment() -> dict[str, str]:

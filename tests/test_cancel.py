@@ -1,0 +1,178 @@
+"""Endings of a simulation task that Dask gives up on, on real clusters (issue #11).
+
+HYSPLIT is a stand-in shell script set as ``hysplit.executable``: it writes its
+PID to a file (what the tests wait for, instead of a time) and then either sleeps
+for ten minutes or kills the Dask worker running it. The demo project (idealized
+met) provides everything before HYSPLIT starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dask
+import dask.config
+import pytest
+import yaml
+from distributed import Client, LocalCluster
+
+import pystilt_dask
+from pystilt_dask.demo import make_demo_project
+from pystilt_dask.hysplit.run import CANCEL_POLL, cancellation_probe
+from pystilt_dask.model import Model
+from pystilt_dask.store import claims, layout
+from pystilt_dask.store.completion import State
+
+BIN = Path(sys.executable).parent
+CHECKOUT = Path(pystilt_dask.__file__).resolve().parents[1]
+STILT = str(BIN / "stilt-dask")
+
+# Stands in for hycs_std: publish the PID atomically (a reader never sees it half
+# written), then become a long sleep with that PID, in HYSPLIT's process group.
+SLEEPER = """#!/bin/sh
+echo $$ > "{pids}.tmp" && mv "{pids}.tmp" "{pids}"
+exec sleep 600
+"""
+
+# Stands in for hycs_std: kill -9 the Dask worker process running it. That is the
+# nearest ancestor started by multiprocessing (spawn or forkserver); reaching the
+# coordinator (or init) first means the worker is not a separate process: then
+# fail as a HYSPLIT error instead of killing anything. The worker's death takes
+# this script down too (PR_SET_PDEATHSIG), so it is recorded before the kill.
+WORKER_KILLER = """#!/bin/sh
+pid=$$
+while [ "$pid" -gt 1 ]; do
+  pid=$(awk '/^PPid:/ {{print $2}}' "/proc/$pid/status")
+  case "$(tr '\\0' ' ' < "/proc/$pid/cmdline")" in
+    *stilt-dask*) exit 3 ;;
+    *multiprocessing*) echo "$pid" >> "{killed}"; kill -9 "$pid"; exec sleep 600 ;;
+  esac
+done
+exit 3
+"""
+
+
+def demo_project(folder: Path, script: str, **execution) -> Path:
+    """A one-receptor demo project whose ``hycs_std`` is ``script``; return its config."""
+    config = make_demo_project(folder / "project", 1)
+    fake = folder / "fake_hycs_std"
+    fake.write_text(script)
+    fake.chmod(0o755)
+    settings = yaml.safe_load(config.read_text())
+    settings["hysplit"]["executable"] = str(fake)
+    if execution:
+        settings["execution"] = execution
+    config.write_text(yaml.safe_dump(settings))
+    return config
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout} s")
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie is dead, merely not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_outside_a_dask_task_nothing_is_watched():
+    assert cancellation_probe() is None
+    # A task of another scheduler is not a Dask worker's task either.
+    assert dask.compute(dask.delayed(cancellation_probe)(), scheduler="threads") == (None,)
+
+
+@pytest.mark.parametrize("ending", ["cancel", "close-client"])
+def test_cancel_kills_hysplit_at_once_and_publishes_nothing(tmp_path, ending):
+    pids = tmp_path / "hycs_std.pid"
+    model = Model.from_yaml(demo_project(tmp_path, SLEEPER.format(pids=pids)))
+    scratch = tmp_path / "compute"
+    with (
+        dask.config.set({"stilt.compute-root": str(scratch)}),
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+    ):
+        (worker,) = cluster.workers.values()
+        client = Client(cluster)
+        try:
+            futures = model.run(client=client, wait=False)
+            wait_for(pids.exists, 60, "hycs_std started")
+            pid = int(pids.read_text())
+            assert alive(pid)
+            # A task still wanted is left alone, however often the watchdog looks.
+            time.sleep(4 * CANCEL_POLL)
+            assert alive(pid)
+            started = time.monotonic()
+            if ending == "cancel":
+                client.cancel(futures)
+            else:
+                client.close()
+            wait_for(lambda: not alive(pid), 30, f"end of hycs_std (PID {pid})")
+            latency = time.monotonic() - started
+            # The worker forgets a cancelled task once it has returned.
+            wait_for(lambda: not worker.state.tasks, 30, "end of the cancelled task")
+        finally:
+            client.close()
+    print(f"hycs_std killed {latency:.3f} s after {ending}")
+    assert latency < 2
+
+    (sim_id,) = model.simulations.ids()
+    row = int(model.registry().table.loc[sim_id, "row"])
+    assert model.status().ids(State.COMPLETE, State.COMPLETE_EMPTY) == []
+    assert not model.location.exists(layout.particles_key(sim_id))
+    assert not model.location.exists(layout.chunk_key("default", row))
+    assert model.simulations.log(sim_id) is None
+    assert claims.live_ids(model.location) == set()
+    # A cancelled run leaves no work directory behind, even with keep-failed-workdirs.
+    assert list(scratch.iterdir()) == []
+    failure = model.simulations.failure(sim_id)
+    if failure is not None:  # whether a cancel is recorded is simulation.py's call
+        assert failure["reason"] == "cancelled", failure
+
+
+def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path):
+    killed = tmp_path / "killed-workers"
+    config = demo_project(
+        tmp_path,
+        WORKER_KILLER.format(killed=killed),
+        backend="local",
+        n_workers=1,
+        cluster={"processes": True, "dashboard_address": ":0"},
+    )
+    env = {
+        **os.environ,
+        # The console script imports whichever checkout is installed (editable); make
+        # it and its workers run the code under test instead.
+        "PYTHONPATH": os.pathsep.join([str(CHECKOUT), *filter(None, [os.getenv("PYTHONPATH")])]),
+        "DASK_STILT__COMPUTE_ROOT": str(tmp_path / "compute"),
+        # KilledWorker after the second death, not the fourth.
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [STILT, "run", str(config)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    workers = killed.read_text().split()
+    assert len(workers) == 2 and len(set(workers)) == 2, workers
+
+    model = Model.from_yaml(config)
+    (sim_id,) = model.simulations.ids()
+    failure = model.simulations.failure(sim_id)
+    assert failure is not None, result.stdout + result.stderr
+    assert failure["reason"] == "KilledWorker", failure
+    assert "died while running it" in failure["message"]
+    assert not model.location.exists(layout.particles_key(sim_id))
