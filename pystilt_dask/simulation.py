@@ -22,8 +22,9 @@ from collections.abc import Callable
 import pandas as pd
 
 from .config import ModelConfig
-from .errors import StiltError
+from .errors import HysplitError, StiltError
 from .footprint import calc_footprint, is_empty
+from .hysplit.run import cancellation_probe
 from .receptors import Receptor
 from .store import claims, footprints, layout, particles, publish, records, registry
 from .store.completion import CompletionRule, State, footprint_component
@@ -123,15 +124,21 @@ def _attempt(
         publish.invalidate(location, sim_id, row, names)
         todo = names
     step = "trajectory"
+    cancelled = cancellation_probe() or (lambda: None)
     try:
-        table = _particles(location, receptor, entry, config, skip_existing, simulate)
+        table = _particles(location, receptor, entry, config, skip_existing, simulate, cancelled)
         for name in todo:
             step = f"footprint:{name}"
             fp_config = config.footprints[name]
             foot = calc_footprint(table, receptor, fp_config)
             chunk = footprints.to_chunk(foot, fp_config, config.hysplit, receptor.time)
+            _raise_if(cancelled)
             publish.publish_footprint(location, name, sim_id, row, chunk, is_empty(foot))
     except Exception as exc:
+        if isinstance(exc, HysplitError) and exc.reason == "cancelled":
+            # Dask gave up on this task (cancelled, client closed, worker closing):
+            # the simulation did not fail and stays pending; Dask drops the error.
+            raise
         records.write_failure(location, records.failure(exc, sim_id, step))
         if isinstance(exc, StiltError):
             return State.FAILED.value
@@ -147,6 +154,7 @@ def _particles(
     config: ModelConfig,
     reuse: bool,
     simulate: Simulator,
+    cancelled: Callable[[], str | None],
 ) -> pd.DataFrame:
     """The simulation's particles: stored ones when reusable, else a fresh published run."""
     sim_id = receptor.sim_id
@@ -161,5 +169,13 @@ def _particles(
     if run.error_particles is not None:
         error_data = particles.to_bytes(run.error_particles, receptor, entry)
     data = particles.to_bytes(run.particles, receptor, entry)
+    _raise_if(cancelled)
     publish.publish_particles(location, sim_id, data, error_data)
     return run.particles
+
+
+def _raise_if(cancelled: Callable[[], str | None]) -> None:
+    """Stop before publishing when Dask has given up on this task: nothing publishes after."""
+    why = cancelled()
+    if why:
+        raise HysplitError("cancelled", why)

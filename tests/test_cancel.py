@@ -138,9 +138,9 @@ def test_cancel_kills_hysplit_at_once_and_publishes_nothing(tmp_path, ending):
     assert claims.live_ids(model.location) == set()
     # A cancelled run leaves no work directory behind, even with keep-failed-workdirs.
     assert list(scratch.iterdir()) == []
-    failure = model.simulations.failure(sim_id)
-    if failure is not None:  # whether a cancel is recorded is simulation.py's call
-        assert failure["reason"] == "cancelled", failure
+    # A cancel is not the simulation's failure: it stays pending.
+    assert model.simulations.failure(sim_id) is None
+    assert model.status().table.loc[sim_id, "state"] == "pending"
 
 
 def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path):
@@ -176,3 +176,5 @@ def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path):
     assert failure["reason"] == "KilledWorker", failure
     assert "died while running it" in failure["message"]
     assert not model.location.exists(layout.particles_key(sim_id))
+    # The dead attempts' claim was this run's: released, so the simulation reads failed.
+    assert model.status().table.loc[sim_id, "state"] == "failed"

@@ -165,7 +165,7 @@ def run_waves(
             if futures:
                 future = next(in_flight)
                 sim_id = futures.pop(future.key)
-                outcome = _outcome(location, sim_id, future)
+                outcome = _outcome(location, sim_id, future, owner)
                 future.release()
                 if outcome.state == State.RUNNING:
                     held.add(sim_id)
@@ -189,9 +189,11 @@ def run_waves(
             client.cancel(list(futures))
 
 
-def _outcome(location: Location, sim_id: str, future: Any) -> Outcome:
+def _outcome(location: Location, sim_id: str, future: Any, owner: str) -> Outcome:
     if future.status == "finished":
         return Outcome(sim_id, future.result())
+    # An attempt that died with its worker never released this run's claim.
+    claims.release_owned(location, sim_id, owner)
     error = future.exception() if future.status == "error" else None
     detail = f"{type(error).__name__}: {error}" if error else f"task {future.status}"
     if records.read_failure(location, sim_id) is None:

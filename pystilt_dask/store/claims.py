@@ -135,6 +135,13 @@ def release(location: Location, claim: Claim) -> None:
     location.delete(claim.key)
 
 
+def release_owned(location: Location, sim_id: str, owner: str) -> None:
+    """Give up ``owner``'s claim of ``sim_id``, if it holds it (its holder died with a worker)."""
+    claim = current(location).get(sim_id)
+    if claim is not None and claim.owner == owner:
+        release(location, claim)
+
+
 @contextmanager
 def hold(location: Location, sim_id: str, owner: str | None = None) -> Iterator[Claim | None]:
     """Hold the claim of ``sim_id`` while the block runs, renewing it; yield ``None`` if held.
