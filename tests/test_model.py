@@ -185,7 +185,12 @@ def test_killed_run_resumes_with_only_the_missing_work(model):
         "Model(sys.argv[1]).run(Client(cluster))"
     )
     first_chunk = model.location.url(layout.chunk_key("far", 0))  # the last one written
-    env = {**os.environ, "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root")}
+    env = {
+        **os.environ,
+        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
+        # The killed run's claims outlive it until they expire: keep that short here.
+        "DASK_STILT__CLAIM_TTL": "2s",
+    }
     process = subprocess.Popen([sys.executable, "-c", script, model.location.root], env=env)
     deadline = time.monotonic() + 120
     while not os.path.exists(first_chunk) and process.poll() is None:
