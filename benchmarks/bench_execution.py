@@ -59,11 +59,11 @@ import pystilt_dask
 from pystilt_dask.config import ExecutionConfig, ModelConfig
 from pystilt_dask.defaults import compute_root
 from pystilt_dask.execution import make_cluster
+from pystilt_dask.execution.submit import TASK_PREFIX
 from pystilt_dask.meteorology.idealized import write_idealized_met
 from pystilt_dask.model import Model
 from pystilt_dask.simulation import run_simulation
 from pystilt_dask.store import layout
-from pystilt_dask.store.status import TASK_PREFIX
 
 # 5 hours × 4 sites = 20 receptors, 24 h backward on idealized met (48 h of it, so
 # PYSTILT's `stilt check` finds met past every release hour). The shared HRRR covers
