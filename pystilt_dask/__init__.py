@@ -4,6 +4,7 @@ from . import defaults  # noqa: F401  (registers the `stilt` dask.config namespa
 from .config import ExecutionConfig, FootprintConfig, HysplitConfig, MetConfig, ModelConfig
 from .footprint import calc_footprint, is_empty, to_rstilt_netcdf
 from .model import Model
+from .plot import FootprintAccessor  # noqa: F401  (registers the `foot.stilt` accessor)
 from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, read_receptors
 from .trajectory import run_trajectory
 
