@@ -250,6 +250,15 @@ def test_config_reference_descriptions_come_from_the_docstrings():
     assert rows["FootprintConfig"]["xres"][3] == "yes, per footprint name"
 
 
+def test_deployment_settings_are_listed():
+    """Every key of the `stilt` dask.config namespace (pystilt_dask/stilt.yaml) is listed."""
+    table = _load_reference_module().deployment_table()
+    stilt = yaml.safe_load((PACKAGE / "stilt.yaml").read_text())["stilt"]
+    for key in stilt:
+        assert f"| `stilt.{key}`" in table, key
+    assert "| — |" not in table, "a deployment setting without a comment in stilt.yaml"
+
+
 def test_docs_site_builds_without_warnings(tmp_path):
     for module in ("sphinx", "myst_nb", "numpydoc", "pydata_sphinx_theme"):
         pytest.importorskip(module, reason=f"{module} is not installed: pip install -e '.[docs]'")

@@ -201,10 +201,74 @@ def render() -> str:
     return "\n".join(lines)
 
 
+#: The deployment defaults, with a comment above each key.
+STILT_YAML = Path(cfg.__file__).with_name("stilt.yaml")
+
+
+def deployment_settings(path: Path = STILT_YAML) -> list[tuple[str, str, str]]:
+    """``(key, default, comment)`` of each setting in the ``stilt`` namespace.
+
+    Keys holding a mapping whose own keys have comments (``local-cluster``) are
+    listed key by key; other mappings (``cluster-config``) as one entry.
+    """
+    data = yaml.safe_load(path.read_text())["stilt"]
+    rows: list[tuple[str, str, str]] = []
+    comment: list[str] = []
+    stack: list[tuple[int, str]] = []
+    in_stilt = False
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            comment = []
+            continue
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0]
+        if indent == 0:
+            in_stilt = key == "stilt"
+            stack, comment = [], []
+            continue
+        if not in_stilt:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parents = [k for _, k in stack]
+        stack.append((indent, key))
+        value: Any = data
+        for part in [*parents, key]:
+            value = value[part] if isinstance(value, dict) else None
+        listed = {row[0] for row in rows}
+        if any(".".join(["stilt", *parents[: i + 1]]) in listed for i in range(len(parents))):
+            comment = []
+            continue  # inside a mapping listed as one entry
+        if isinstance(value, dict) and not comment:
+            continue  # a group whose keys carry the comments
+        nested = isinstance(value, dict) and any(isinstance(v, dict) for v in value.values())
+        flow = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+        shown = "see `pystilt_dask/stilt.yaml`" if nested else f"`{_flow(flow)}`"
+        rows.append((".".join(["stilt", *parents, key]), shown, " ".join(comment)))
+        comment = []
+    return rows
+
+
+def _flow(text: str) -> str:
+    return text.strip().removesuffix("...").strip()
+
+
+def deployment_table() -> str:
+    """The markdown table of :func:`deployment_settings`."""
+    lines = ["| key | default | what it does |", "| --- | --- | --- |"]
+    for key, default, comment in deployment_settings():
+        lines.append(f"| `{key}` | {_cell(default)} | {_cell(comment) or NO_DESCRIPTION} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reference(path: str | Path) -> Path:
     """Write :func:`render` to ``path`` when its content changed (keeps rebuilds incremental)."""
     path = Path(path)
-    text = render()
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+    for target, text in ((path, render()), (path.with_name("deployment.md"), deployment_table())):
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
     return path
