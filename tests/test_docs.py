@@ -250,6 +250,19 @@ def test_config_reference_descriptions_come_from_the_docstrings():
     assert rows["FootprintConfig"]["xres"][3] == "yes, per footprint name"
 
 
+def test_api_page_documents_the_public_api():
+    import pystilt_dask
+
+    page = (DOCS / "api.md").read_text()
+    for name in pystilt_dask.__all__:
+        assert re.search(rf"^\.\. auto\w+:: pystilt_dask\.{name}$", page, re.M), name
+    for path in (
+        "pystilt_dask.execution.run.Run", "pystilt_dask.model.Footprint",
+        "pystilt_dask.store.status.Status", "pystilt_dask.store.verify.VerifyReport",
+    ):  # fmt: skip
+        assert f":: {path}\n" in page, path
+
+
 def test_deployment_settings_are_listed():
     """Every key of the `stilt` dask.config namespace (pystilt_dask/stilt.yaml) is listed."""
     table = _load_reference_module().deployment_table()
