@@ -59,7 +59,10 @@ intersphinx_mapping = {}  # offline builds: no inventories are fetched
 html_theme = "pydata_sphinx_theme"
 html_title = "pystilt_dask"
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+# Every page is top-level (the header bar lists them): no left sidebar.
+html_sidebars = {"**": []}
 
 
 def _write_notebook_pages() -> None:
