@@ -148,7 +148,9 @@ class FootprintAccessor:
             ``None`` (default): draw them when cartopy is importable and the grid
             is longitude/latitude; ``True``: require cartopy; ``False``: never.
         colorbar : bool
-            Add a colour bar labelled with the footprint's ``long_name`` and ``units``.
+            Add a colour bar labelled with the footprint's ``long_name`` and ``units``
+            (the axes are labelled from the grid coordinates' ``standard_name``, or
+            ``long_name`` on projected grids, and ``units``).
         title : str, optional
             Default: the simulation id, or what was combined, and the layers.
         **kwargs
@@ -223,8 +225,8 @@ class FootprintAccessor:
                 _mark(ax, *points, transform)
         if mesh is not None and colorbar:
             ax.figure.colorbar(mesh, ax=ax, label=_label(self._obj, "footprint"))
-        ax.set_xlabel(_label(field[x_dim], x_dim))
-        ax.set_ylabel(_label(field[y_dim], y_dim))
+        ax.set_xlabel(_label(field[x_dim], x_dim, prefer_standard_name=longlat))
+        ax.set_ylabel(_label(field[y_dim], y_dim, prefer_standard_name=longlat))
         if longlat and transform is None:
             ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(y))))
         ax.set_title(_title(self._obj, simulation, lag, time, how) if title is None else title)
@@ -479,8 +481,9 @@ def _mark(ax: Any, x: Sequence[float], y: Sequence[float], transform: Any) -> No
     )  # fmt: skip
 
 
-def _label(obj: xr.DataArray, fallback: str) -> str:
-    name = obj.attrs.get("long_name") or obj.attrs.get("standard_name") or obj.name or fallback
+def _label(obj: xr.DataArray, fallback: str, prefer_standard_name: bool = False) -> str:
+    names = ("standard_name", "long_name") if prefer_standard_name else ("long_name",)
+    name = next((obj.attrs[k] for k in names if obj.attrs.get(k)), None) or obj.name or fallback
     units = obj.attrs.get("units")
     return f"{name} [{units}]" if units else str(name)
 

@@ -82,8 +82,8 @@ def test_map_of_one_simulation(foot, tmp_path):
     assert marks.tolist() == [
         [float(receptor.receptor_longitude), float(receptor.receptor_latitude)]
     ]
-    assert ax.get_xlabel() == "longitude at cell center [degrees_east]"
-    assert ax.get_ylabel() == "latitude at cell center [degrees_north]"
+    assert ax.get_xlabel() == "longitude [degrees_east]"
+    assert ax.get_ylabel() == "latitude [degrees_north]"
     colorbar = ax.figure.axes[-1]
     assert colorbar.get_ylabel() == "STILT surface influence footprint [ppm m2 s umol-1]"
     assert ax.get_title() == f"{sim}, all layers"
