@@ -6,13 +6,15 @@ At build time this file writes two things that are never committed:
 
 - ``_generated/config_reference.md``: the configuration reference, rendered from the
   pydantic models by ``_ext/config_reference.py`` (included by ``configuration.md``);
-- ``notebooks/``: copies of ``../notebooks/*.ipynb`` and an index page listing them
-  (a page saying there are none when that folder is empty or absent). Notebooks are
-  rendered as stored: myst-nb never executes them here (CI executes them separately).
+- ``notebooks/``: copies of ``../notebooks/*.ipynb`` (or of ``$STILT_DOCS_NOTEBOOKS/*.ipynb``,
+  e.g. copies CI executed) and an index page listing them (a page saying there are
+  none when that folder is empty or absent). Notebooks are rendered with the outputs
+  they hold: myst-nb never executes them here (CI executes them separately).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -66,7 +68,9 @@ html_sidebars = {"**": []}
 
 
 def _write_notebook_pages() -> None:
-    source = HERE.parent / "notebooks"
+    # STILT_DOCS_NOTEBOOKS: a folder of executed copies (e.g. written by CI's notebook
+    # run with nbclient), so the site shows real outputs without executing them twice.
+    source = Path(os.environ.get("STILT_DOCS_NOTEBOOKS") or HERE.parent / "notebooks")
     target = HERE / "notebooks"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
