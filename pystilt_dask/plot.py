@@ -13,9 +13,9 @@ so the package itself never needs it::
     tracks(model.trajectories.load(sim_id))  # particle paths coloured by time
 
 Coastlines are drawn when `cartopy <https://scitools.org.uk/cartopy>`_ is
-importable (it is never required); cartopy downloads the Natural Earth
-coastlines the first time they are drawn, so pass ``coastlines=False`` on a
-machine without internet access and without cartopy's data cache.
+importable (it is never required) and its Natural Earth coastlines (1:50m) are
+already on disk, so a plot never waits for, or fails on, a download; pass
+``coastlines=True`` to have cartopy download them when missing.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = ["FootprintAccessor", "footprint_map", "tracks"]
 _TIME_DIMS = ("lag", "time")
 _SPATIAL = (("lat", "lon"), ("y", "x"))
 _EMPTY_TEXT = "empty footprint: no surface influence on this grid"
+_COASTLINE_SCALE = "50m"
 
 
 @xr.register_dataarray_accessor("stilt")
@@ -145,8 +146,10 @@ class FootprintAccessor:
             ``receptor_latitude``; the ``receptor_*`` attributes of a
             :func:`~pystilt_dask.calc_footprint` result), labelled ``"receptor"``.
         coastlines : bool, optional
-            ``None`` (default): draw them when cartopy is importable and the grid
-            is longitude/latitude; ``True``: require cartopy; ``False``: never.
+            ``None`` (default): draw them when cartopy is importable, the grid is
+            longitude/latitude and cartopy's Natural Earth coastlines (1:50m) are
+            on disk; ``True``: draw them (needs cartopy, which downloads the
+            coastlines when missing); ``False``: never.
         colorbar : bool
             Add a colour bar labelled with the footprint's ``long_name`` and ``units``
             (the axes are labelled from the grid coordinates' ``standard_name``, or
@@ -409,7 +412,8 @@ def _axes(ax: Any, coastlines: bool | None, longlat: bool) -> tuple[Any, Any]:
     if coastlines and not have_cartopy:
         raise ImportError("coastlines=True needs cartopy (pip install cartopy)")
     is_geo = ax is not None and hasattr(ax, "projection") and hasattr(ax, "coastlines")
-    draw = longlat and have_cartopy and coastlines is not False and (ax is None or is_geo)
+    wanted = coastlines or (coastlines is None and have_cartopy and _coastlines_on_disk())
+    draw = longlat and bool(wanted) and (ax is None or is_geo)
     if coastlines and ax is not None and not is_geo:
         raise ValueError("coastlines need a cartopy GeoAxes; pass ax=None or such an axes")
     if ax is None:
@@ -426,8 +430,26 @@ def _axes(ax: Any, coastlines: bool | None, longlat: bool) -> tuple[Any, Any]:
     import cartopy.crs as ccrs
 
     if draw:
-        ax.coastlines(linewidth=0.6)
+        ax.coastlines(resolution=_COASTLINE_SCALE, linewidth=0.6)
     return ax, ccrs.PlateCarree()
+
+
+def _coastlines_on_disk() -> bool:
+    """Whether cartopy has its Natural Earth coastlines without downloading them."""
+    try:
+        from cartopy import config
+        from cartopy.io import Downloader
+
+        spec = ("shapefiles", "natural_earth", _COASTLINE_SCALE, "physical", "coastline")
+        fields = {"category": "physical", "name": "coastline", "resolution": _COASTLINE_SCALE}
+        downloader = Downloader.from_config(spec)
+        paths = (
+            downloader.pre_downloaded_path({"config": config, **fields}),
+            downloader.target_path({"config": config, **fields}),
+        )
+    except Exception:  # any cartopy that does not look like this: no coastlines
+        return False
+    return any(path is not None and path.exists() for path in paths)
 
 
 def _receptors(

@@ -192,16 +192,32 @@ def test_particle_tracks(model, tmp_path):
         tracks(particles, color="foot")
 
 
-@pytest.mark.skipif(HAVE_CARTOPY, reason="checks the message shown without cartopy")
-def test_coastlines_are_optional_without_cartopy(foot):
-    ax = foot.stilt.plot(simulation=0)  # default: none, no error
+def test_coastlines_never_wait_for_a_download(foot, monkeypatch, tmp_path):
+    monkeypatch.setattr(stilt.plot, "_coastlines_on_disk", lambda: False)
+    ax = foot.stilt.plot(simulation=0)  # default: no coastlines without data on disk
     assert not hasattr(ax, "coastlines")
+    ax.figure.savefig(tmp_path / "plain.png")  # offline: nothing to fetch at draw time
+
+
+@pytest.mark.skipif(HAVE_CARTOPY, reason="checks the message shown without cartopy")
+def test_coastlines_true_needs_cartopy(foot):
     with pytest.raises(ImportError, match="needs cartopy"):
         foot.stilt.plot(simulation=0, coastlines=True)
 
 
 @pytest.mark.skipif(not HAVE_CARTOPY, reason="cartopy is not installed")
-def test_coastlines_with_cartopy(foot):
-    ax = foot.stilt.plot(simulation=0)  # not drawn: Natural Earth may need a download
-    assert hasattr(ax, "coastlines")
-    _mesh(ax)
+def test_coastlines_with_cartopy(foot, model, monkeypatch):
+    from cartopy.feature import NaturalEarthFeature
+
+    monkeypatch.setattr(stilt.plot, "_coastlines_on_disk", lambda: True)
+    for ax in (
+        foot.stilt.plot(simulation=0),
+        tracks(model.trajectories.load(foot.simulation.values[0])),
+    ):
+        assert hasattr(ax, "coastlines")  # a GeoAxes, not drawn (may need a download)
+        features = [c._feature for c in ax.artists + ax.collections if hasattr(c, "_feature")]
+        assert [f.name for f in features if isinstance(f, NaturalEarthFeature)] == ["coastline"]
+    _mesh(ax := foot.stilt.plot(simulation=0, coastlines=True))
+    assert _receptor_marks(ax).tolist() == [[-100.0, 40.0]]
+    with pytest.raises(ValueError, match="need a cartopy GeoAxes"):
+        foot.stilt.plot(simulation=0, coastlines=True, ax=plt.subplots()[1])
