@@ -2,13 +2,14 @@
 
 Each command is a function registered with :func:`command`, which turns a
 :class:`~pystilt_dask.errors.StiltError` into a one-line ``error: …`` on stderr
-and exit status 2. ``PROJECT`` is a project store (path or fsspec URL) or a
-``config.yaml`` whose ``output`` names the store.
+and exit status 2. ``PROJECT`` is a ``config.yaml``, the folder holding it, or a
+project store (path or fsspec URL); see :func:`open_model`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import ModelConfig
-from .demo import make_demo_project
+from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
 from .execution.console import follow, summary
@@ -34,7 +35,8 @@ from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
 from .model import Model
-from .store.completion import STATES
+from .store import layout
+from .store.completion import STATES, State
 
 app = typer.Typer(
     name="stilt-dask",
@@ -48,10 +50,30 @@ error_console = Console(stderr=True)
 ProjectArg = Annotated[
     str,
     typer.Argument(
-        help="Project store (path or URL), or a config.yaml whose `output` is the store.",
+        help="A config.yaml, the folder holding it, or a project store (path or URL).",
+        metavar="PROJECT",
         show_default=False,
     ),
 ]
+
+
+def _print_version(value: bool) -> None:
+    """Print the installed package's version and stop (an eager ``--version``)."""
+    if value:
+        typer.echo(f"stilt-dask (pystilt-dask) {importlib.metadata.version('pystilt-dask')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """STILT (HYSPLIT-STILT particles, R-STILT footprints) on any Dask cluster."""
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,10 +99,41 @@ def _client(scheduler: str) -> Client:
 
 
 def open_model(project: str, receptors: str | None = None) -> Model:
-    """The model of a project store or of a config file."""
+    """The model of a config file, of the folder holding one, or of a project store.
+
+    Parameters
+    ----------
+    project : str
+        ``*.yaml``/``*.yml``: a config file, whose ``output`` is the store. A URL
+        (``s3://…``, ``file://…``): a project store. A local folder: a store when it
+        has ``.stilt/`` (a store also holds a copy of its ``config.yaml``, so the
+        store test comes first), else the project folder whose ``config.yaml`` is read.
+    receptors : str, optional
+        Receptor table overriding the config's.
+
+    Raises
+    ------
+    StoreError
+        For anything else, naming the path and the accepted forms in one line.
+    """
     if project.endswith((".yaml", ".yml")):
         return Model.from_yaml(project, receptors=receptors)
-    return Model(project, receptors=receptors)
+    if "://" in project:
+        return Model(project, receptors=receptors)
+    path = Path(project).expanduser()
+    if path.is_dir():
+        # Registry commits, claims and checksums all live under .stilt/.
+        if (path / layout.REGISTRY).parent.is_dir():
+            return Model(path, receptors=receptors)
+        if (path / CONFIG_NAME).is_file():
+            return Model.from_yaml(path / CONFIG_NAME, receptors=receptors)
+    problem = "is a folder with no config.yaml" if path.is_dir() else "does not exist"
+    if path.is_file():
+        problem = "is not a .yaml file"
+    raise StoreError(
+        f"{project} {problem}: give a config.yaml, the project folder holding it, "
+        "or a project store (folder or URL)"
+    )
 
 
 @command
@@ -122,6 +175,27 @@ def status(
         per_name = [str(c[state]) for c in counts["footprints"].values()]
         table.add_row(state.value, str(counts[state]), *per_name)
     console.print(table)
+
+
+@command
+def ls(
+    project: ProjectArg,
+    state: Annotated[
+        list[State] | None,
+        typer.Option(help="Only simulations in this state (repeatable); prints ids alone."),
+    ] = None,
+) -> None:
+    """List simulation ids, one per line, with their state (ids for `logs`)."""
+    table = open_model(project).status().table
+    if state:
+        # Bare ids, so the output feeds other commands (`xargs -n1 stilt-dask logs P`).
+        wanted = table["state"].isin([s.value for s in state]).to_numpy()
+        for sim_id in table.index[wanted]:
+            typer.echo(sim_id)
+        return
+    width = max((len(sim_id) for sim_id in table.index), default=0)
+    for sim_id, current in table["state"].items():
+        typer.echo(f"{sim_id:<{width}}  {current}")
 
 
 @command
@@ -184,13 +258,40 @@ def run(
 
 
 @command
+def init(
+    directory: Annotated[str, typer.Argument(help="Folder for the new project.")],
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Write the demo project (idealized met) instead.")
+    ] = False,
+    n_receptors: Annotated[
+        int, typer.Option(help="Receptors of the demo project (with --demo).")
+    ] = 8,
+) -> None:
+    """Write a commented config.yaml and receptors.csv (runs nothing; never overwrites)."""
+    if demo:
+        config = make_demo_project(directory, n_receptors, overwrite=False)
+        console.print(
+            f"demo project written to {directory}/ (config: {config}); "
+            f"run it with: stilt-dask run {directory}",
+            markup=False, highlight=False,
+        )  # fmt: skip
+        return
+    config = write_template_project(directory)
+    console.print(
+        f"project written to {directory}/: point `mets` in {config} at your ARL files, "
+        f"replace the example row of receptors.csv, then: stilt-dask run {directory}",
+        markup=False, highlight=False,
+    )  # fmt: skip
+
+
+@command
 def demo(
     directory: Annotated[str, typer.Argument(help="Folder for the demo project.")] = "demo-project",
     n_receptors: Annotated[int, typer.Option(help="Receptors to simulate.")] = 8,
 ) -> None:
-    """Write a demo project on idealized meteorology and run it on a LocalCluster."""
+    """Write a demo project on idealized meteorology and run it (init --demo, then run)."""
     config = make_demo_project(directory, n_receptors)
-    console.print(f"demo project written to {directory}/ (config: {config})")
+    console.print(f"demo project written to {directory}/ (config: {config})", markup=False)
     model = Model.from_yaml(config)
     _run(model, model.plan(), None)
     foot = model.footprints["default"].load()
@@ -246,7 +347,7 @@ def logs(
 
 @command
 def submit(
-    config: Annotated[str, typer.Argument(help="The project's config.yaml.")],
+    config: Annotated[str, typer.Argument(help="The project's config.yaml, or its folder.")],
     profile: Annotated[str | None, typer.Option(help="Execution profile for the run.")] = None,
     walltime: Annotated[
         str, typer.Option(help="Slurm time limit of the coordinator job.")
@@ -258,6 +359,8 @@ def submit(
 ) -> None:
     """Submit `stilt-dask run` itself as a Slurm batch job (fire and forget)."""
     path = Path(config).resolve()
+    if path.is_dir():  # the project folder, as the other commands take it
+        path = path / CONFIG_NAME
     ModelConfig.from_yaml(path)  # fail here, not in the queue, on a bad config
     script = coordinator_script(path, profile, walltime, [f"--mem={memory}", *(sbatch or [])])
     script_path = path.parent / "stilt-coordinator.sbatch"
