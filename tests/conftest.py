@@ -1,15 +1,51 @@
-"""Shared fixtures: the read-only data in ../shared and small real configurations."""
+"""Shared fixtures: the read-only data in ../shared, the package's idealized met, stand-ins.
+
+Tests that only need *some* meteorology to run HYSPLIT on use ``idealized_met``
+(written here, no download, no ``../shared``); only tests whose point is parity
+with real data (R-STILT golden files, the reference HYSPLIT runs, real-HRRR
+specifics) use ``shared``/``hrrr_met`` and skip without the shared folder.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import dask.config
 import pytest
 
 from pystilt_dask.config import ModelConfig
+from pystilt_dask.hysplit.executable import resolve_hysplit
+from pystilt_dask.meteorology.idealized import write_idealized_met
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+#: Set by tests/test_fresh_clone.py for the suite it runs in a fresh clone, which
+#: must not clone and run itself again.
+FRESH_CLONE_ENV = "STILT_FRESH_CLONE"
+collect_ignore = ["test_fresh_clone.py"] if os.environ.get(FRESH_CLONE_ENV) == "1" else []
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: runs the whole suite again (deselect with -m 'not slow'); CI runs it"
+    )
+
+
+#: The idealized stand-in for the HRRR crop: the same morning (2019-05-30 00–11 UTC,
+#: two 6-hourly files named like HRRR's, ``20190530_00-05_ideal``), over the Salt
+#: Lake valley on a 0.05° lat/lon grid from -112.9 to -110.9 E and 39.75 to 41.75 N,
+#: with a light south-westerly wind (2, 1 m/s) and a 300 m night-time mixed layer.
+IDEALIZED = {
+    "center": (-111.9, 40.75),
+    "half_width_deg": 1.0,
+    "resolution_deg": 0.05,
+    "u": 2.0,
+    "v": 1.0,
+}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,3 +75,59 @@ def hrrr_config(hrrr_met: dict) -> ModelConfig:
     return ModelConfig.from_dict(
         {"mets": {"hrrr": hrrr_met}, "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7}}
     )
+
+
+@pytest.fixture(scope="session")
+def idealized_met(tmp_path_factory) -> dict:
+    """MetConfig fields for idealized met standing in for the HRRR crop (see IDEALIZED).
+
+    Written once per session, read-only like the shared files.
+    """
+    directory = tmp_path_factory.mktemp("idealized-met")
+    for path in write_idealized_met(directory, datetime(2019, 5, 30), 12, **IDEALIZED):
+        hour = int(path.name[-2:])
+        renamed = path.rename(path.with_name(f"{path.name}-{hour + 5:02d}_ideal"))
+        renamed.chmod(0o444)
+    return {"directory": str(directory), "file_format": "%Y%m%d_%H", "file_tres": "6h"}
+
+
+@pytest.fixture
+def idealized_config(idealized_met: dict) -> ModelConfig:
+    """A small seeded configuration on the idealized met: 50 particles, 2 h backward."""
+    return ModelConfig.from_dict(
+        {"mets": {"idealized": idealized_met}, "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7}}
+    )
+
+
+@pytest.fixture
+def stand_in(tmp_path_factory) -> Callable[[str], Path]:
+    """Write an executable standing in for hycs_std: ``stand_in(body)`` returns its path.
+
+    ``body`` is ``/bin/sh`` run in HYSPLIT's work directory (CONTROL is there). In
+    it ``$REAL`` is the real hycs_std (``exec $REAL`` hands over), ``$RUNS`` a
+    folder for the stand-in's own bookkeeping, and ``hold`` records the run as
+    ``$RUNS/held.<pid>`` and then blocks until the test releases it (writes a
+    line to the ``hold`` FIFO in the work directory) or kills it: a HYSPLIT that
+    never finishes by itself, however fast the machine. ``hold`` uses shell
+    builtins only, so the stand-in is one process, named ``hycs_std``.
+    """
+    folder = tmp_path_factory.mktemp("stand-in")
+    real = shlex.quote(str(resolve_hysplit().executable))
+    count = 0
+
+    def make(body: str) -> Path:
+        nonlocal count
+        count += 1
+        path = folder / f"hycs_std_{count}"
+        runs = shlex.quote(str(folder / f"runs_{count}"))
+        path.write_text(
+            "#!/bin/sh\n"
+            f"REAL={real}\nRUNS={runs}\n"
+            'mkdir -p "$RUNS"\n'
+            'hold() { mkfifo hold; : > "$RUNS/held.$$"; read -r _ < hold; }\n'
+            f"{body}\n"
+        )
+        path.chmod(0o755)
+        return path
+
+    return make

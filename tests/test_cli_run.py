@@ -1,9 +1,10 @@
 """``stilt-dask run | logs | status | serve | worker`` as real processes (issue #5).
 
 Every command is the installed console script in a subprocess, on a real
-LocalCluster or a real scheduler and worker, running real HYSPLIT on the shared
-HRRR met. Runs are tiny (20–200 particles, 1–2 hours back) so the whole file
-takes a few minutes at most on two cores.
+LocalCluster or a real scheduler and worker, running real HYSPLIT on the
+idealized met of conftest (``idealized_met``). Runs are tiny (20 particles, 1 hour
+back) so the whole file takes a few minutes at most on two cores; a HYSPLIT that
+must still be running when the test acts is a stand-in that holds until killed.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ CHECKOUT = Path(pystilt_dask.__file__).resolve().parents[1]
 STILT = str(BIN / "stilt-dask")
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 VALLEY = [(-111.85, 40.77), (-111.9, 40.7), (-111.7, 40.8)]
-# Within two cells of the HRRR crop's southern edge: the met coverage check fails
-# this receptor before HYSPLIT starts, and the simulation is recorded as failed.
-EDGE = (-111.85, 40.11)
+# Within two cells of the idealized met's southern edge (39.75 N, 0.05° cells): the
+# met coverage check fails this receptor before HYSPLIT starts, and the simulation
+# is recorded as failed.
+EDGE = (-111.85, 39.8)
 STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed"]
 INTERRUPTED = "interrupted: finished simulations are stored; rerun to resume"
 
@@ -49,7 +51,7 @@ def at(hour: int, site: tuple[float, float]) -> tuple[str, float, float]:
 def write_project(folder: Path, met: dict, receptors, **hysplit) -> Path:
     """Write config.yaml (store ``project/`` beside it) and receptors.csv; return the config."""
     config = {
-        "mets": {"hrrr": met},
+        "mets": {"idealized": met},
         "hysplit": {"n_hours": -1, "numpar": 20, "seed": 3, **hysplit},
         "footprints": {"default": GRID},
         # Two workers whatever the core count; a free dashboard port, as 8787 may
@@ -223,8 +225,8 @@ def hysplit_under(root: Path) -> list[int]:
     return found
 
 
-def test_run_completes_then_finds_nothing_to_do_then_redoes_all(tmp_path, hrrr_met, env):
-    config = write_project(tmp_path, hrrr_met, [at(8, VALLEY[0]), at(9, VALLEY[0])])
+def test_run_completes_then_finds_nothing_to_do_then_redoes_all(tmp_path, idealized_met, env):
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0]), at(9, VALLEY[0])])
     result, workers = run_watching_workers(config, env=env)
     assert result.returncode == 0, result.stderr
     assert [(w["nthreads"], w["resources"]) for w in workers.values()] == [(1, {"hysplit": 1})] * 2
@@ -258,16 +260,16 @@ def test_run_completes_then_finds_nothing_to_do_then_redoes_all(tmp_path, hrrr_m
     ids=["profile", "backend", "n-workers"],
 )
 def test_bad_run_options_are_one_line_before_anything_starts(
-    tmp_path, hrrr_met, env, option, message
+    tmp_path, idealized_met, env, option, message
 ):
-    config = write_project(tmp_path, hrrr_met, [at(8, VALLEY[0])])
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0])])
     result = stilt("run", config, *option, env=env)
     assert_one_line_error(result, message)
     assert result.stdout == "" and not (tmp_path / "project").exists()
 
 
-def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, hrrr_met, env):
-    config = write_project(tmp_path, hrrr_met, [at(8, VALLEY[0]), at(8, EDGE)])
+def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env):
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0]), at(8, EDGE)])
     valley_id, edge_id = (f"201905300800_{lon}_{lat}_5" for lon, lat in (VALLEY[0], EDGE))
     result = stilt("run", config, env=env)
     assert result.returncode == 1, result.stderr
@@ -285,8 +287,8 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, hrrr_met, env):
     logs = stilt("logs", config, edge_id, env=env)
     assert logs.returncode == 0, logs.stderr
     assert re.search(
-        r"^failed at \S+ in trajectory: MeteorologyError: receptor \(-111.85, 40.11\) is "
-        r"outside the domain of met 'hrrr'", logs.stdout, re.MULTILINE,
+        r"^failed at \S+ in trajectory: MeteorologyError: receptor \(-111.85, 39.8\) is "
+        r"outside the domain of met 'idealized'", logs.stdout, re.MULTILINE,
     ), logs.stdout  # fmt: skip
     assert "Complete Hysplit" in stilt("logs", config, valley_id, env=env).stdout
     assert_one_line_error(stilt("logs", config, "nope", env=env), "no simulation 'nope' in ")
@@ -307,9 +309,9 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, hrrr_met, env):
     ids=["unknown-key", "bad-time", "latitude-95"],
 )
 def test_bad_input_is_one_line_at_register_and_run(
-    tmp_path, hrrr_met, env, command, receptors, hysplit, message
+    tmp_path, idealized_met, env, command, receptors, hysplit, message
 ):
-    config = write_project(tmp_path, hrrr_met, receptors, **hysplit)
+    config = write_project(tmp_path, idealized_met, receptors, **hysplit)
     result = stilt(command, config, env=env)
     assert_one_line_error(result, message)
     assert result.stdout == ""  # `run` started no cluster
@@ -325,40 +327,49 @@ def test_missing_config_file_is_one_line(tmp_path, env, command):
 
 
 @pytest.mark.parametrize("target", ["coordinator", "process-group"])
-def test_ctrl_c_stops_everything_and_a_rerun_resumes(tmp_path, hrrr_met, env, target):
+def test_ctrl_c_stops_everything_and_a_rerun_resumes(
+    tmp_path, idealized_met, env, target, stand_in
+):
     """SIGINT to ``stilt-dask run`` alone (``kill -INT``) or to its group (a terminal's Ctrl-C)."""
     receptors = [at(hour, site) for hour in (8, 9) for site in VALLEY]
-    config = write_project(tmp_path, hrrr_met, receptors, n_hours=-2, numpar=200)
+    config = write_project(tmp_path, idealized_met, receptors)
     model = Model.from_yaml(config)
     root = Path(env["DASK_STILT__COMPUTE_ROOT"])
+    # The interrupted run's hycs_std runs the first simulation and holds every other
+    # one until killed: SIGINT always finds one stored and both workers in HYSPLIT.
+    first_only = stand_in('mkdir "$RUNS/real" 2>/dev/null && exec "$REAL"\nhold')
+    held = first_only.parent / "runs_1"
 
-    def started_hysplit_after_one_stored() -> bool:
+    def stored_one_and_holding_two() -> bool:
         assert run.poll() is None, "the run ended before it was interrupted"
-        return model.status().counts()["complete"] >= 1 and bool(hysplit_under(root))
+        holding = len(list(held.glob("held.*")))
+        return model.status().counts()["complete"] == 1 and holding == 2
 
     # Its own session: a group SIGINT spares pytest, and a failed test kills the lot.
-    with started(tmp_path / "run", [STILT, "run", config], env, start_new_session=True) as run:
+    held_env = {**env, "STILT_HYSPLIT_EXE": str(first_only)}
+    with started(tmp_path / "run", [STILT, "run", config], held_env, start_new_session=True) as run:
         try:
-            wait_for(started_hysplit_after_one_stored, 90, "stored simulation with HYSPLIT running")
+            wait_for(stored_one_and_holding_two, 300, "stored simulation with two held")
+            assert len(hysplit_under(root)) == 2
             family = descendants(run.pid)
             if target == "coordinator":
                 run.send_signal(signal.SIGINT)
             else:
                 os.killpg(run.pid, signal.SIGINT)
-            assert run.wait(timeout=60) == 130
+            assert run.wait(timeout=120) == 130
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
     assert (tmp_path / "run.err").read_text().splitlines()[-1] == INTERRUPTED
-    wait_for(lambda: not alive(family), 10, "exit of every process the run started")
+    wait_for(lambda: not alive(family), 60, "exit of every process the run started")
     assert hysplit_under(root) == []
     counts = model.status().counts()
     # Interrupted simulations are pending again, not failed.
-    assert 1 <= counts["complete"] < 6 and counts["failed"] == 0, counts
+    assert counts["complete"] == 1 and counts["failed"] == 0, counts
 
     rerun = stilt("run", config, env=env)
     assert rerun.returncode == 0, rerun.stderr
-    assert summary(rerun.stdout) == expected(complete=(6 - counts["complete"], 6))
+    assert summary(rerun.stdout) == expected(complete=(5, 6))
     assert model.status().counts()["complete"] == 6
 
 
@@ -369,8 +380,8 @@ def _scheduler_address(scheduler_file: Path) -> str | None:
         return None
 
 
-def test_serve_runs_batches_registered_while_it_waits(tmp_path, hrrr_met, env):
-    config = write_project(tmp_path, hrrr_met, [at(8, VALLEY[0])])
+def test_serve_runs_batches_registered_while_it_waits(tmp_path, idealized_met, env):
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0])])
     model = Model.from_yaml(config)
     log = tmp_path / "serve.out"
 

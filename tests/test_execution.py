@@ -1,11 +1,14 @@
-"""Dask execution on a real LocalCluster: task names, fault tolerance, timeouts."""
+"""Dask execution on a real LocalCluster: task names, fault tolerance, timeouts.
+
+Real HYSPLIT on the idealized met (conftest ``idealized_met``); a HYSPLIT that
+never finishes is a stand-in executable (conftest ``stand_in``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from pystilt_dask.config import ModelConfig
 from pystilt_dask.execution import run_waves
 from pystilt_dask.execution.serve import serve
 from pystilt_dask.execution.submit import Outcome, capacity
+from pystilt_dask.hysplit.inputs import format_value
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.store import records
@@ -32,10 +36,10 @@ def _receptors(n: int) -> list[PointReceptor]:
     ]
 
 
-def _model(path: Path, hrrr_met: dict, receptors, **hysplit) -> Model:
+def _model(path: Path, idealized_met: dict, receptors, **hysplit) -> Model:
     config = ModelConfig.from_dict(
         {
-            "mets": {"hrrr": hrrr_met},
+            "mets": {"idealized": idealized_met},
             "hysplit": {"n_hours": -2, "numpar": 100, "seed": 11, **hysplit},
             "footprints": {"default": GRID},
             "execution": {"retries": 3},
@@ -64,8 +68,8 @@ def _digest(root: Path) -> dict[str, str]:
     }  # fmt: skip
 
 
-def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, hrrr_met, client):
-    model = _model(tmp_path / "proj", hrrr_met, _receptors(4))
+def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, idealized_met, client):
+    model = _model(tmp_path / "proj", idealized_met, _receptors(4))
     outcomes = list(run_waves(client, model.location, model.simulations.incomplete(), model.config))
     assert sorted(o.state for o in outcomes) == ["complete"] * 4
     assert model.status().counts()["complete"] == 4
@@ -75,8 +79,8 @@ def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, hrrr
     assert model.simulations.incomplete() == []
 
 
-def test_bounded_waves_never_exceed_the_window(tmp_path, hrrr_met, client):
-    model = _model(tmp_path / "proj", hrrr_met, _receptors(6), n_hours=-1, numpar=20)
+def test_bounded_waves_never_exceed_the_window(tmp_path, idealized_met, client):
+    model = _model(tmp_path / "proj", idealized_met, _receptors(6), n_hours=-1, numpar=20)
     seen: list[int] = []
 
     def watch(ids):
@@ -89,9 +93,9 @@ def test_bounded_waves_never_exceed_the_window(tmp_path, hrrr_met, client):
     assert len(outcomes) == 6 and max(seen) <= 2
 
 
-def test_serve_runs_what_another_process_registers(tmp_path, hrrr_met, client):
+def test_serve_runs_what_another_process_registers(tmp_path, idealized_met, client):
     first, second = _receptors(2)
-    model = _model(tmp_path / "proj", hrrr_met, [first], n_hours=-1, numpar=20)
+    model = _model(tmp_path / "proj", idealized_met, [first], n_hours=-1, numpar=20)
     outcomes = serve(model, client, poll=0.2)
     assert next(outcomes) == Outcome(first.sim_id, "complete")
     Model(model.location.root, [second]).register_pending()  # e.g. `stilt-dask register`
@@ -100,11 +104,11 @@ def test_serve_runs_what_another_process_registers(tmp_path, hrrr_met, client):
     assert model.status().counts()["complete"] == 2
 
 
-def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, hrrr_met, client):
+def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, idealized_met, client):
     receptors = _receptors(6)
-    calm = _model(tmp_path / "calm", hrrr_met, receptors)
+    calm = _model(tmp_path / "calm", idealized_met, receptors)
     calm.run()
-    model = _model(tmp_path / "stormy", hrrr_met, receptors)
+    model = _model(tmp_path / "stormy", idealized_met, receptors)
     killed = False
     outcomes = []
     for outcome in run_waves(client, model.location, model.simulations.ids(), model.config):
@@ -121,24 +125,27 @@ def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, hrrr_m
     assert _digest(tmp_path / "stormy") == _digest(tmp_path / "calm")
 
 
-def test_timeout_fails_only_the_slow_simulation(tmp_path, hrrr_met, client):
-    # Near the southern edge particles leave the met domain within minutes, so the
-    # run is ~7x shorter than at the valley site, where they stay all night.
-    quick = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.3, altitude=5)
-    slow = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
-    model = _model(tmp_path / "proj", hrrr_met, [quick, slow], n_hours=-6, numpar=600, timeout=4)
-    started = time.monotonic()
+def test_timeout_fails_only_the_slow_simulation(tmp_path, idealized_met, client, stand_in):
+    quick, slow = _receptors(2)
+    # The slow one never finishes (its hycs_std blocks until killed); the quick one is
+    # the real hycs_std on a tiny run, a fraction of a second against the 10 s timeout.
+    (point,) = slow.release_points  # its line in CONTROL
+    line = " ".join(format_value(float(v)) for v in point)
+    hold_slow = stand_in(f'grep -qxF "{line}" CONTROL && hold\nexec "$REAL"')
+    model = _model(tmp_path / "proj", idealized_met, [quick, slow], n_hours=-1, numpar=20,
+                   timeout=10, executable=str(hold_slow))  # fmt: skip
     outcomes = {o.sim_id: o.state for o in run_waves(
         client, model.location, model.simulations.ids(), model.config)}  # fmt: skip
     assert outcomes == {quick.sim_id: "complete", slow.sim_id: "failed"}
-    assert time.monotonic() - started < 60
     assert model.status().ids("failed") == [slow.sim_id]
     assert records.read_failure(model.location, slow.sim_id)["reason"] == "timeout"
+    # Held once per attempt: a timeout is not retried.
+    assert len(list((hold_slow.parent / "runs_1").glob("held.*"))) == 1
 
 
-def test_a_plain_cluster_without_hysplit_slots_runs_one_task_per_thread(tmp_path, hrrr_met):
+def test_a_plain_cluster_without_hysplit_slots_runs_one_task_per_thread(tmp_path, idealized_met):
     # A user's own cluster (e.g. SLURMCluster() in a notebook) advertises no resource.
-    model = _model(tmp_path / "proj", hrrr_met, _receptors(3), n_hours=-1, numpar=20)
+    model = _model(tmp_path / "proj", idealized_met, _receptors(3), n_hours=-1, numpar=20)
     with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster:
         with Client(cluster) as plain:
             assert capacity(plain) == 2

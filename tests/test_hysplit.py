@@ -1,4 +1,7 @@
-"""The HYSPLIT driver against the real runs in ../shared/hysplit_runs."""
+"""The HYSPLIT driver: byte parity with the real runs in ../shared/hysplit_runs.
+
+The parser is checked on a fresh run of the real hycs_std on the idealized met.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pystilt_dask.hysplit import executable, read_particle_file, resolve_hysplit
 from pystilt_dask.hysplit.inputs import control_text, setup_text, write_inputs
 from pystilt_dask.hysplit.run import hysplit_environment
 from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.trajectory import run_trajectory
 
 WBB = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
 MET_FILES = ["../../met/20190530_00-05_hrrr", "../../met/20190530_06-11_hrrr"]
@@ -54,9 +58,14 @@ def test_rerun_reproduces_the_reference_particles(shared, tmp_path, case):
     ).resolve().parent / "null"
 
 
-def test_parser_matches_numpy_exactly(shared):
-    path = shared / "hysplit_runs" / "wbb_20190530T1000_np20_h-3" / "PARTICLE_STILT.DAT"
+def test_parser_matches_numpy_exactly(idealized_config, tmp_path):
+    config = idealized_config.model_copy(
+        update={"hysplit": HysplitConfig(numpar=20, n_hours=-3, seed=42)}
+    )
+    run_trajectory(WBB, config, workdir=tmp_path)  # an explicit work directory is kept
+    (path,) = tmp_path.rglob("PARTICLE_STILT.DAT")
     table = read_particle_file(path, DEFAULT_VARSIWANT)
+    assert len(table) > 20 and table["indx"].nunique() == 20
     np.testing.assert_array_equal(table.to_numpy(), np.loadtxt(path, skiprows=1))
 
 

@@ -1,6 +1,12 @@
-"""Met file discovery (R-STILT rules) and header-based coverage checks on real HRRR."""
+"""Met file discovery (R-STILT rules) and header-based coverage checks.
+
+On the idealized met of conftest, which stands in for the HRRR crop: the same
+times and HRRR-style names (``20190530_00-05_ideal``), found by prefix.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,8 +20,8 @@ WBB = (40.766, -111.848, 5.0)
 
 
 @pytest.fixture
-def met(hrrr_met) -> MetConfig:
-    return MetConfig(**hrrr_met)
+def met(idealized_met) -> MetConfig:
+    return MetConfig(**idealized_met)
 
 
 def test_patterns_add_the_next_file_in_the_last_hour(met):
@@ -30,7 +36,7 @@ def test_patterns_add_the_next_file_in_the_last_hour(met):
 
 def test_files_found_by_name_prefix(met):
     files = find_met_files(pd.Timestamp("2019-05-30 11:00"), -6, met)
-    assert [f.name for f in files] == ["20190530_00-05_hrrr", "20190530_06-11_hrrr"]
+    assert [f.name for f in files] == ["20190530_00-05_ideal", "20190530_06-11_ideal"]
     check_coverage(files, run_window(pd.Timestamp("2019-05-30 11:00"), -6), [WBB])
 
 
@@ -55,15 +61,16 @@ def test_missing_directory_and_no_matching_files(tmp_path, met):
     time = pd.Timestamp("2019-05-30 10:00")
     with pytest.raises(MeteorologyError, match="directory .*nowhere does not exist"):
         find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path / "nowhere")}))
-    (tmp_path / "20190530_00-05_hrrr.partial").write_bytes(b"")
+    (tmp_path / "20190530_00-05_ideal.partial").write_bytes(b"")
     (tmp_path / "20190530_06~").write_bytes(b"")
     with pytest.raises(MeteorologyError, match="no file under .* matches 20190530_06"):
         find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path)}))
 
 
-def test_damaged_file_is_reported(tmp_path, met, shared):
-    damaged = tmp_path / "20190530_06-11_hrrr"
-    damaged.write_bytes((shared / "met" / damaged.name).read_bytes()[:100_000])
+def test_damaged_file_is_reported(tmp_path, met):
+    damaged = tmp_path / "20190530_06-11_ideal"
+    # Cut inside the file's first time step (of six, ~180 kB each).
+    damaged.write_bytes((Path(met.directory) / damaged.name).read_bytes()[:100_000])
     time = pd.Timestamp("2019-05-30 10:00")
     files = find_met_files(time, -1, met.model_copy(update={"directory": str(tmp_path)}))
     with pytest.raises(MeteorologyError, match="damaged|not readable ARL"):

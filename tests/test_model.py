@@ -1,4 +1,4 @@
-"""Model end to end with the real trajectory and footprint functions (real HYSPLIT, HRRR)."""
+"""Model end to end with the real trajectory and footprint functions (HYSPLIT, idealized met)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def client():
 
 
 @pytest.fixture
-def config(hrrr_met) -> ModelConfig:
+def config(idealized_met) -> ModelConfig:
     return ModelConfig.from_dict(
         {
-            "mets": {"hrrr": hrrr_met},
+            "mets": {"idealized": idealized_met},
             "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7},
             "footprints": GRIDS,
         }
@@ -152,10 +152,10 @@ def test_failure_is_recorded_and_cleared(tmp_path, config):
     assert model.footprints["slv"].load().isel(simulation=0).isnull().all()
 
 
-def test_transport_error_particles_are_a_completion_key(tmp_path, hrrr_met):
+def test_transport_error_particles_are_a_completion_key(tmp_path, idealized_met):
     config = ModelConfig.from_dict(
         {
-            "mets": {"hrrr": hrrr_met},
+            "mets": {"idealized": idealized_met},
             "hysplit": {
                 "n_hours": -1, "numpar": 20, "seed": 3,
                 "siguverr": 1.0, "tluverr": 60.0, "zcoruverr": 500.0, "horcoruverr": 40.0,
@@ -175,8 +175,11 @@ def test_transport_error_particles_are_a_completion_key(tmp_path, hrrr_met):
     assert model.location.exists(layout.error_particles_key(sim_id))
 
 
-def test_killed_run_resumes_with_only_the_missing_work(model):
-    # A coordinator whose workers are its own threads: SIGKILL ends the whole run.
+def test_killed_run_resumes_with_only_the_missing_work(model, stand_in):
+    # A coordinator whose workers are its own threads: SIGKILL ends the whole run. Its
+    # hycs_std ($STILT_HYSPLIT_EXE; the resuming run here uses the real one) runs the
+    # first simulation and holds the second, so the kill lands after exactly one.
+    first_only = stand_in('mkdir "$RUNS/real" 2>/dev/null && exec "$REAL"\nhold')
     script = (
         "import sys; from distributed import Client, LocalCluster; "
         "from pystilt_dask.model import Model; "
@@ -184,23 +187,27 @@ def test_killed_run_resumes_with_only_the_missing_work(model):
         "resources={'hysplit': 1}, dashboard_address=':0'); "
         "Model(sys.argv[1]).run(Client(cluster))"
     )
-    first_chunk = model.location.url(layout.chunk_key("far", 0))  # the last one written
     env = {
         **os.environ,
+        "STILT_HYSPLIT_EXE": str(first_only),
         "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
         # The killed run's claims outlive it until they expire: keep that short here.
         "DASK_STILT__CLAIM_TTL": "2s",
     }
+    held = first_only.parent / "runs_1"
     process = subprocess.Popen([sys.executable, "-c", script, model.location.root], env=env)
-    deadline = time.monotonic() + 120
-    while not os.path.exists(first_chunk) and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    try:
+        deadline = time.monotonic() + 300  # a bound on failure only
+        while not list(held.glob("held.*")):
+            assert process.poll() is None, "the run ended before its second simulation"
+            assert time.monotonic() < deadline, "the second simulation never started"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     table = model.status().table
     done = table.index[table["state"] == "complete"].tolist()
-    assert RECEPTORS[0].sim_id in done and len(done) < len(RECEPTORS)
+    assert len(done) == 1, table["state"]
     before = {s: os.stat(model.location.url(layout.particles_key(s))).st_mtime_ns for s in done}
     assert set(model.run()) == {r.sim_id for r in RECEPTORS} - set(done)
     assert model.status().counts()["complete"] == len(RECEPTORS)

@@ -1,4 +1,4 @@
-"""The Slurm backend against the real single-node Slurm that .ci/run starts."""
+"""The Slurm backend against the real single-node Slurm that .ci/run starts (idealized met)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _needs_slurm():
         pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
 
 
-def _project(tmp_path: Path, hrrr_met: dict, n_workers: int) -> Path:
+def _project(tmp_path: Path, idealized_met: dict, n_workers: int) -> Path:
     receptors = pd.DataFrame(
         {
             "time": ["2019-05-30 10:00", "2019-05-30 10:00", "2019-05-30 09:00"],
@@ -54,7 +54,7 @@ def _project(tmp_path: Path, hrrr_met: dict, n_workers: int) -> Path:
         },
     }
     config = {
-        "mets": {"hrrr": hrrr_met},
+        "mets": {"idealized": idealized_met},
         "hysplit": {"n_hours": -1, "numpar": 50, "seed": 3},
         "footprints": {
             "default": {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
@@ -71,8 +71,8 @@ def _jobs(name: str) -> list[str]:
     return [line for line in shown.stdout.splitlines() if f"JobName={name} " in line]
 
 
-def test_cli_run_with_slurm_backend(tmp_path, hrrr_met):
-    config = _project(tmp_path, hrrr_met, n_workers=2)
+def test_cli_run_with_slurm_backend(tmp_path, idealized_met):
+    config = _project(tmp_path, idealized_met, n_workers=2)
     before = len(_jobs("stilt-dask"))
     run = subprocess.run(
         ["stilt-dask", "run", str(config), "--profile", "hpc"],
@@ -87,9 +87,9 @@ def test_cli_run_with_slurm_backend(tmp_path, hrrr_met):
     assert sum("Registered to" in log for log in logs) == 2
 
 
-def test_coordinator_as_a_batch_job(tmp_path, hrrr_met):
+def test_coordinator_as_a_batch_job(tmp_path, idealized_met):
     # 2 CPUs: one for the coordinator job, one for its single worker job.
-    config = _project(tmp_path, hrrr_met, n_workers=1)
+    config = _project(tmp_path, idealized_met, n_workers=1)
     submitted = subprocess.run(
         ["stilt-dask", "submit", str(config), "--profile", "hpc", "--walltime", "00:10:00"],
         capture_output=True, text=True,
