@@ -101,15 +101,3 @@ def _write_generated() -> None:
 # Written when the configuration is read, before Sphinx lists the source files.
 _write_generated()
 _write_notebook_pages()
-
-
-def _fix_inline_literals(app, what, name, obj, options, lines) -> None:
-    # reST needs a boundary after an inline literal: ``scale()``d -> ``scale()``\ d.
-    import re
-
-    for i, line in enumerate(lines):
-        lines[i] = re.sub(r"(``[^`]+``)(?=\w)", r"\1\\ ", line)
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _fix_inline_literals)

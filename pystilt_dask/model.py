@@ -230,8 +230,8 @@ class Model:
 
         One task per simulation, keyed ``stilt-sim-<project token>-<id>``; at most a
         few per worker thread are in flight at once, so memory stays flat at any
-        scale. Works with any cluster: workers still starting, ``scale()``d later,
-        ``adapt()``ed, with one or several threads.
+        scale. Works with any cluster: workers still starting, scaled later,
+        adaptive, with one or several threads.
 
         Parameters
         ----------
