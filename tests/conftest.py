@@ -104,12 +104,12 @@ def stand_in(tmp_path_factory) -> Callable[[str], Path]:
     """Write an executable standing in for hycs_std: ``stand_in(body)`` returns its path.
 
     ``body`` is ``/bin/sh`` run in HYSPLIT's work directory (CONTROL is there). In
-    it ``$REAL`` is the real hycs_std (``exec $REAL`` hands over), ``$RUNS`` a
-    folder for the stand-in's own bookkeeping, and ``hold`` records the run as
-    ``$RUNS/held.<pid>`` and then blocks until the test releases it (writes a
-    line to the ``hold`` FIFO in the work directory) or kills it: a HYSPLIT that
-    never finishes by itself, however fast the machine. ``hold`` uses shell
-    builtins only, so the stand-in is one process, named ``hycs_std``.
+    it ``$REAL`` is the real hycs_std (``exec "$REAL"`` hands over) and ``$RUNS``
+    the stand-in's own folder, ``path.with_suffix(".runs")``; ``hold`` records the
+    run as ``$RUNS/held.<pid>`` and then waits until the test releases every run,
+    present and future, by creating ``$RUNS/release``, or kills it: a HYSPLIT that
+    never finishes by itself, however fast the machine. The stand-in itself is one
+    process named ``hycs_std`` (plus a passing ``sleep`` while it holds).
     """
     folder = tmp_path_factory.mktemp("stand-in")
     real = shlex.quote(str(resolve_hysplit().executable))
@@ -119,12 +119,13 @@ def stand_in(tmp_path_factory) -> Callable[[str], Path]:
         nonlocal count
         count += 1
         path = folder / f"hycs_std_{count}"
-        runs = shlex.quote(str(folder / f"runs_{count}"))
+        runs = path.with_suffix(".runs")
+        runs.mkdir()
         path.write_text(
             "#!/bin/sh\n"
-            f"REAL={real}\nRUNS={runs}\n"
-            'mkdir -p "$RUNS"\n'
-            'hold() { mkfifo hold; : > "$RUNS/held.$$"; read -r _ < hold; }\n'
+            f"REAL={real}\nRUNS={shlex.quote(str(runs))}\n"
+            'hold() {\n  : > "$RUNS/held.$$"\n'
+            '  while [ ! -e "$RUNS/release" ]; do sleep 0.05; done\n}\n'
             f"{body}\n"
         )
         path.chmod(0o755)

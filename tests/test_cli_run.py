@@ -105,17 +105,18 @@ def stilt(*args, env: dict[str, str], timeout: float = 120) -> subprocess.Comple
 
 
 def run_watching_workers(
-    *args, env: dict[str, str], timeout: float = 120
+    *args, env: dict[str, str], hold: Path, timeout: float = 300
 ) -> tuple[subprocess.CompletedProcess, dict]:
     """``stilt-dask run ARGS``, and the workers of its cluster, read off its dashboard.
 
-    The link is the first line printed, once the cluster is up, while the
-    simulations still have seconds to run.
+    The link is the first line printed, once the cluster is up; its hycs_std is
+    ``hold`` (a ``stand_in`` that holds), released once the workers have been read,
+    so the cluster is still there to be read however fast the simulations are.
     """
     command = [STILT, "run", *map(str, args)]
     with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_default_sigint,
+        command, env={**env, "STILT_HYSPLIT_EXE": str(hold)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     ) as process:  # fmt: skip
         # Bounds the blocking readline too: a killed run closes its output.
         watchdog = threading.Timer(timeout, process.kill)
@@ -125,8 +126,9 @@ def run_watching_workers(
             link = re.fullmatch(r"Dask dashboard: (http://\S+)/status\n", first)
             workers = {}
             if link:
-                with urlopen(f"{link[1]}/json/identity.json", timeout=10) as response:
+                with urlopen(f"{link[1]}/json/identity.json", timeout=60) as response:
                     workers = json.load(response)["workers"]
+            hold.with_suffix(".runs").joinpath("release").touch()
             out, err = process.communicate()
         except BaseException:
             process.kill()
@@ -225,9 +227,11 @@ def hysplit_under(root: Path) -> list[int]:
     return found
 
 
-def test_run_completes_then_finds_nothing_to_do_then_redoes_all(tmp_path, idealized_met, env):
+def test_run_completes_then_finds_nothing_to_do_then_redoes_all(
+    tmp_path, idealized_met, env, stand_in
+):
     config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0]), at(9, VALLEY[0])])
-    result, workers = run_watching_workers(config, env=env)
+    result, workers = run_watching_workers(config, env=env, hold=stand_in('hold\nexec "$REAL"'))
     assert result.returncode == 0, result.stderr
     assert [(w["nthreads"], w["resources"]) for w in workers.values()] == [(1, {"hysplit": 1})] * 2
     assert "stilt-dask run finished in" in result.stdout
@@ -243,7 +247,9 @@ def test_run_completes_then_finds_nothing_to_do_then_redoes_all(tmp_path, ideali
 
     # A Slurm profile forced onto the local backend, with one worker instead of one per core.
     options = ["--no-skip", "--profile", "hpc", "--backend", "local", "--n-workers", "1"]
-    redo, workers = run_watching_workers(config, *options, env=env)
+    redo, workers = run_watching_workers(
+        config, *options, env=env, hold=stand_in('hold\nexec "$REAL"')
+    )
     assert redo.returncode == 0, redo.stderr
     assert len(workers) == 1
     assert summary(redo.stdout) == expected(complete=(2, 2))
@@ -338,7 +344,7 @@ def test_ctrl_c_stops_everything_and_a_rerun_resumes(
     # The interrupted run's hycs_std runs the first simulation and holds every other
     # one until killed: SIGINT always finds one stored and both workers in HYSPLIT.
     first_only = stand_in('mkdir "$RUNS/real" 2>/dev/null && exec "$REAL"\nhold')
-    held = first_only.parent / "runs_1"
+    held = first_only.with_suffix(".runs")
 
     def stored_one_and_holding_two() -> bool:
         assert run.poll() is None, "the run ended before it was interrupted"

@@ -140,7 +140,7 @@ def test_timeout_fails_only_the_slow_simulation(tmp_path, idealized_met, client,
     assert model.status().ids("failed") == [slow.sim_id]
     assert records.read_failure(model.location, slow.sim_id)["reason"] == "timeout"
     # Held once per attempt: a timeout is not retried.
-    assert len(list((hold_slow.parent / "runs_1").glob("held.*"))) == 1
+    assert len(list((hold_slow.with_suffix(".runs")).glob("held.*"))) == 1
 
 
 def test_a_plain_cluster_without_hysplit_slots_runs_one_task_per_thread(tmp_path, idealized_met):

@@ -194,7 +194,7 @@ def test_killed_run_resumes_with_only_the_missing_work(model, stand_in):
         # The killed run's claims outlive it until they expire: keep that short here.
         "DASK_STILT__CLAIM_TTL": "2s",
     }
-    held = first_only.parent / "runs_1"
+    held = first_only.with_suffix(".runs")
     process = subprocess.Popen([sys.executable, "-c", script, model.location.root], env=env)
     try:
         deadline = time.monotonic() + 300  # a bound on failure only

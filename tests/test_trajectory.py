@@ -137,7 +137,7 @@ def test_timeout_kills_hysplit_and_keeps_the_log(idealized_config, stand_in):
     assert info.value.reason == "timeout" and "longer than 1 s" in str(info.value)
     kept = Path(info.value.workdir)
     assert (kept / "CONTROL").is_file() and not (kept / "PARTICLE_STILT.DAT").exists()
-    assert len(list((never.parent / "runs_1").glob("held.*"))) == 1  # it was started
+    assert len(list((never.with_suffix(".runs")).glob("held.*"))) == 1  # it was started
     assert not _ours(info.value.workdir)
 
 
