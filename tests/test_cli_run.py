@@ -356,7 +356,7 @@ def test_ctrl_c_stops_everything_and_a_rerun_resumes(
     with started(tmp_path / "run", [STILT, "run", config], held_env, start_new_session=True) as run:
         try:
             wait_for(stored_one_and_holding_two, 300, "stored simulation with two held")
-            assert len(hysplit_under(root)) == 2
+            assert len(hysplit_under(root)) >= 2  # (a holding one may be forking its sleep)
             family = descendants(run.pid)
             if target == "coordinator":
                 run.send_signal(signal.SIGINT)
