@@ -7,7 +7,11 @@
 2. The unmodified ``KubeCluster``, started by :func:`make_cluster`, runs real
    simulations against the fake API server and mini operator in
    ``../shared/tools/k8s``: they start a real Dask scheduler and workers in this
-   process, configured from the pod spec KubeCluster submitted.
+   process, configured from the pod spec KubeCluster submitted. The scheduler
+   is reached through a ``LoadBalancer`` service, or through the default
+   ``ClusterIP`` service by the port-forward the harness serves; a
+   ``DaskAutoscaler`` (``adapt``) is driven by the harness's autoscaler loop;
+   stores are a local directory, ``memory://`` and S3 (a moto server on loopback).
 
 See docs/kubernetes.md for what this does not cover.
 """
@@ -19,15 +23,24 @@ import copy
 import json
 import os
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
+import dask.config
 import pytest
 import yaml
 from distributed import Client
 
 from pystilt_dask.config import ExecutionConfig, ModelConfig
 from pystilt_dask.errors import ConfigError
-from pystilt_dask.execution import kubernetes_spec, make_cluster, run_waves
+from pystilt_dask.execution import make_cluster, run_waves
+from pystilt_dask.execution.kubernetes import (
+    TASK_DURATIONS_ENV,
+    kubernetes_spec,
+    port_forward_cluster_ip,
+)
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.store.status import State
@@ -79,6 +92,13 @@ CLUSTER_WITH_SECRET = {
 }
 WORKER_ARGS = ["--nthreads", "1", "--resources", "hysplit=1"]
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
+# What the workers and the scheduler of a built cluster get (stilt.cluster-config).
+TUNINGS = {
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "100ms",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "1s",
+    "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL": "100ms",
+    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms",
+}
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +167,8 @@ def test_spec_carries_the_cluster_options():
         assert container["image"] == IMAGE
         assert container["resources"] == CLUSTER["resources"]
         env = {e["name"]: e["value"] for e in container["env"]}
-        env.pop("DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS", None)  # scheduler only
-        assert env == CLUSTER["env"]
+        env.pop(TASK_DURATIONS_ENV, None)  # scheduler only
+        assert env == {**CLUSTER["env"], **TUNINGS}
     # make_cluster_spec hands both pods one resources dict; editing one must not edit both.
     assert containers[0]["resources"] is not containers[1]["resources"]
 
@@ -168,7 +188,7 @@ def test_spec_carries_the_cluster_options():
     )
     (worker,) = yaml_spec["spec"]["worker"]["spec"]["containers"]
     assert worker["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
-    assert worker["env"] == [
+    assert worker["env"][:2] == [
         {"name": "OMP_NUM_THREADS", "value": "1"},
         {"name": "EMPTY", "value": ""},
     ]
@@ -200,9 +220,50 @@ def test_scheduler_gets_the_task_duration_hint():
     spec = kubernetes_spec(ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE}))
     (scheduler,) = spec["spec"]["scheduler"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in scheduler["env"]}
-    assert json.loads(env["DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS"]) == {
-        "stilt-sim": "1m"
-    }
+    assert json.loads(env[TASK_DURATIONS_ENV]) == {"stilt-sim": "1m"}
+
+
+def test_pods_get_the_cluster_config_and_the_user_env_wins():
+    # The tunings reach the pods as DASK_* variables, since the pods' Dask reads
+    # them at import; a variable the user sets is not set twice.
+    user = {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "20ms", TASK_DURATIONS_ENV: "{}"}
+    spec = kubernetes_spec(
+        ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE, "env": user})
+    )
+    for part in ("scheduler", "worker"):
+        (container,) = spec["spec"][part]["spec"]["containers"]
+        names = [e["name"] for e in container["env"]]
+        assert len(names) == len(set(names))
+        assert {e["name"]: e["value"] for e in container["env"]} == {**TUNINGS, **user}
+    with dask.config.set({"stilt.cluster-config": None}):
+        spec = kubernetes_spec(ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE}))
+    assert "env" not in spec["spec"]["worker"]["spec"]["containers"][0]
+
+
+def test_adaptive_spec_starts_with_the_minimum():
+    execution = ExecutionConfig(
+        backend="kubernetes", adapt={"minimum": 0, "maximum": 2}, cluster={"image": IMAGE}
+    )
+    assert kubernetes_spec(execution)["spec"]["worker"]["replicas"] == 0
+
+
+def test_port_forward_outside_a_pod_only(monkeypatch):
+    # KubeCluster would first try the service's DNS name, ~20 s per port, in case
+    # it runs inside the cluster: pystilt_dask knows where it runs.
+    execution = ExecutionConfig(backend="kubernetes", cluster={"image": IMAGE})
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert port_forward_cluster_ip(execution) is True
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert port_forward_cluster_ip(execution) is False
+    with dask.config.set({"kubernetes.port-forward-cluster-ip": True}):
+        assert port_forward_cluster_ip(execution) is True
+    chosen = ExecutionConfig(
+        backend="kubernetes", cluster={"image": IMAGE, "port_forward_cluster_ip": False}
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert port_forward_cluster_ip(chosen) is False
+    spec = kubernetes_spec(chosen)  # a client-side option: not in the resource
+    assert "port_forward_cluster_ip" not in json.dumps(spec)
 
 
 def test_unknown_cluster_option_is_a_config_error():
@@ -274,7 +335,7 @@ def test_kubecluster_runs_simulations(fake_k8s, hrrr_met, tmp_path):
     ]
     model = Model(tmp_path / "proj", receptors=receptors, config=config)
     sim_ids = model.register_pending()
-    # LoadBalancer: with ClusterIP, KubeCluster port-forwards, which the fake cannot do.
+    # LoadBalancer here; the default, ClusterIP, is tested below.
     execution = ExecutionConfig(
         backend="kubernetes",
         n_workers=2,
@@ -302,3 +363,135 @@ def test_kubecluster_runs_simulations(fake_k8s, hrrr_met, tmp_path):
     assert float(model.footprints["default"].load().sum()) > 0
     assert [key for key in fake_k8s.store if key[3] == "daskclusters"] == []
     assert fake_k8s.clusters == {}
+
+
+RECEPTORS = [
+    PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5),
+    PointReceptor(time="2019-05-30 11:00", longitude=-111.9, latitude=40.7, altitude=10),
+    PointReceptor(time="2019-05-30 09:00", longitude=-111.7, latitude=40.6, altitude=5),
+    PointReceptor(time="2019-05-30 10:00", longitude=-111.8, latitude=40.65, altitude=20),
+]
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    """A moto S3 server on loopback and the fsspec options that reach it."""
+    boto3 = pytest.importorskip("boto3", reason=MISSING.format("boto3"))
+    moto_server = pytest.importorskip("moto.server", reason=MISSING.format("moto[server]"))
+    pytest.importorskip("s3fs", reason=MISSING.format("s3fs"))
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    ).create_bucket(Bucket="stilt-k8s")  # fmt: skip
+    yield {
+        "key": "test",
+        "secret": "test",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    server.stop()
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def store(request, tmp_path) -> tuple[str, dict]:
+    """A fresh project root of each kind and its storage options.
+
+    ``memory://`` works here because the harness's workers share this process.
+    """
+    name = uuid.uuid4().hex[:8]
+    if request.param == "local":
+        return str(tmp_path / name), {}
+    if request.param == "memory":
+        return f"memory://k8s/{name}", {}
+    return f"s3://stilt-k8s/{name}", request.getfixturevalue("s3_options")
+
+
+def _project(hrrr_met, root: str, options: dict, receptors=RECEPTORS[:3], **profile) -> Model:
+    """A project of real HYSPLIT simulations on the shared HRRR met, with a `k8s` profile."""
+    config = ModelConfig.from_dict(
+        {
+            "mets": {"hrrr": hrrr_met},
+            "hysplit": {"n_hours": -1, "numpar": 20, "seed": 7},
+            "footprints": {"default": GRID},
+            "output": root,
+            "storage_options": options,
+            "profiles": {"k8s": {"backend": "kubernetes", "cluster": {"image": IMAGE}, **profile}},
+        }
+    )
+    return Model(root, receptors=receptors, config=config)
+
+
+def _fake_workers(fake) -> int:
+    """Workers the mini operator runs now, over every cluster and worker group."""
+    return sum(len(group) for c in list(fake.clusters.values()) for group in c["workers"].values())
+
+
+@pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
+@pytest.mark.timeout(180)
+def test_default_clusterip_service_runs_a_profile(fake_k8s, hrrr_met, store, monkeypatch):
+    # What a user runs: Model.run with a profile that sets only the image, so the
+    # scheduler service is the default ClusterIP and KubeCluster, outside the
+    # cluster, reaches it by port-forward. Stores: local, memory:// and S3.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    root, options = store
+    model = _project(hrrr_met, root, options, n_workers=2)
+    first = len(fake_k8s.requests)
+    started = time.perf_counter()
+    states = model.run(profile="k8s", quiet=True)
+    elapsed = time.perf_counter() - started
+
+    assert sorted(states.values()) == ["complete"] * 3
+    assert sorted(model.status().ids("complete")) == sorted(states)
+    assert float(model.footprints["default"].load().sum()) > 0
+    requests = [path for _, path in fake_k8s.requests[first:]]
+    # Only a ClusterIP service is port-forwarded (a LoadBalancer has an ingress IP).
+    forwards = [path for path in requests if "/portforward" in path]
+    assert forwards and all("/pods/stilt-dask-scheduler-0/portforward" in p for p in forwards)
+    # KubeCluster did not first wait ~20 s per port for the service's DNS name.
+    assert elapsed < 60, f"run took {elapsed:.1f} s"
+    assert [key for key in fake_k8s.store if key[3] == "daskclusters"] == []
+    assert fake_k8s.clusters == {}
+
+
+@pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
+@pytest.mark.timeout(240)
+def test_adapt_from_zero_to_two_workers(fake_k8s, hrrr_met, tmp_path):
+    adapt = {"minimum": 0, "maximum": 2}
+    model = _project(hrrr_met, str(tmp_path / "proj"), {}, receptors=RECEPTORS, adapt=adapt)
+    execution = model.config.execution_for("k8s")
+    counts: list[int] = []  # the operator's worker count, at each change
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            now = _fake_workers(fake_k8s)
+            if not counts or counts[-1] != now:
+                counts.append(now)
+            time.sleep(0.05)
+
+    cluster = make_cluster(execution)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        autoscalers = [obj for key, obj in fake_k8s.store.items() if key[3] == "daskautoscalers"]
+        assert [(a["spec"]["minimum"], a["spec"]["maximum"]) for a in autoscalers] == [(0, 2)]
+        with Client(cluster) as client:
+            states = model.run(client=client, quiet=True)
+            assert sorted(states.values()) == ["complete"] * 4
+            # Idle again: the autoscaler gives every worker back (minimum 0).
+            deadline = time.monotonic() + 60
+            while _fake_workers(fake_k8s) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.2)  # let the watcher see the last change
+    finally:
+        stop.set()
+        watcher.join()
+        cluster.close()
+
+    assert counts[0] == 0, counts  # no worker until there was work
+    assert max(counts) == 2, counts  # grew to the maximum, never beyond
+    assert counts[-1] == 0, counts
+    assert model.status().counts()["complete"] == 4
+    assert [key for key in fake_k8s.store if key[3] in ("daskclusters", "daskautoscalers")] == []

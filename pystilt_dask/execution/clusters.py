@@ -1,40 +1,42 @@
 """Build the Dask cluster an :class:`~pystilt_dask.config.ExecutionConfig` describes.
 
 The three backends are interchangeable Dask clusters: ``LocalCluster``,
-``dask_jobqueue.SLURMCluster`` and ``dask_kubernetes.operator.KubeCluster``.
-Every worker advertises one ``hysplit`` resource, so each worker runs one
-HYSPLIT at a time; local and Kubernetes workers run one thread, Slurm workers
-as many as the user's or the site's ``jobqueue.slurm`` settings give them
-(see :mod:`.slurm`). Optional backends are imported only when used.
+``dask_jobqueue.SLURMCluster`` and ``dask_kubernetes.operator.KubeCluster``
+(see :mod:`.kubernetes`). Every worker advertises one ``hysplit`` resource, so
+each worker runs one HYSPLIT at a time; local and Kubernetes workers run one
+thread, Slurm workers as many as the user's or the site's ``jobqueue.slurm``
+settings give them (see :mod:`.slurm`). Optional backends are imported only
+when used.
+
+The clusters built here, and only these, get ``stilt.cluster-config`` (Dask
+monitor intervals suited to minute-long tasks; :func:`pystilt_dask.defaults.cluster_config`):
+local schedulers and workers as they are built, Slurm jobs and Kubernetes pods
+through ``DASK_*`` environment variables. Local clusters listen on
+``stilt.local-cluster.host`` (127.0.0.1) unless told otherwise.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import os
+import shlex
 import signal
 import threading
 from typing import Any
 
 import dask.config
+from distributed import LocalCluster, Nanny, Scheduler, Worker
+from distributed.utils import format_dashboard_link
 
-from .. import defaults  # noqa: F401  (the stilt defaults, incl. task durations, first)
+from .. import defaults
 from ..config import ExecutionConfig
-from ..errors import ConfigError
 
 #: Module every worker preloads to import and warm the simulation code at start.
 PRELOAD = "pystilt_dask.execution.preload"
 #: Arguments every worker gets: one task at a time, one HYSPLIT slot, warmed up.
 SLOT_ARGS = ["--resources", "hysplit=1", "--preload", PRELOAD]
 WORKER_ARGS = ["--nthreads", "1", *SLOT_ARGS]
-SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
-SCHEDULER_DURATION_ENV = {
-    "name": "DASK_DISTRIBUTED__SCHEDULER__DEFAULT_TASK_DURATIONS",
-    "value": json.dumps(
-        {"stilt-sim": dask.config.get("distributed.scheduler.default-task-durations.stilt-sim")}
-    ),
-}
+# Addresses that mean "every interface": a link to one names no reachable host.
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def make_cluster(execution: ExecutionConfig) -> Any:
@@ -64,9 +66,88 @@ def make_cluster(execution: ExecutionConfig) -> Any:
     return cluster
 
 
-def _local(execution: ExecutionConfig) -> Any:
-    from distributed import LocalCluster
+class TunedScheduler(Scheduler):
+    """A ``Scheduler`` built with ``stilt.cluster-config`` in force.
 
+    Dask's servers read their monitor intervals from ``dask.config`` when they
+    are built, so the settings are in force for exactly that long: the rest of
+    the process keeps its own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with dask.config.set(defaults.cluster_config()):
+            super().__init__(*args, **kwargs)
+
+
+class TunedWorker(Worker):
+    """A ``Worker`` built with ``stilt.cluster-config`` in force (see :class:`TunedScheduler`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with dask.config.set(defaults.cluster_config()):
+            super().__init__(*args, **kwargs)
+
+
+class TunedNanny(Nanny):
+    """A ``Nanny`` built with ``stilt.cluster-config`` in force, starting :class:`TunedWorker`.
+
+    The worker process it starts builds its own worker, after applying the
+    nanny's snapshot of ``dask.config`` (taken without the settings, which only
+    last while the nanny is built): the worker class applies them itself.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("worker_class") is None:
+            kwargs["worker_class"] = TunedWorker
+        with dask.config.set(defaults.cluster_config()):
+            super().__init__(*args, **kwargs)
+
+
+class StiltLocalCluster(LocalCluster):
+    """``LocalCluster`` with a :class:`TunedScheduler`, and a dashboard link that works.
+
+    Dask names the dashboard by the scheduler's address; a threads cluster's
+    scheduler has an ``inproc://<this machine's IP>`` address while its
+    dashboard may listen on 127.0.0.1 only. The link here names the address
+    the dashboard listens on.
+    """
+
+    async def _start(self) -> None:
+        # LocalCluster always builds a plain Scheduler; replace it before it is built.
+        if self.scheduler_spec.get("cls") is Scheduler:
+            self.scheduler_spec = {**self.scheduler_spec, "cls": TunedScheduler}
+        await super()._start()
+
+    @property
+    def dashboard_link(self) -> str:
+        """Link to the dashboard, naming the address it listens on."""
+        server = getattr(getattr(self, "scheduler", None), "http_server", None)
+        host = getattr(server, "address", None)
+        if server is None or host is None or host in _WILDCARDS:
+            return super().dashboard_link
+        return format_dashboard_link(f"[{host}]" if ":" in host else host, server.port)
+
+
+def local_cluster_kwargs(execution: ExecutionConfig) -> dict[str, Any]:
+    """Keyword arguments of the ``LocalCluster`` for ``execution``.
+
+    One thread and one ``hysplit`` slot per worker, the preload, threads by
+    default, the tuned scheduler and worker classes, and every listener on
+    ``stilt.local-cluster.host`` (127.0.0.1 by default). ``execution.cluster``
+    wins over all of these.
+
+    Parameters
+    ----------
+    execution : ExecutionConfig
+        The ``local`` backend's settings.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :class:`StiltLocalCluster`.
+    """
+    settings = dask.config.get("stilt.local-cluster", None) or {}
+    host = str(settings.get("host") or "127.0.0.1")
+    port = int(settings.get("dashboard-port", 8787))
     # Threads, not processes, by default: HYSPLIT is a subprocess and the Python
     # around it (~0.3 s a simulation) mostly runs GIL-free kernels and I/O, so worker
     # processes would only add their start-up, imports and warm-up (6% of the CPU of
@@ -77,15 +158,33 @@ def _local(execution: ExecutionConfig) -> Any:
         "processes": False,
         "resources": {"hysplit": 1},
         "preload": [PRELOAD],
+        # Dask's default, ":8787", serves the dashboard on every interface.
+        "dashboard_address": _join(host, port),
     }
     kwargs.update(execution.cluster)
+    if kwargs["processes"]:
+        # Scheduler, nannies and workers talk TCP: bind them, and with them the
+        # workers' HTTP servers, to `host` (Dask's choice without an interface).
+        if "interface" not in kwargs:
+            kwargs.setdefault("host", host)
+        kwargs.setdefault("worker_class", TunedNanny)
+    else:
+        # In-process comms listen nowhere; only each worker's HTTP server opens a
+        # port, on every interface unless given an address.
+        kwargs.setdefault("worker_dashboard_address", _join(host, 0))
+        kwargs.setdefault("worker_class", TunedWorker)
+    return kwargs
+
+
+def _local(execution: ExecutionConfig) -> Any:
+    kwargs = local_cluster_kwargs(execution)
     # Worker processes (with processes: true) inherit an ignored SIGINT, so Ctrl-C in a
     # terminal reaches only the coordinator, which cancels cleanly.
     if threading.current_thread() is not threading.main_thread():
-        return LocalCluster(**kwargs)  # only the main thread may change signal handlers
+        return StiltLocalCluster(**kwargs)  # only the main thread may change signal handlers
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return LocalCluster(**kwargs)
+        return StiltLocalCluster(**kwargs)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -93,82 +192,43 @@ def _local(execution: ExecutionConfig) -> Any:
 def _slurm(execution: ExecutionConfig) -> Any:
     # Only what the user set, plus the worker slot: SLURMCluster takes the rest
     # from the site's jobqueue.yaml (see slurm.slurm_cluster_kwargs).
-    from .slurm import slurm_cluster_kwargs
+    from .slurm import _jobqueue_list, slurm_cluster_kwargs
 
     kwargs = slurm_cluster_kwargs(execution.cluster)
     from dask_jobqueue import SLURMCluster
 
+    exports = [
+        f"export {name}={shlex.quote(value)}" for name, value in defaults.cluster_env().items()
+    ]
+    if exports:
+        # First, so that the user's or the site's own prologue lines win.
+        section = f"jobqueue.{kwargs.get('config_name') or 'slurm'}"
+
+        def configured(key: str) -> Any:
+            return dask.config.get(f"{section}.{key}", None)
+
+        prologue = _jobqueue_list(kwargs, configured, "job_script_prologue", "env_extra")
+        kwargs["job_script_prologue"] = [*exports, *prologue]
+    # The scheduler runs in this process.
+    kwargs.setdefault("scheduler_cls", TunedScheduler)
     return SLURMCluster(**kwargs)
 
 
-def kubernetes_spec(execution: ExecutionConfig, name: str = "stilt-dask") -> dict[str, Any]:
-    """Return the DaskCluster custom resource for ``execution``.
-
-    ``execution.cluster`` must hold ``image`` (one with pystilt_dask and
-    ``hycs_std`` installed) and may hold ``resources`` (requests/limits),
-    ``env`` (a mapping, or a list of Kubernetes ``EnvVar`` objects such as
-    ``valueFrom.secretKeyRef``), ``scheduler_service_type`` (default ``ClusterIP``)
-    and ``name``; the worker containers get one thread and the ``hysplit`` resource.
-    Numbers in ``resources`` and in an ``env`` mapping become strings.
-    """
-    try:
-        from dask_kubernetes.operator import make_cluster_spec
-    except ImportError:
-        raise ConfigError(
-            "backend 'kubernetes' needs dask-kubernetes: pip install 'pystilt-dask[kubernetes]'"
-        ) from None
-    options = dict(execution.cluster)
-    unknown = set(options) - {"image", "resources", "env", "scheduler_service_type", "name"}
-    if unknown:
-        raise ConfigError(f"execution.cluster: unknown kubernetes options {sorted(unknown)}")
-    if "image" not in options:
-        raise ConfigError(
-            "execution.cluster.image is required for backend 'kubernetes': "
-            "an image with pystilt_dask and hycs_std installed"
-        )
-    service = options.get("scheduler_service_type", "ClusterIP")
-    if service not in SERVICE_TYPES:
-        raise ConfigError(
-            f"execution.cluster.scheduler_service_type {service!r} is not one of {SERVICE_TYPES}"
-        )
-    # YAML reads `cpu: 1` and `OMP_NUM_THREADS: 1` as numbers, but the DaskCluster CRD
-    # types quantities and env values as strings: the API server would refuse them.
-    resources = copy.deepcopy(options.get("resources"))
-    for kind in ("requests", "limits"):
-        if resources and isinstance(resources.get(kind), dict):
-            resources[kind] = {key: str(value) for key, value in resources[kind].items()}
-    env = options.get("env")
-    if isinstance(env, dict):
-        env = {key: "" if value is None else str(value) for key, value in env.items()}
-    spec = make_cluster_spec(
-        name=options.get("name", name),
-        image=options["image"],
-        n_workers=execution.n_workers or 1,
-        resources=resources,
-        env=env,
-        scheduler_service_type=service,
-    )
-    # make_cluster_spec shares one resources dict between scheduler and worker.
-    spec = copy.deepcopy(spec)
-    for container in spec["spec"]["worker"]["spec"]["containers"]:
-        container["args"] = [*container.get("args", []), *WORKER_ARGS]
-    # The scheduler pod never imports pystilt_dask: give it the task-duration hint here.
-    for container in spec["spec"]["scheduler"]["spec"]["containers"]:
-        container["env"] = [*(container.get("env") or []), SCHEDULER_DURATION_ENV]
-    return _prune_nulls(spec)
-
-
-def _prune_nulls(obj: Any) -> Any:
-    # The API server drops nulls (e.g. `env: null`) that the CRD schema does not allow.
-    if isinstance(obj, dict):
-        return {k: _prune_nulls(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list):
-        return [_prune_nulls(v) for v in obj]
-    return obj
-
-
 def _kubernetes(execution: ExecutionConfig) -> Any:
-    spec = kubernetes_spec(execution)
-    from dask_kubernetes.operator import KubeCluster
+    from .kubernetes import kube_cluster
 
-    return KubeCluster(custom_cluster_spec=spec, shutdown_on_close=True)
+    return kube_cluster(execution)
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def __getattr__(name: str) -> Any:
+    # kubernetes_spec moved to .kubernetes (which imports this module); it stays
+    # importable from here for code written against earlier versions.
+    if name == "kubernetes_spec":
+        from .kubernetes import kubernetes_spec
+
+        return kubernetes_spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,13 +4,19 @@ A worker's first simulation would otherwise spend about half a second loading
 the numba kernels from their cache after its HYSPLIT run. The preload loads them
 in a background thread instead, once per process, while the worker starts and
 its first HYSPLIT runs, so neither the start nor a HYSPLIT slot waits for it.
-It also tunes glibc's allocator for the way simulations use memory.
+
+It also removes the work directories that killed runs left in the compute root
+(:func:`pystilt_dask.defaults.clean_stale_workdirs`), and, in a worker process
+of its own (one a nanny started), tunes glibc's allocator for the way
+simulations use memory. A worker that shares the user's process (a threads
+``LocalCluster``) leaves the allocator alone: that process is the user's.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import tempfile
 import threading
 import warnings
@@ -21,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DEFAULT_VARSIWANT, FootprintConfig
+from ..defaults import clean_stale_workdirs
 from ..footprint import calc_footprint
 from ..hysplit.particles import read_particle_file
 from ..nearfield import apply_hnf_plume
@@ -31,6 +38,10 @@ from ..simulation import run_simulation  # noqa: F401  (the task's imports)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 64 * 2**20
 TRIM_THRESHOLD = 256 * 2**20
+
+logger = logging.getLogger(__name__)
+#: Whether :func:`dask_setup` tuned this process's allocator (``None``: no worker set up yet).
+ALLOCATOR_TUNED: bool | None = None
 
 
 def tune_allocator() -> bool:
@@ -76,8 +87,37 @@ _STARTED = threading.Lock()
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask's preload hook: tune the allocator and start warming up (once per process)."""
-    tune_allocator()
+    """Dask's preload hook: clean up, tune the allocator and start warming up.
+
+    Parameters
+    ----------
+    worker : distributed.Worker
+        The worker being started. The allocator is tuned only when it runs in a
+        process of its own, i.e. a nanny started it (``worker.nanny`` is set):
+        ``mallopt`` changes the whole process, and an in-process worker's process
+        is the user's. Everything else happens once per process.
+    """
+    global ALLOCATOR_TUNED
+    if getattr(worker, "nanny", None):
+        ALLOCATOR_TUNED = tune_allocator()
+    elif ALLOCATOR_TUNED is None:
+        ALLOCATOR_TUNED = False
     # Workers that share a process (threads of one LocalCluster) share the kernels.
     if _STARTED.acquire(blocking=False):
-        threading.Thread(target=warm_up, name="stilt-warm-up", daemon=True).start()
+        try:
+            clean_stale_workdirs()
+        except OSError as error:
+            # A compute root that cannot be used fails every simulation with the
+            # reason; failing the worker's start here would only hide it.
+            logger.warning("could not clean the compute root: %s", error)
+        threading.Thread(target=_warm_up_quietly, name="stilt-warm-up", daemon=True).start()
+
+
+def _warm_up_quietly() -> None:
+    # Only a head start: a worker closed while this runs (the interpreter then
+    # refuses new threads) must not print a traceback, and any real problem shows
+    # in the first simulation.
+    try:
+        warm_up()
+    except Exception as error:
+        logger.debug("warm-up stopped: %r", error)
