@@ -31,6 +31,7 @@ from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
 from .execution.console import follow, summary
+from .execution.preload import tune_allocator
 from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
@@ -222,6 +223,9 @@ def _run(model: Model, run: Run, scheduler: str | None) -> None:
     """Run a plan with a live progress bar; exit 0 (all complete), 1 (not all), 130 (Ctrl-C)."""
     started = time.monotonic()
     counts: Counter[str] = Counter()
+    # This process is the command's own, and the default local cluster runs its
+    # workers as threads in it: tune its allocator as worker processes are tuned.
+    tune_allocator()
     try:
         if len(run):  # nothing to do starts no cluster (and no Slurm jobs)
             with ExitStack() as stack:

@@ -1,6 +1,7 @@
 """Execution on Dask: a planned :class:`Run`, cluster construction, bounded-wave submission."""
 
-from .clusters import kubernetes_spec, make_cluster
+from .clusters import make_cluster
+from .kubernetes import kubernetes_spec
 from .run import Run, connect
 from .submit import Outcome, run_waves
 

@@ -22,14 +22,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dask.config
 
-from ..defaults import compute_root
+from ..defaults import keep_workdir, new_workdir
 from ..errors import HysplitError
 from .executable import HysplitInstall
 
@@ -63,8 +62,7 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
         path.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    path = compute_root() / f"{sim_id}-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
+    path = new_workdir(sim_id)  # 0700, marked as this process's: cleaned if it dies
     try:
         yield path
     except BaseException as exc:
@@ -72,6 +70,7 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
         if cancelled:
             exc.workdir = None  # it is about to be removed
         if dask.config.get("stilt.keep-failed-workdirs") and not cancelled:
+            keep_workdir(path)  # kept on purpose: not a dead run's leftovers
             # Inputs and logs are what diagnosis needs; the particle tables of a
             # failed run can be hundreds of MB of RAM on a tmpfs compute root.
             for particle_file in path.rglob(PARTICLE_FILE):
