@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +120,23 @@ def test_a_users_own_adaptive_slurm_cluster(tmp_path):
         with Client(cluster) as client:  # no workers yet: adapt starts them for the work
             assert set(model.run(client=client, quiet=True).values()) == {"complete"}
     assert model.status().counts()["complete"] == 4
+
+
+def test_a_job_slurm_refuses_is_one_line_and_exit_2(tmp_path):
+    from pystilt_dask.demo import make_demo_project
+
+    config = make_demo_project(tmp_path / "demo", 1)
+    data = yaml.safe_load(config.read_text())
+    data["profiles"] = {"bad": {"backend": "slurm", "cluster": {
+        "cores": 1, "memory": "1GB", "queue": "no-such-partition",
+        "scheduler_options": {"host": "127.0.0.1"},
+    }}}  # fmt: skip
+    config.write_text(yaml.safe_dump(data))
+    stilt = Path(sys.executable).parent / "stilt-dask"
+    result = subprocess.run(
+        [stilt, "run", config, "--profile", "bad"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: sbatch refuses the worker job: ")
+    assert "no-such-partition" in result.stderr or "partition" in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -192,7 +192,7 @@ def _local(execution: ExecutionConfig) -> Any:
 def _slurm(execution: ExecutionConfig) -> Any:
     # Only what the user set, plus the worker slot: SLURMCluster takes the rest
     # from the site's jobqueue.yaml (see slurm.slurm_cluster_kwargs).
-    from .slurm import _jobqueue_list, slurm_cluster_kwargs
+    from .slurm import _jobqueue_list, check_job_script, slurm_cluster_kwargs
 
     kwargs = slurm_cluster_kwargs(execution.cluster)
     from dask_jobqueue import SLURMCluster
@@ -211,7 +211,13 @@ def _slurm(execution: ExecutionConfig) -> Any:
         kwargs["job_script_prologue"] = [*exports, *prologue]
     # The scheduler runs in this process.
     kwargs.setdefault("scheduler_cls", TunedScheduler)
-    return SLURMCluster(**kwargs)
+    cluster = SLURMCluster(**kwargs)
+    try:
+        check_job_script(cluster.job_script())
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
 
 
 def _kubernetes(execution: ExecutionConfig) -> Any:

@@ -13,6 +13,7 @@ import datetime
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -200,6 +201,32 @@ def slurm_cluster_kwargs(cluster: Mapping[str, Any]) -> dict[str, Any]:
     walltime, field = _job_walltime(kwargs, configured, section)
     kwargs["worker_extra_args"] = [*extra, *SLOT_ARGS, *lifetime_args(walltime, extra, field=field)]
     return kwargs
+
+
+def check_job_script(script: str) -> None:
+    """Ask Slurm whether it would accept a worker job, without submitting it.
+
+    A job ``sbatch`` refuses (unknown partition or account, too many cores or too
+    much memory for any node) would otherwise fail in the cluster's background
+    loop, and a run would wait forever for workers that never come.
+
+    Raises
+    ------
+    ConfigError
+        When ``sbatch`` is missing or refuses the job, with Slurm's reason.
+    """
+    try:
+        result = subprocess.run(
+            ["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60
+        )
+    except FileNotFoundError:
+        raise ConfigError(
+            "backend 'slurm' needs Slurm's sbatch on this machine's PATH (run where jobs are "
+            "submitted, e.g. a login node)"
+        ) from None
+    if result.returncode:
+        reason = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
+        raise ConfigError(f"sbatch refuses the worker job: {reason}")
 
 
 def coordinator_script(
