@@ -1,10 +1,12 @@
 """pystilt_dask: STILT (HYSPLIT-STILT particles, R-STILT footprints) on any Dask cluster."""
 
-from . import defaults  # noqa: F401  (registers the `stilt` dask.config namespace first)
+from . import (
+    defaults,  # noqa: F401  (registers the `stilt` dask.config namespace first)
+    plot,  # noqa: F401  (registers the `foot.stilt` accessor)
+)
 from .config import ExecutionConfig, FootprintConfig, HysplitConfig, MetConfig, ModelConfig
 from .footprint import calc_footprint, is_empty, to_rstilt_netcdf
 from .model import Model
-from .plot import FootprintAccessor  # noqa: F401  (registers the `foot.stilt` accessor)
 from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, read_receptors
 from .trajectory import run_trajectory
 

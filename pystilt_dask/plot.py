@@ -21,6 +21,7 @@ already on disk, so a plot never waits for, or fails on, a download; pass
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
@@ -36,9 +37,12 @@ _EMPTY_TEXT = "empty footprint: no surface influence on this grid"
 _COASTLINE_SCALE = "50m"
 
 
-@xr.register_dataarray_accessor("stilt")
 class FootprintAccessor:
     """STILT helpers on a footprint :class:`~xarray.DataArray`: ``foot.stilt``.
+
+    PYSTILT's ``stilt`` package registers an accessor of the same name when it is
+    imported; imported after pystilt_dask, it replaces this one (xarray warns).
+    :func:`register` puts this one back.
 
     Works on the lazy ``foot(simulation, lag, lat, lon)`` of
     :meth:`pystilt_dask.model.Footprint.load` (``y, x`` on projected grids) and
@@ -234,6 +238,18 @@ class FootprintAccessor:
             ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(y))))
         ax.set_title(_title(self._obj, simulation, lag, time, how) if title is None else title)
         return ax
+
+
+def register() -> None:
+    """Register (again) :class:`FootprintAccessor` as ``DataArray.stilt``.
+
+    Done when pystilt_dask is imported; call it after importing PYSTILT's ``stilt``
+    package, whose own ``stilt`` accessor replaces ours.
+    """
+    with warnings.catch_warnings():
+        # Replacing PYSTILT's accessor (or our own, again) is the point here.
+        warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
+        xr.register_dataarray_accessor("stilt")(FootprintAccessor)
 
 
 def footprint_map(foot: xr.DataArray, **kwargs: Any) -> Any:
@@ -526,3 +542,6 @@ def _title(foot: xr.DataArray, simulation: Any, lag: Any, time: Any, how: str) -
             f"time {time.start}..{time.stop}" if isinstance(time, slice) else f"time {time}"
         )
     return f"{head}, " + ", ".join(parts)
+
+
+register()

@@ -22,7 +22,23 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 import pystilt_dask as stilt  # noqa: E402
 from pystilt_dask.demo import make_demo_project  # noqa: E402
-from pystilt_dask.plot import tracks  # noqa: E402
+from pystilt_dask.plot import register, tracks  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _our_accessor():
+    # PYSTILT's `stilt` package, imported by other tests, replaces `DataArray.stilt`.
+    register()
+
+
+def test_register_takes_the_accessor_back_from_pystilt():
+    pytest.importorskip("stilt")
+    import stilt  # noqa: F401  (PYSTILT registers its own `stilt` accessor on import)
+    import xarray as xr
+
+    register()
+    assert type(xr.DataArray([1.0]).stilt).__module__ == "pystilt_dask.plot"
+
 
 HAVE_CARTOPY = importlib.util.find_spec("cartopy") is not None
 

@@ -8,6 +8,7 @@ here) and submits nothing until scaled.
 from __future__ import annotations
 
 import datetime
+import os
 import shlex
 import shutil
 import stat
@@ -235,7 +236,21 @@ def test_missing_cores_and_memory_is_one_clear_line():
         assert slurm_cluster_kwargs({"cores": 1, "memory": "2GB"})["cores"] == 1
 
 
-def test_make_cluster_builds_the_slurm_cluster_from_these_kwargs():
+def fake_sbatch(folder, monkeypatch, code: int = 0, stderr: str = ""):
+    """An ``sbatch`` first on PATH that keeps the script it is given and exits ``code``."""
+    seen = folder / "checked.sh"
+    script = folder / "sbatch"
+    script.write_text(
+        f'#!/bin/sh\n[ "$1" = --test-only ] || exit 9\ncat > {shlex.quote(str(seen))}\n'
+        f"echo {shlex.quote(stderr)} >&2\nexit {code}\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return seen
+
+
+def test_make_cluster_builds_the_slurm_cluster_from_these_kwargs(tmp_path, monkeypatch):
+    checked = fake_sbatch(tmp_path, monkeypatch)
     execution = ExecutionConfig(
         backend="slurm", cluster={"walltime": "30", "scheduler_options": LOOPBACK}
     )
@@ -248,6 +263,17 @@ def test_make_cluster_builds_the_slurm_cluster_from_these_kwargs():
             cluster.close()
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -t 30" in script
     assert f"{SLOT} --lifetime 1710s" in _worker_command(script)
+    assert checked.read_text() == script  # Slurm was asked about exactly this job
+
+
+def test_a_worker_job_slurm_refuses_is_one_clear_error(tmp_path, monkeypatch):
+    fake_sbatch(tmp_path, monkeypatch, 1, "sbatch: error: invalid partition specified: compute")
+    execution = ExecutionConfig(backend="slurm", cluster={"scheduler_options": LOOPBACK})
+    with dask.config.set(SITE), pytest.raises(ConfigError) as refused:
+        _slurm(execution)
+    assert str(refused.value) == (
+        "sbatch refuses the worker job: sbatch: error: invalid partition specified: compute"
+    )
 
 
 # --- the coordinator job of `stilt-dask submit` ----------------------------------------
