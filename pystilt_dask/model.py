@@ -51,7 +51,7 @@ class Model:
     >>> model = Model.from_yaml("config.yaml")  # doctest: +SKIP
     >>> model.register_pending()  # doctest: +SKIP
     >>> model.status().counts()  # doctest: +SKIP
-    >>> foot = model.footprints["slv"].load()  # doctest: +SKIP
+    >>> foot = model.footprints["default"].load()  # doctest: +SKIP
     """
 
     def __init__(

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from store_helpers import expected_chunk, make_config, make_receptors
 
 from pystilt_dask.model import Model
@@ -36,33 +35,27 @@ def assert_footprints_exact(model: Model, rows) -> None:
         np.testing.assert_array_equal(foot.isel(simulation=row).values, expected)
 
 
-def kill_mid_write(tmp_path, attempts: int = 5) -> tuple[Model, int]:
-    """Run a writer over 8 big simulations and SIGKILL it while a chunk is half written.
+def kill_after_first(tmp_path) -> Model:
+    """Run a writer over 8 big simulations and SIGKILL it once the first is complete.
 
-    The write itself lasts milliseconds, so on a busy machine the watcher can
-    miss it; a fresh project is then tried again.
+    Where the kill lands (computing, writing a chunk's temporary, renaming it) is
+    whatever the writer was doing then; the test holds for every case, so it never
+    depends on catching a particular moment.
     """
     config = make_config(tmp_path, names=("big",))
-    for attempt in range(attempts):
-        model = Model(tmp_path / f"project{attempt}", make_receptors(8), config)
-        ids = model.register_pending()
-        chunk_dir = model.location.url(layout.foot_array("big"))
-        writer = start_writer(model.location.root, ids)
-        partial: list[str] = []
-        while not partial and writer.poll() is None:
-            # a temporary of row >= 1: row 0 is complete (simulations run in order)
-            partial = [
-                n for n in os.listdir(chunk_dir) if n.endswith(".partial") and n[:4] != "c.0."
-            ]
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        if partial:
-            return model, int(partial[0].split(".")[1])
-    pytest.fail(f"the writer was never caught mid-write in {attempts} attempts")
+    model = Model(tmp_path / "project", make_receptors(8), config)
+    ids = model.register_pending()
+    first = model.location.url(layout.chunk_key("big", 0))
+    writer = start_writer(model.location.root, ids)
+    while not os.path.exists(first):  # the event: simulation 0 is published
+        assert writer.poll() is None, "the writer ended before publishing anything"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    return model
 
 
 def test_sigkill_mid_write_leaves_simulation_incomplete(tmp_path):
-    model, torn_row = kill_mid_write(tmp_path)
+    model = kill_after_first(tmp_path)
     ids = model.simulations.ids()
     chunk_dir = model.location.url(layout.foot_array("big"))
     table = model.status().table
