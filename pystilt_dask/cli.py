@@ -300,7 +300,12 @@ def demo(
     _run(model, model.plan(), None)
     foot = model.footprints["default"].load()
     sizes = ", ".join(f"{dim} {n}" for dim, n in foot.sizes.items())
-    console.print(f"footprints: {model.location.url('footprints/default.zarr')} ({sizes})")
+    console.print(
+        f"footprints: {model.location.url('footprints/default.zarr')} ({sizes})",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
 
 
 @command
