@@ -274,24 +274,47 @@ def _alive(pid: int, started: float) -> bool:
 # --- numba's kernel cache -------------------------------------------------------------
 
 
-def numba_cache_dir() -> Path | None:
-    """Return the directory ``stilt.cache-dir`` asks numba to cache kernels in, if set."""
+def numba_cache_dir() -> Path:
+    """Return the directory numba caches pystilt_dask's kernels in.
+
+    ``stilt.cache-dir``/numba when set, else ``<user cache dir>/pystilt_dask/numba``.
+    """
     configured = dask.config.get("stilt.cache-dir")
-    return Path(configured).expanduser() / "numba" if configured else None
+    if configured:
+        return Path(configured).expanduser() / "numba"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pystilt_dask" / "numba"
 
 
-def _point_numba_cache() -> None:
-    # Only when asked for (stilt.cache-dir): numba already caches beside the
-    # package, or in ~/.cache/numba when that is read-only, and NUMBA_CACHE_DIR
-    # would move the cache of every numba function of the process (and of its
-    # child processes). It cannot be set later than import: importing
-    # pystilt_dask imports its kernels, and numba picks a kernel's cache
-    # directory when the kernel is defined.
-    cache = numba_cache_dir()
-    if cache is not None and "NUMBA_CACHE_DIR" not in os.environ:
-        cache.mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(cache)
+def _cache_kernels_outside_the_package() -> None:
+    # By default numba caches a kernel beside its source: inside site-packages for
+    # an installed package, where uninstalling leaves the cache files behind, and
+    # their folders then form a namespace package that shadows a later editable
+    # install (`pip install .`, run, `pip install -e .`). NUMBA_CACHE_DIR would move
+    # the cache of every numba function of the process and its children; a locator
+    # that answers only for this package's files moves ours alone. It must be in
+    # place before the kernels are defined: this module is imported first.
+    from numba.core import caching, config
+
+    package = Path(__file__).resolve().parent
+
+    class PackageCacheLocator(caching.UserProvidedCacheLocator):
+        def __init__(self, py_func, py_file) -> None:
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            subpath = self.get_suitable_cache_subpath(py_file)
+            self._cache_path = str(numba_cache_dir() / subpath)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if config.CACHE_DIR or not Path(py_file).resolve().is_relative_to(package):
+                return None  # the user's NUMBA_CACHE_DIR, or not one of our kernels
+            return super(caching.UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+    locators = caching.CacheImpl._locator_classes
+    if not any(c.__name__ == PackageCacheLocator.__name__ for c in locators):
+        locators.insert(0, PackageCacheLocator)
 
 
 _register()
-_point_numba_cache()
+_cache_kernels_outside_the_package()

@@ -192,6 +192,7 @@ IMPORT_PROBE = textwrap.dedent(
     import distributed, dask.config
     before = copy.deepcopy(dask.config.config)
     import pystilt_dask
+    from pystilt_dask.footprint import kernels
     after = dask.config.config
 
     def flat(tree, prefix=""):
@@ -209,6 +210,10 @@ IMPORT_PROBE = textwrap.dedent(
         "changed": [k for k in changed if not k.startswith("stilt.")],
         "stilt": any(k.startswith("stilt.") for k in changed),
         "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
+        "kernel_caches": sorted({
+            kernel._cache.cache_path for kernel in vars(kernels).values()
+            if hasattr(getattr(kernel, "_cache", None), "cache_path")
+        }),
     }))
     """
 )
@@ -229,10 +234,15 @@ def test_import_changes_no_dask_setting_of_other_workloads(tmp_path):
     # `stilt-sim` tasks: nothing another workload reads.
     assert probe["stilt"] is True
     assert probe["changed"] == ["distributed.scheduler.default-task-durations.stilt-sim"]
+    # numba's setting for other code is untouched; our kernels cache in the user's
+    # cache dir (never beside the installed package), or where stilt.cache-dir says.
     assert probe["numba_cache_dir"] is None
-    # NUMBA_CACHE_DIR only when asked for.
+    cache = tmp_path / "xdg" / "pystilt_dask" / "numba"
+    probe = _import_probe(XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    assert probe["kernel_caches"] and all(p.startswith(str(cache)) for p in probe["kernel_caches"])
     asked = _import_probe(DASK_STILT__CACHE_DIR=str(tmp_path))
-    assert asked["numba_cache_dir"] == str(tmp_path / "numba")
+    assert asked["numba_cache_dir"] is None
+    assert all(p.startswith(str(tmp_path / "numba")) for p in asked["kernel_caches"])
     # In this process too (pystilt_dask is imported), Dask's values are Dask's.
     assert {key: dask.config.get(key) for key in DASK_DEFAULTS} == DASK_DEFAULTS
     assert defaults.cluster_config() == TUNED
