@@ -167,7 +167,9 @@ def status(
     if as_json:
         typer.echo(json.dumps(counts))
         return
-    table = Table(title=f"{model.location.root}")
+    # The path on a line of its own: as a table title, rich would wrap it to the table.
+    console.print(model.location.root, soft_wrap=True, markup=False, highlight=False)
+    table = Table()
     table.add_column("state")
     table.add_column("simulations", justify="right")
     for name in counts["footprints"]:
