@@ -9,7 +9,6 @@ they live in ``dask.config`` under ``stilt`` (see :mod:`pystilt_dask.defaults`).
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -289,7 +288,9 @@ class FootprintConfig(_Section):
     yres : float or None
         Cell height; ``None`` means ``xres``.
     projection : str
-        PROJ string of the grid.
+        CRS of the grid: anything :meth:`pyproj.CRS.from_user_input` reads (a PROJ
+        string, ``"EPSG:32612"``, WKT). Geographic CRSs (``+proj=longlat``,
+        ``EPSG:4326``, ``OGC:CRS84``) give a longitude/latitude grid.
     smooth_factor : float
         Scale of the Gaussian kernel bandwidth; 0 disables smoothing.
     time_integrate : bool
@@ -306,6 +307,14 @@ class FootprintConfig(_Section):
     smooth_factor: float = Field(1.0, ge=0)
     time_integrate: bool = False
 
+    @field_validator("projection")
+    @classmethod
+    def _readable_projection(cls, value: str) -> str:
+        from .footprint import crs  # the footprint package imports this module
+
+        crs.parse(value)  # raises ValueError naming the projection
+        return value
+
     @model_validator(mode="after")
     def _resolve(self) -> FootprintConfig:
         if self.yres is None:
@@ -317,7 +326,9 @@ class FootprintConfig(_Section):
     @property
     def is_longlat(self) -> bool:
         """Whether the grid is in geographic coordinates."""
-        return bool(re.search(r"\+proj=(longlat|latlong|lonlat|latlon)\b", self.projection))
+        from .footprint import crs  # the footprint package imports this module
+
+        return crs.is_geographic(self.projection)
 
 
 class AdaptConfig(_Section):

@@ -77,3 +77,23 @@ def test_bad_values_name_the_field(tmp_path):
         ModelConfig.from_dict({"mets": {"hrrr": {**MET["hrrr"], "file_tres": "often"}}})
     with pytest.raises(ConfigError, match="does not exist"):
         ModelConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_unreadable_projection_names_the_field():
+    footprint = {"xmin": -112, "xmax": -111, "ymin": 40, "ymax": 41, "xres": 0.01}
+    with pytest.raises(ConfigError, match=r"footprints\.fine\.projection: projection 'EPSG:0'"):
+        ModelConfig.from_dict(
+            {"mets": MET, "footprints": {"fine": {**footprint, "projection": "EPSG:0"}}}
+        )
+    with pytest.raises(ConfigError, match="neither geographic nor projected"):
+        ModelConfig.from_dict(
+            {"mets": MET, "footprints": {"fine": {**footprint, "projection": "EPSG:4978"}}}
+        )
+
+
+@pytest.mark.parametrize("projection", ["EPSG:4326", "+proj=longlat", "OGC:CRS84", "+proj=latlong"])
+def test_geographic_spellings_are_longlat(projection):
+    config = FootprintConfig(
+        xmin=-112, xmax=-111, ymin=40, ymax=41, xres=0.01, projection=projection
+    )
+    assert config.is_longlat

@@ -173,3 +173,33 @@ def test_numba_cache_is_writable():
     caches = [getattr(kernel, "_cache", None) for kernel in vars(kernels).values()]
     paths = {cache.cache_path for cache in caches if hasattr(cache, "cache_path")}
     assert paths and all(os.access(path, os.W_OK) for path in paths)
+
+
+def test_geographic_crs_spellings_give_identical_footprints(particles):
+    feet = [
+        calc_footprint(particles, RECEPTOR, FootprintConfig(**BOX, xres=0.01, projection=p))
+        for p in ("+proj=longlat", "EPSG:4326", "OGC:CRS84")
+    ]
+    for foot in feet[1:]:
+        assert foot.dims == ("time", "lat", "lon")
+        np.testing.assert_array_equal(foot.values, feet[0].values)
+        np.testing.assert_array_equal(foot["lon"].values, feet[0]["lon"].values)
+
+
+@pytest.mark.parametrize("projection", ["+proj=utm +zone=12 +datum=WGS84", "EPSG:32612"])
+def test_utm_grid_is_unchanged(particles, projection):
+    """Values computed by the regex-based CRS code before pyproj classified projections
+    (commit f171b8b); both spellings of UTM zone 12 gave these."""
+    config = FootprintConfig(**BOX, xres=2000.0, projection=projection)
+    with pytest.warns(UserWarning, match="smoothing is effectively off"):
+        foot = calc_footprint(particles, RECEPTOR, config)
+    assert foot.shape == (4, 82, 85)
+    assert foot["x"].values[0] == 330274.505728885
+    assert foot["y"].values[0] == 4430672.973115527
+    assert foot["x"].attrs["units"] == "m"
+    sums = foot.values.astype(float).sum(axis=(1, 2))
+    expected = [0.47469412893406115, 0.5372734519187361, 0.5262192919617519, 0.6553187138633803]
+    np.testing.assert_allclose(sums, expected, rtol=1e-12)
+    assert int((foot.values > 0).sum()) == 152
+    assert np.unravel_index(foot.values.argmax(), foot.shape) == (3, 41, 48)
+    assert float(foot.values.max()) == 0.2320212870836258

@@ -9,15 +9,14 @@ projected grid covers the projection of only its two corners.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from pyproj import CRS, Transformer
 
 from ..config import FootprintConfig
+from . import crs
 
 # R's ``seq(from, to, by)`` keeps the last step when (to - from) / by is within
 # this much of an integer; the grid inherits that fuzz.
@@ -72,7 +71,7 @@ class Grid:
     xres, yres : float
         Cell size in grid units.
     projection : str
-        PROJ string of the grid.
+        CRS of the grid (see :mod:`pystilt_dask.footprint.crs`).
     is_longlat : bool
         Whether the grid is geographic.
     crosses_antimeridian : bool
@@ -108,7 +107,7 @@ class Grid:
                 xmin, xmax = float(_wrap_antimeridian(xmin)), float(_wrap_antimeridian(xmax))
                 crosses = True
         else:
-            xs, ys = _to_projection(config.projection).transform([xmin, xmax], [ymin, ymax])
+            xs, ys = crs.to_projection(config.projection).transform([xmin, xmax], [ymin, ymax])
             xmin, xmax = float(min(xs)), float(max(xs))
             ymin, ymax = float(min(ys)), float(max(ys))
         grid = cls(
@@ -156,7 +155,7 @@ class Grid:
         """Return particle positions in grid units (projected unless the grid is longlat)."""
         if self.is_longlat:
             return lon, lat
-        x, y = _to_projection(self.projection).transform(lon, lat)
+        x, y = crs.to_projection(self.projection).transform(lon, lat)
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
     @cached_property
@@ -177,7 +176,7 @@ class Grid:
                     "axis": "Y",
                 },
             }
-        units = _axis_units(self.projection)
+        units = crs.cf_units(self.projection)
         return {
             "x": {
                 "standard_name": "projection_x_coordinate",
@@ -195,20 +194,8 @@ class Grid:
 
     def grid_mapping_attrs(self) -> dict[str, Any]:
         """CF grid-mapping attributes of the grid's CRS (for a ``crs`` variable)."""
-        crs = CRS.from_user_input(self.projection)
-        attrs = {k: v for k, v in crs.to_cf().items() if not isinstance(v, dict | list)}
-        attrs["crs_wkt"] = crs.to_wkt()
+        grid_crs = crs.parse(self.projection)
+        attrs = {k: v for k, v in grid_crs.to_cf().items() if not isinstance(v, dict | list)}
+        attrs["crs_wkt"] = grid_crs.to_wkt()
         attrs["proj4"] = self.projection
         return attrs
-
-
-def _to_projection(projection: str) -> Transformer:
-    # Longitude/latitude on the projection's own datum, as R's proj4::project
-    # reads them: no datum shift (identical to EPSG:4326 for WGS84 grids).
-    crs = CRS.from_user_input(projection)
-    return Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
-
-
-def _axis_units(projection: str) -> str:
-    match = re.search(r"\+units=(\S+)", projection)
-    return match.group(1) if match else "m"
