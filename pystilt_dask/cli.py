@@ -35,6 +35,7 @@ from .execution.preload import tune_allocator
 from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
+from .footprint import to_rstilt_netcdf
 from .model import Model
 from .store import layout
 from .store.completion import STATES, State
@@ -385,6 +386,62 @@ def submit(
     if result.returncode:
         raise ConfigError(f"sbatch refused {script_path}: {result.stderr.strip()}")
     console.print(f"submitted coordinator job {result.stdout.strip()} ({script_path})")
+
+
+@command
+def export(
+    project: ProjectArg,
+    directory: Annotated[
+        str, typer.Argument(help="Folder (or fsspec URL) for the <sim_id>_foot.nc files.")
+    ],
+    footprint: Annotated[str, typer.Option(help="The footprint name to export.")],
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--ids", help="Only this simulation (repeatable); each must be complete."),
+    ] = None,
+) -> None:
+    """Write one footprint as R-STILT's <sim_id>_foot.nc files (exit 1 if some are not done)."""
+    model = open_model(project)
+    if footprint not in model.footprints:
+        known = ", ".join(model.footprints) or "none configured"
+        raise StoreError(f"no footprint named {footprint!r} in {project} ({known})")
+    target = model.footprints[footprint]
+    states = model.status().table[footprint]
+    if ids:
+        target.check_exportable(ids)  # named ids: all or nothing
+        chosen, empty, incomplete = list(ids), [], []
+    else:
+        chosen = states.index[states == State.COMPLETE].tolist()
+        empty = states.index[states == State.COMPLETE_EMPTY].tolist()
+        incomplete = states.index[~states.isin([State.COMPLETE, State.COMPLETE_EMPTY])].tolist()
+    local = (
+        None
+        if "://" in directory.removeprefix("file://")
+        else Path(directory.removeprefix("file://"))
+    )
+    if local is not None:
+        local.mkdir(parents=True, exist_ok=True)
+    foot = target.load()
+    for sim_id in chosen:
+        name = f"{sim_id}_foot.nc"
+        to_rstilt_netcdf(
+            foot.sel(simulation=sim_id),
+            local / name if local is not None else f"{directory.rstrip('/')}/{name}",
+        )
+    console.print(f"wrote {len(chosen)} files to {directory}", markup=False, highlight=False)
+    if empty:
+        console.print(
+            f"skipped {len(empty)} empty footprints (R-STILT writes no file for them)",
+            markup=False, highlight=False,
+        )  # fmt: skip
+    if incomplete:
+        error_console.print(
+            f"skipped {len(incomplete)} simulations whose footprint {footprint!r} is not "
+            f"computed yet: {', '.join(incomplete[:10])}"
+            + (f" and {len(incomplete) - 10} more" if len(incomplete) > 10 else ""),
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
 
 
 def main() -> None:

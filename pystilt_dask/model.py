@@ -17,6 +17,7 @@ import yaml
 
 from .config import ModelConfig
 from .errors import ConfigError, StoreError
+from .footprint import to_rstilt_netcdf
 from .receptors import Receptor, read_receptors, receptors_from_frame
 from .store import footprints, layout, particles, records, registry
 from .store.completion import CompletionRule, State
@@ -383,7 +384,61 @@ class Footprint:
             of each layer; receptor fields (``receptor_time``, ``receptor_longitude``,
             …, ``scene_id``, ``met``) are coordinates along ``simulation``.
         """
-        return open_footprint(self._model.location, self.name, self._model.registry())
+        return open_footprint(self._model.location, self.name, self._model.registry(), self.config)
+
+    def to_rstilt_netcdf(self, sim_id: str, path: str | Path) -> None:
+        """Write one simulation's footprint as R-STILT's ``<sim_id>_foot.nc``.
+
+        The file equals the one :func:`~pystilt_dask.footprint.to_rstilt_netcdf`
+        writes for a fresh ``calc_footprint`` of the same particles, variable for
+        variable and byte for byte (``time_created`` aside): the same layers
+        (those the particles reached), coordinates, values and attributes.
+
+        Parameters
+        ----------
+        sim_id : str
+            A registered simulation whose footprint is complete.
+        path : str or path-like
+            Destination file or fsspec URL; replaced if present.
+
+        Raises
+        ------
+        StoreError
+            If the simulation is not registered, its footprint is not computed
+            yet, or it is empty (R-STILT writes no file for an empty footprint).
+        """
+        self.check_exportable([sim_id])
+        to_rstilt_netcdf(self.load().sel(simulation=sim_id), path)
+
+    def check_exportable(self, sim_ids: Sequence[str]) -> None:
+        """Raise one :class:`~pystilt_dask.errors.StoreError` naming every id that has no file.
+
+        Each simulation must be registered and have this footprint complete and
+        not empty (R-STILT writes no file for an empty footprint).
+        """
+        states = self._model.status().table
+        unknown = [i for i in sim_ids if i not in states.index]
+        if unknown:
+            raise StoreError(f"no simulation {_ids(unknown)} in {self._model.location.root}")
+        column = states.loc[list(sim_ids), self.name]
+        missing = column.index[~column.isin([State.COMPLETE, State.COMPLETE_EMPTY])].tolist()
+        if missing:
+            raise StoreError(
+                f"footprint {self.name!r} is not computed yet for {_ids(missing)}; "
+                "run them first (`stilt-dask run`)"
+            )
+        empty = column.index[column == State.COMPLETE_EMPTY].tolist()
+        if empty:
+            raise StoreError(
+                f"footprint {self.name!r} is empty for {_ids(empty)}: "
+                "R-STILT writes no file for an empty footprint"
+            )
+
+
+def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
+    """Simulation ids for a message: the first ``shown`` of them, and how many more."""
+    more = f" and {len(sim_ids) - shown} more" if len(sim_ids) > shown else ""
+    return ", ".join(repr(i) for i in sim_ids[:shown]) + more
 
 
 def _stored_config(location: Location) -> ModelConfig | None:

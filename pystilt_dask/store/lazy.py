@@ -4,7 +4,10 @@ The ``simulation`` axis, its ids and its times come from the registry, not from
 the coordinates stored beside the array (those serve plain ``xarray.open_zarr``
 readers), so what :func:`open_footprint` returns can never carry the wrong ids.
 Each simulation is one dask task reading its own chunk; a chunk that cannot be
-decoded raises an error naming its simulation.
+decoded raises an error naming its simulation. The footprint settings are
+attributes (``footprint_xmin``, ``footprint_projection``, …) as on a
+:func:`~pystilt_dask.footprint.calc_footprint` result, so one simulation of it is
+what :func:`~pystilt_dask.footprint.to_rstilt_netcdf` writes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
+from ..config import FootprintConfig
 from ..errors import StoreError
 from . import footprints
 from .paths import Location
@@ -33,8 +37,10 @@ def _read_row(array: zarr.Array, row: int, sim_id: str) -> np.ndarray:
         ) from None
 
 
-def open_footprint(location: Location, name: str, registry: Registry) -> xr.DataArray:
-    """Open footprint ``name`` of every simulation in ``registry``, lazily.
+def open_footprint(
+    location: Location, name: str, registry: Registry, config: FootprintConfig
+) -> xr.DataArray:
+    """Open footprint ``name`` (made with ``config``) of every simulation in ``registry``, lazily.
 
     See :meth:`pystilt_dask.model.Footprint.load` for what it holds.
     """
@@ -67,5 +73,8 @@ def open_footprint(location: Location, name: str, registry: Registry) -> xr.Data
         "met": ("simulation", table["met"].to_numpy(str)),
     }  # fmt: skip
     attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
+    settings = config.model_dump()
+    settings["time_integrate"] = int(settings["time_integrate"])  # netCDF has no booleans
+    attrs.update({f"footprint_{k}": v for k, v in settings.items()})
     foot = xr.DataArray(data, dims=dims, coords=coords, name="foot", attrs=attrs)
     return foot.assign_coords({v: group[v] for v in group.variables if v not in foot.coords})
