@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .footprint import crs
+from .footprint.transforms import AveragingKernel, PressureWeighting, Transform
 
 #: The particle variables R-STILT writes by default (``run_stilt.r``).
 DEFAULT_VARSIWANT = (
@@ -295,6 +297,10 @@ class FootprintConfig(_Section):
         Scale of the Gaussian kernel bandwidth; 0 disables smoothing.
     time_integrate : bool
         Sum all hours into one layer stamped at the receptor time.
+    transforms : tuple of Transform
+        Reweightings of the particles' ``foot`` applied in order before gridding
+        (:mod:`pystilt_dask.footprint.transforms`): ``averaging_kernel``,
+        ``pressure_weighting``, ``first_order_lifetime`` or your own class by import path.
     """
 
     xmin: float
@@ -306,12 +312,11 @@ class FootprintConfig(_Section):
     projection: str = "+proj=longlat"
     smooth_factor: float = Field(1.0, ge=0)
     time_integrate: bool = False
+    transforms: tuple[Transform, ...] = ()
 
     @field_validator("projection")
     @classmethod
     def _readable_projection(cls, value: str) -> str:
-        from .footprint import crs  # the footprint package imports this module
-
         crs.parse(value)  # raises ValueError naming the projection
         return value
 
@@ -323,11 +328,19 @@ class FootprintConfig(_Section):
             raise ValueError(f"ymax ({self.ymax}) must exceed ymin ({self.ymin})")
         return self
 
+    def needed_variables(self) -> set[str]:
+        """The particle variables (``varsiwant`` codes) the transforms read."""
+        needed = set()
+        for transform in self.transforms:
+            if isinstance(transform, PressureWeighting):
+                needed |= {"pres", "zagl"}
+            elif isinstance(transform, AveragingKernel) and transform.coordinate == "pres":
+                needed.add("pres")
+        return needed
+
     @property
     def is_longlat(self) -> bool:
         """Whether the grid is in geographic coordinates."""
-        from .footprint import crs  # the footprint package imports this module
-
         return crs.is_geographic(self.projection)
 
 
@@ -409,6 +422,17 @@ class ModelConfig(_Section):
             raise ValueError("mets needs at least one meteorology archive")
         return value
 
+    @model_validator(mode="after")
+    def _transform_variables(self) -> ModelConfig:
+        for name, footprint in self.footprints.items():
+            missing = sorted(footprint.needed_variables() - set(self.hysplit.varsiwant))
+            if missing:
+                raise ValueError(
+                    f"footprint {name!r}: its transforms need hysplit.varsiwant "
+                    f"to include {missing}"
+                )
+        return self
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         """Read and validate a config file, resolving relative paths against its folder.
@@ -445,8 +469,15 @@ class ModelConfig(_Section):
             name: met.model_copy(update={"directory": _anchor(met.directory, base)})
             for name, met in self.mets.items()
         }
+        footprints = {
+            name: fp.model_copy(
+                update={"transforms": tuple(_anchor_table(t, base) for t in fp.transforms)}
+            )
+            for name, fp in self.footprints.items()
+        }
         return self.model_copy(
             update={
+                "footprints": footprints,
                 "receptors": _anchor(self.receptors, base)
                 if self.receptors
                 else _default_receptors(base),
@@ -491,6 +522,12 @@ def _default_receptors(base: Path) -> str | None:
     # another table has none, and runs what its store holds.
     default = base / "receptors.csv"
     return str(default) if default.is_file() else None
+
+
+def _anchor_table(transform: Transform, base: Path) -> Transform:
+    if isinstance(transform, AveragingKernel) and transform.table is not None:
+        return transform.model_copy(update={"table": _anchor(transform.table, base)})
+    return transform
 
 
 def _anchor(path: str, base: Path) -> str:

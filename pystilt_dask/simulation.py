@@ -23,7 +23,7 @@ import pandas as pd
 
 from .config import ModelConfig
 from .errors import HysplitError, StiltError
-from .footprint import calc_footprint, is_empty
+from .footprint import footprint_layers
 from .hysplit.run import cancellation_probe
 from .receptors import Receptor
 from .store import claims, footprints, layout, particles, publish, records, registry
@@ -130,10 +130,10 @@ def _attempt(
         for name in todo:
             step = f"footprint:{name}"
             fp_config = config.footprints[name]
-            foot = calc_footprint(table, receptor, fp_config)
-            chunk = footprints.to_chunk(foot, fp_config, config.hysplit, receptor.time)
+            layers, values = footprint_layers(table, receptor, fp_config)
+            chunk = footprints.place_layers(layers, values, fp_config, config.hysplit)
             _raise_if(cancelled)
-            publish.publish_footprint(location, name, sim_id, row, chunk, is_empty(foot))
+            publish.publish_footprint(location, name, sim_id, row, chunk, layers.size == 0)
     except Exception as exc:
         if isinstance(exc, HysplitError) and exc.reason == "cancelled":
             # Dask gave up on this task (cancelled, client closed, worker closing):

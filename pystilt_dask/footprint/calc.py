@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..config import FootprintConfig
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor
 from . import kernels
 from .bandwidth import bandwidths, kernel_shape, nearest
 from .grid import Grid
 from .interpolate import interpolate_early, needs_interpolation
+from .transforms import apply_transforms
+
+if TYPE_CHECKING:  # config imports this package
+    from ..config import FootprintConfig
 
 PARTICLE_COLUMNS = ("time", "indx", "long", "lati", "foot")
 UNITS = "ppm m2 s umol-1"
@@ -63,7 +67,8 @@ def calc_footprint(
         The receptor the particles were released from; its time stamps the
         layers and its attributes are copied to the result.
     config : FootprintConfig
-        Grid, projection, smoothing factor and time integration.
+        Grid, projection, transforms (applied to ``foot`` first), smoothing factor
+        and time integration.
 
     Returns
     -------
@@ -93,14 +98,51 @@ def calc_footprint(
     >>> foot = calc_footprint(particles, receptor, config)  # doctest: +SKIP
     >>> foot.sum("time")  # doctest: +SKIP
     """
+    grid = Grid.from_config(config)
+    if not grid.is_longlat:
+        warnings.warn(_PROJECTED_BANDWIDTH, UserWarning, stacklevel=2)
+    layers, values = footprint_layers(particles, receptor, config, _interpolate=_interpolate)
+    return _as_dataarray(values, layers, receptor, config, grid)
+
+
+def footprint_layers(
+    particles: pd.DataFrame,
+    receptor: PointReceptor | ColumnReceptor | MultiPointReceptor,
+    config: FootprintConfig,
+    *,
+    _interpolate: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The footprint's hourly layers as arrays: what :func:`calc_footprint` wraps.
+
+    The footprint's transforms are applied to the particles first. The store
+    writes these arrays directly; the grid is :meth:`Grid.from_config` of ``config``.
+
+    Parameters
+    ----------
+    particles, receptor, config :
+        As for :func:`calc_footprint`.
+
+    Returns
+    -------
+    layers : numpy.ndarray
+        int64 hour index of each layer, ascending: layer ``k`` holds the steps with
+        ``floor(time / 60) == k`` (``0`` alone when time-integrated). Layers without
+        particles near the grid are left out; an empty footprint has none.
+    values : numpy.ndarray
+        float32 ``(layer, y, x)`` footprint, y and x ascending.
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing, a transform cannot be applied, or the grid
+        holds no whole cell.
+    """
     missing = [name for name in PARTICLE_COLUMNS if name not in particles.columns]
     if missing:
         raise ValueError(f"particle table lacks column(s) {missing}; needs {PARTICLE_COLUMNS}")
     grid = Grid.from_config(config)
-    if not grid.is_longlat:
-        warnings.warn(_PROJECTED_BANDWIDTH, UserWarning, stacklevel=2)
-    layers, values = _footprint_layers(particles, grid, config, interpolate=_interpolate)
-    return _as_dataarray(values, layers, receptor, config, grid)
+    particles = apply_transforms(particles, config.transforms, receptor)
+    return _footprint_layers(particles, grid, config, interpolate=_interpolate)
 
 
 def is_empty(foot: xr.DataArray) -> bool:
@@ -291,8 +333,12 @@ def _as_dataarray(
         coords["crs"] = ((), 0, grid.grid_mapping_attrs())
         attrs["grid_mapping"] = "crs"
     attrs.update({f"receptor_{k}": v for k, v in receptor.to_attrs().items()})
-    settings = config.model_dump()
+    settings = config.model_dump(mode="json", exclude={"transforms"})
     settings["time_integrate"] = int(settings["time_integrate"])  # netCDF has no booleans
+    if config.transforms:  # netCDF attributes hold no lists of mappings
+        settings["transforms"] = json.dumps(
+            [t.model_dump(mode="json", exclude_none=True) for t in config.transforms]
+        )
     attrs.update({f"footprint_{k}": v for k, v in settings.items()})
     return xr.DataArray(
         values, dims=("time", y_dim, x_dim), coords=coords, name="foot", attrs=attrs

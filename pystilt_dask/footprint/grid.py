@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import FootprintConfig
 from . import crs
+
+if TYPE_CHECKING:  # config imports this package
+    from ..config import FootprintConfig
 
 # R's ``seq(from, to, by)`` keeps the last step when (to - from) / by is within
 # this much of an integer; the grid inherits that fuzz.
@@ -90,35 +92,17 @@ class Grid:
 
     @classmethod
     def from_config(cls, config: FootprintConfig) -> Grid:
-        """Build the grid of a footprint configuration.
+        """Build the grid of a footprint configuration (cached per process).
 
         Longlat bounds spanning the globe become -180..180; bounds crossing the
         antimeridian (``xmax < xmin`` or ``xmax > 180``) move to [0, 360).
         Projected bounds are the extremes of the two projected corners
         ``(xmin, ymin)`` and ``(xmax, ymax)``, as in R-STILT.
         """
-        xmin, xmax, ymin, ymax = config.xmin, config.xmax, config.ymin, config.ymax
-        xres, yres = float(config.xres), float(config.yres or config.xres)
-        crosses = False
-        if config.is_longlat:
-            if ((180.0 - xmin) - (-180.0 - xmax)) % 360.0 == 0:
-                xmin, xmax = -180.0, 180.0
-            elif xmax < xmin or xmax > 180.0:
-                xmin, xmax = float(_wrap_antimeridian(xmin)), float(_wrap_antimeridian(xmax))
-                crosses = True
-        else:
-            xs, ys = crs.to_projection(config.projection).transform([xmin, xmax], [ymin, ymax])
-            xmin, xmax = float(min(xs)), float(max(xs))
-            ymin, ymax = float(min(ys)), float(max(ys))
-        grid = cls(
-            xmin, xmax, ymin, ymax, xres, yres, config.projection, config.is_longlat, crosses
-        )
-        if grid.nx < 1 or grid.ny < 1:
-            raise ValueError(
-                f"footprint grid {config.xmin}..{config.xmax} x {config.ymin}..{config.ymax} "
-                f"holds no whole {xres} x {yres} cell"
-            )
-        return grid
+        xres = float(config.xres)
+        yres = float(config.yres or config.xres)
+        bounds = (config.xmin, config.xmax, config.ymin, config.ymax)
+        return _grid(*bounds, xres, yres, config.projection)
 
     @property
     def nx(self) -> int:
@@ -199,3 +183,31 @@ class Grid:
         attrs["crs_wkt"] = grid_crs.to_wkt()
         attrs["proj4"] = self.projection
         return attrs
+
+
+# Every footprint of a project shares its grid: build it (and its projection of
+# the bounds) once per process, not once per simulation.
+@lru_cache(maxsize=32)
+def _grid(
+    xmin: float, xmax: float, ymin: float, ymax: float, xres: float, yres: float, projection: str
+) -> Grid:
+    config_bounds = (xmin, xmax, ymin, ymax)
+    is_longlat = crs.is_geographic(projection)
+    crosses = False
+    if is_longlat:
+        if ((180.0 - xmin) - (-180.0 - xmax)) % 360.0 == 0:
+            xmin, xmax = -180.0, 180.0
+        elif xmax < xmin or xmax > 180.0:
+            xmin, xmax = float(_wrap_antimeridian(xmin)), float(_wrap_antimeridian(xmax))
+            crosses = True
+    else:
+        xs, ys = crs.to_projection(projection).transform([xmin, xmax], [ymin, ymax])
+        xmin, xmax = float(min(xs)), float(max(xs))
+        ymin, ymax = float(min(ys)), float(max(ys))
+    grid = Grid(xmin, xmax, ymin, ymax, xres, yres, projection, is_longlat, crosses)
+    if grid.nx < 1 or grid.ny < 1:
+        x0, x1, y0, y1 = config_bounds
+        raise ValueError(
+            f"footprint grid {x0}..{x1} x {y0}..{y1} holds no whole {xres} x {yres} cell"
+        )
+    return grid

@@ -73,7 +73,12 @@ def lags(config: FootprintConfig, hysplit: HysplitConfig) -> np.ndarray:
 
 
 def _settings(config: FootprintConfig, hysplit: HysplitConfig) -> str:
-    return json.dumps({"footprint": config.model_dump(mode="json"), "n_hours": hysplit.n_hours})
+    # Without transforms the settings read as before transforms existed, so
+    # stores made then still match their config.
+    footprint = config.model_dump(
+        mode="json", exclude=set() if config.transforms else {"transforms"}
+    )
+    return json.dumps({"footprint": footprint, "n_hours": hysplit.n_hours})
 
 
 def ensure_group(
@@ -219,12 +224,38 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
     return group
 
 
+def place_layers(
+    layers: np.ndarray, values: np.ndarray, config: FootprintConfig, hysplit: HysplitConfig
+) -> np.ndarray:
+    """Place :func:`~pystilt_dask.footprint.calc.footprint_layers` on the store's chunk.
+
+    Layer ``k`` goes to lag ``k``; lags no layer reaches are zero, and an empty
+    footprint (no layers) is all zeros.
+
+    Raises
+    ------
+    StoreError
+        When a layer lies outside the footprint's lags.
+    """
+    lag = lags(config, hysplit)
+    index = np.asarray(layers, dtype=np.int64) - int(lag[0])
+    if index.size and (index.min() < 0 or index.max() >= len(lag)):
+        raise StoreError(f"footprint layers at {list(layers)} h are outside lags {list(lag)}")
+    if np.array_equal(index, np.arange(len(lag))):
+        return values  # every layer present, in order: no copy of a grid-sized array
+    chunk = np.zeros((len(lag), *values.shape[1:]), dtype="float32")
+    chunk[index] = values
+    return chunk
+
+
 def to_chunk(
     foot: xr.DataArray, config: FootprintConfig, hysplit: HysplitConfig, receptor_time
 ) -> np.ndarray:
-    """Place a ``calc_footprint`` result on the store's ``(lag, y, x)`` chunk.
+    """Place a ``calc_footprint`` result (or any footprint DataArray) on the store's chunk.
 
-    An empty footprint (no ``time`` layers) becomes all zeros.
+    The store's own writers use :func:`place_layers`; this checks a DataArray made
+    elsewhere against the configured grid first. An empty footprint (no ``time``
+    layers) becomes all zeros.
 
     Raises
     ------
@@ -232,9 +263,9 @@ def to_chunk(
         When the footprint's grid or layer times do not fit the configured grid.
     """
     grid = Grid.from_config(config)
-    lag = lags(config, hysplit)
     if foot.sizes.get("time", 0) == 0:
-        return np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
+        empty = np.zeros((0, grid.ny, grid.nx), dtype="float32")
+        return place_layers(np.zeros(0, dtype=np.int64), empty, config, hysplit)
     if set(foot.dims) != {"time", *grid.dims}:
         raise StoreError(f"footprint dims {foot.dims} do not match the grid dims {grid.dims}")
     foot = foot.transpose("time", *grid.dims)
@@ -247,15 +278,12 @@ def to_chunk(
     offsets = (pd.DatetimeIndex(foot["time"].values) - pd.Timestamp(receptor_time)) / pd.Timedelta(
         "1h"
     )
-    index = np.asarray(offsets, dtype="float64") - lag[0]
-    if not np.array_equal(index, np.round(index)) or index.min() < 0 or index.max() >= len(lag):
-        raise StoreError(f"footprint layers at {list(offsets)} h are outside lags {list(lag)}")
-    values = np.asarray(foot.values, dtype="float32")
-    if np.array_equal(index, np.arange(len(lag))):
-        return values  # every layer present, in order: no copy of a grid-sized array
-    chunk = np.zeros((len(lag), grid.ny, grid.nx), dtype="float32")
-    chunk[index.astype(int)] = values
-    return chunk
+    hours = np.asarray(offsets, dtype="float64")
+    if not np.array_equal(hours, np.round(hours)):
+        raise StoreError(f"footprint layers at {list(offsets)} h are not whole hours")
+    return place_layers(
+        hours.astype(np.int64), np.asarray(foot.values, dtype="float32"), config, hysplit
+    )
 
 
 def foot_array(
