@@ -1,8 +1,8 @@
 """pystilt_dask: STILT (HYSPLIT-STILT particles, R-STILT footprints) on any Dask cluster."""
 
 from . import (
+    accessor,  # noqa: F401  (registers the `foot.stilt` accessor)
     defaults,  # noqa: F401  (registers the `stilt` dask.config namespace first)
-    plot,  # noqa: F401  (registers the `foot.stilt` accessor)
 )
 from .config import ExecutionConfig, FootprintConfig, HysplitConfig, MetConfig, ModelConfig
 from .footprint import calc_footprint, is_empty, to_rstilt_netcdf

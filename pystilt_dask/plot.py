@@ -21,7 +21,6 @@ already on disk, so a plot never waits for, or fails on, a download; pass
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["FootprintAccessor", "footprint_map", "tracks"]
+__all__ = ["footprint_map", "to_map", "tracks"]
 
 _TIME_DIMS = ("lag", "time")
 _SPATIAL = (("lat", "lon"), ("y", "x"))
@@ -37,224 +36,197 @@ _EMPTY_TEXT = "empty footprint: no surface influence on this grid"
 _COASTLINE_SCALE = "50m"
 
 
-class FootprintAccessor:
-    """STILT helpers on a footprint :class:`~xarray.DataArray`: ``foot.stilt``.
+def to_map(
+    foot: xr.DataArray,
+    simulation: Hashable | Sequence[Hashable] | int | None = None,
+    lag: int | slice | Sequence[int] | None = None,
+    time: Any = None,
+    how: Literal["sum", "mean"] = "sum",
+) -> xr.DataArray:
+    """Reduce the footprint to one 2-D map, lazily (nothing is computed): ``foot.stilt.to_map``.
 
-    PYSTILT's ``stilt`` package registers an accessor of the same name when it is
-    imported; imported after pystilt_dask, it replaces this one (xarray warns).
-    :func:`register` puts this one back.
+    Parameters
+    ----------
+    foot : xarray.DataArray
+        The lazy ``foot(simulation, lag, lat, lon)`` of
+        :meth:`pystilt_dask.model.Footprint.load` (``y, x`` on projected grids),
+        or the ``foot(time, lat, lon)`` of :func:`pystilt_dask.calc_footprint`.
+    simulation : str, int, sequence of str, or None
+        Simulation id(s) to select (an ``int`` selects by position);
+        ``None`` keeps every simulation. Ignored when the array has no
+        ``simulation`` dimension.
+    lag : int, slice or sequence of int, optional
+        Hourly layers to keep, by their ``lag`` label in hours (negative for
+        backward runs; a ``slice`` is inclusive at both ends, as in
+        :meth:`xarray.DataArray.sel`). Default: every layer.
+    time : datetime-like or slice, optional
+        Layers whose start time (the ``time`` coordinate) equals this, or
+        lies within this inclusive slice. Combines with ``lag``.
+    how : {"sum", "mean"}
+        How several simulations are combined after each is summed over its
+        layers: the ``sum`` of their maps, or their ``mean``. Simulations not
+        yet computed (NaN) are left out of either.
 
-    Works on the lazy ``foot(simulation, lag, lat, lon)`` of
-    :meth:`pystilt_dask.model.Footprint.load` (``y, x`` on projected grids) and
-    on the ``foot(time, lat, lon)`` of :func:`pystilt_dask.calc_footprint`.
+    Returns
+    -------
+    xarray.DataArray
+        ``(lat, lon)`` (or ``(y, x)``), summed over the selected layers: the
+        time-integrated footprint, in the footprint's units (the response to
+        a constant flux of 1 µmol m⁻² s⁻¹ over the selected hours). Cells
+        without influence are 0; NaN only where nothing selected is computed.
+
+    Raises
+    ------
+    ValueError
+        If the array is not a footprint (no ``lat/lon`` or ``y/x``
+        dimensions), ``how`` is unknown or the selection is empty.
     """
-
-    def __init__(self, obj: xr.DataArray) -> None:
-        self._obj = obj
-
-    def to_map(
-        self,
-        simulation: Hashable | Sequence[Hashable] | int | None = None,
-        lag: int | slice | Sequence[int] | None = None,
-        time: Any = None,
-        how: Literal["sum", "mean"] = "sum",
-    ) -> xr.DataArray:
-        """Reduce the footprint to one 2-D map, lazily (nothing is computed).
-
-        Parameters
-        ----------
-        simulation : str, int, sequence of str, or None
-            Simulation id(s) to select (an ``int`` selects by position);
-            ``None`` keeps every simulation. Ignored when the array has no
-            ``simulation`` dimension.
-        lag : int, slice or sequence of int, optional
-            Hourly layers to keep, by their ``lag`` label in hours (negative for
-            backward runs; a ``slice`` is inclusive at both ends, as in
-            :meth:`xarray.DataArray.sel`). Default: every layer.
-        time : datetime-like or slice, optional
-            Layers whose start time (the ``time`` coordinate) equals this, or
-            lies within this inclusive slice. Combines with ``lag``.
-        how : {"sum", "mean"}
-            How several simulations are combined after each is summed over its
-            layers: the ``sum`` of their maps, or their ``mean``. Simulations not
-            yet computed (NaN) are left out of either.
-
-        Returns
-        -------
-        xarray.DataArray
-            ``(lat, lon)`` (or ``(y, x)``), summed over the selected layers: the
-            time-integrated footprint, in the footprint's units (the response to
-            a constant flux of 1 µmol m⁻² s⁻¹ over the selected hours). Cells
-            without influence are 0; NaN only where nothing selected is computed.
-
-        Raises
-        ------
-        ValueError
-            If the array is not a footprint (no ``lat/lon`` or ``y/x``
-            dimensions), ``how`` is unknown or the selection is empty.
-        """
-        if how not in ("sum", "mean"):
-            raise ValueError(f"how must be 'sum' or 'mean', not {how!r}")
-        foot = _select(self._obj, simulation, lag, time)
-        layers = [d for d in _TIME_DIMS if d in foot.dims]
-        if layers:
-            foot = foot.sum(layers, min_count=1, keep_attrs=True)
-        if "simulation" in foot.dims:
-            if how == "sum":
-                foot = foot.sum("simulation", min_count=1, keep_attrs=True)
-            else:
-                foot = foot.mean("simulation", keep_attrs=True)
-        extra = [d for d in foot.dims if d not in _spatial_dims(self._obj)]
-        if extra:
-            raise ValueError(f"cannot reduce dimensions {extra} to a map; select them first")
-        return foot
-
-    def plot(
-        self,
-        simulation: Hashable | Sequence[Hashable] | int | None = None,
-        lag: int | slice | Sequence[int] | None = None,
-        time: Any = None,
-        how: Literal["sum", "mean"] = "sum",
-        ax: Any = None,
-        vmin: float | None = None,
-        vmax: float | None = None,
-        cmap: str | Any = "viridis",
-        receptor: bool = True,
-        coastlines: bool | None = None,
-        colorbar: bool = True,
-        title: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Draw a map of the footprint on a log colour scale, the receptor marked.
-
-        The map is :meth:`to_map` of the same selection: each simulation summed
-        over the selected layers (default: all of them), several simulations
-        combined by ``how``. Computes only that selection.
-
-        Parameters
-        ----------
-        simulation, lag, time, how
-            The selection, as in :meth:`to_map`. With one simulation in the
-            array, that one is drawn.
-        ax : matplotlib.axes.Axes, optional
-            Where to draw; default: a new figure (a cartopy ``GeoAxes`` when
-            coastlines are drawn).
-        vmin, vmax : float, optional
-            Colour range (:class:`~matplotlib.colors.LogNorm`, positive values
-            only). Default: the largest value, and the smallest positive value
-            but at most six decades below it.
-        cmap : str or matplotlib.colors.Colormap
-            Colour map; cells without influence (zero) are left transparent.
-        receptor : bool
-            Mark each selected receptor (a star at ``receptor_longitude``,
-            ``receptor_latitude``; the ``receptor_*`` attributes of a
-            :func:`~pystilt_dask.calc_footprint` result), labelled ``"receptor"``.
-        coastlines : bool, optional
-            ``None`` (default): draw them when cartopy is importable, the grid is
-            longitude/latitude and cartopy's Natural Earth coastlines (1:50m) are
-            on disk; ``True``: draw them (needs cartopy, which downloads the
-            coastlines when missing); ``False``: never.
-        colorbar : bool
-            Add a colour bar labelled with the footprint's ``long_name`` and ``units``
-            (the axes are labelled from the grid coordinates' ``standard_name``, or
-            ``long_name`` on projected grids, and ``units``).
-        title : str, optional
-            Default: the simulation id, or what was combined, and the layers.
-        **kwargs
-            Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The axes drawn on: a :class:`~matplotlib.collections.QuadMesh` of the
-            map, and a ``"receptor"`` line per marked receptor.
-
-        Raises
-        ------
-        ValueError
-            If nothing selected has been computed (every value NaN).
-
-        Notes
-        -----
-        An **empty footprint** (all zeros: the particles never came near the
-        surface on this grid, a ``complete-empty`` simulation) is not an error:
-        the plot is valid but empty, with the grid's extent, the receptor marked,
-        the text ``"empty footprint: no surface influence on this grid"`` in the
-        middle, and no colour mesh or colour bar (a log scale has nothing to
-        show). Test for it with ``ax.collections`` being empty.
-
-        Examples
-        --------
-        >>> foot = model.footprints["default"].load()  # doctest: +SKIP
-        >>> ax = foot.stilt.plot(simulation=foot.simulation.values[0])  # doctest: +SKIP
-        >>> ax = foot.stilt.plot(lag=slice(-3, -1), how="mean")  # doctest: +SKIP
-        """
-        field = self.to_map(simulation, lag, time, how).compute()
-        values = np.asarray(field.values, dtype=np.float64)
-        if np.isnan(values).all():
-            raise ValueError(
-                "nothing to plot: the selected footprints are all NaN (simulations not "
-                "computed yet; run them first, or select complete ones)"
-            )
-        y_dim, x_dim = field.dims
-        longlat = (y_dim, x_dim) == ("lat", "lon")
-        ax, transform = _axes(ax, coastlines, longlat)
-        x, y = field[x_dim].values, field[y_dim].values
-        positive = values > 0
-        mesh = None
-        if positive.any():
-            from matplotlib.colors import LogNorm
-
-            top = float(values[positive].max()) if vmax is None else vmax
-            bottom = max(float(values[positive].min()), top * 1e-6) if vmin is None else vmin
-            norm = LogNorm(vmin=bottom, vmax=max(top, bottom))
-            masked = np.ma.masked_where(~positive, values)
-            geo = {} if transform is None else {"transform": transform}
-            mesh = ax.pcolormesh(
-                x, y, masked, norm=norm, cmap=cmap, shading="nearest", **geo, **kwargs
-            )
+    if how not in ("sum", "mean"):
+        raise ValueError(f"how must be 'sum' or 'mean', not {how!r}")
+    foot = _select(foot, simulation, lag, time)
+    layers = [d for d in _TIME_DIMS if d in foot.dims]
+    if layers:
+        foot = foot.sum(layers, min_count=1, keep_attrs=True)
+    if "simulation" in foot.dims:
+        if how == "sum":
+            foot = foot.sum("simulation", min_count=1, keep_attrs=True)
         else:
-            ax.text(
-                0.5, 0.5, _EMPTY_TEXT, transform=ax.transAxes, ha="center", va="center",
-                wrap=True,
-            )  # fmt: skip
-        dx = (x[1] - x[0]) / 2 if len(x) > 1 else 0.5
-        dy = (y[1] - y[0]) / 2 if len(y) > 1 else 0.5
-        extent = (x[0] - dx, x[-1] + dx, y[0] - dy, y[-1] + dy)
-        if transform is None:
-            ax.set_xlim(extent[0], extent[1])
-            ax.set_ylim(extent[2], extent[3])
-        else:
-            ax.set_extent(extent, crs=transform)
-        if receptor:
-            points = _receptors(self._obj, simulation, (y_dim, x_dim))
-            if points is not None:
-                _mark(ax, *points, transform)
-        if mesh is not None and colorbar:
-            ax.figure.colorbar(mesh, ax=ax, label=_label(self._obj, "footprint"))
-        ax.set_xlabel(_label(field[x_dim], x_dim, prefer_standard_name=longlat))
-        ax.set_ylabel(_label(field[y_dim], y_dim, prefer_standard_name=longlat))
-        if longlat and transform is None:
-            ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(y))))
-        ax.set_title(_title(self._obj, simulation, lag, time, how) if title is None else title)
-        return ax
+            foot = foot.mean("simulation", keep_attrs=True)
+    extra = [d for d in foot.dims if d not in _spatial_dims(foot)]
+    if extra:
+        raise ValueError(f"cannot reduce dimensions {extra} to a map; select them first")
+    return foot
 
 
-def register() -> None:
-    """Register (again) :class:`FootprintAccessor` as ``DataArray.stilt``.
+def footprint_map(
+    foot: xr.DataArray,
+    simulation: Hashable | Sequence[Hashable] | int | None = None,
+    lag: int | slice | Sequence[int] | None = None,
+    time: Any = None,
+    how: Literal["sum", "mean"] = "sum",
+    ax: Any = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str | Any = "viridis",
+    receptor: bool = True,
+    coastlines: bool | None = None,
+    colorbar: bool = True,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Draw a map of the footprint on a log colour scale, the receptor marked.
 
-    Done when pystilt_dask is imported; call it after importing PYSTILT's ``stilt``
-    package, whose own ``stilt`` accessor replaces ours.
+    The map is :func:`to_map` of the same selection: each simulation summed
+    over the selected layers (default: all of them), several simulations
+    combined by ``how``. Computes only that selection.
+
+    Parameters
+    ----------
+    foot : xarray.DataArray
+        A footprint, as for :func:`to_map`.
+    simulation, lag, time, how
+        The selection, as in :func:`to_map`. With one simulation in the
+        array, that one is drawn.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default: a new figure (a cartopy ``GeoAxes`` when
+        coastlines are drawn).
+    vmin, vmax : float, optional
+        Colour range (:class:`~matplotlib.colors.LogNorm`, positive values
+        only). Default: the largest value, and the smallest positive value
+        but at most six decades below it.
+    cmap : str or matplotlib.colors.Colormap
+        Colour map; cells without influence (zero) are left transparent.
+    receptor : bool
+        Mark each selected receptor (a star at ``receptor_longitude``,
+        ``receptor_latitude``; the ``receptor_*`` attributes of a
+        :func:`~pystilt_dask.calc_footprint` result), labelled ``"receptor"``.
+    coastlines : bool, optional
+        ``None`` (default): draw them when cartopy is importable, the grid is
+        longitude/latitude and cartopy's Natural Earth coastlines (1:50m) are
+        on disk; ``True``: draw them (needs cartopy, which downloads the
+        coastlines when missing); ``False``: never.
+    colorbar : bool
+        Add a colour bar labelled with the footprint's ``long_name`` and ``units``
+        (the axes are labelled from the grid coordinates' ``standard_name``, or
+        ``long_name`` on projected grids, and ``units``).
+    title : str, optional
+        Default: the simulation id, or what was combined, and the layers.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on: a :class:`~matplotlib.collections.QuadMesh` of the
+        map, and a ``"receptor"`` line per marked receptor.
+
+    Raises
+    ------
+    ValueError
+        If nothing selected has been computed (every value NaN).
+
+    Notes
+    -----
+    An **empty footprint** (all zeros: the particles never came near the
+    surface on this grid, a ``complete-empty`` simulation) is not an error:
+    the plot is valid but empty, with the grid's extent, the receptor marked,
+    the text ``"empty footprint: no surface influence on this grid"`` in the
+    middle, and no colour mesh or colour bar (a log scale has nothing to
+    show). Test for it with ``ax.collections`` being empty.
+
+    Examples
+    --------
+    >>> foot = model.footprints["default"].load()  # doctest: +SKIP
+    >>> ax = foot.stilt.plot(simulation=foot.simulation.values[0])  # doctest: +SKIP
+    >>> ax = foot.stilt.plot(lag=slice(-3, -1), how="mean")  # doctest: +SKIP
     """
-    with warnings.catch_warnings():
-        # Replacing PYSTILT's accessor (or our own, again) is the point here.
-        warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
-        xr.register_dataarray_accessor("stilt")(FootprintAccessor)
+    field = to_map(foot, simulation, lag, time, how).compute()
+    values = np.asarray(field.values, dtype=np.float64)
+    if np.isnan(values).all():
+        raise ValueError(
+            "nothing to plot: the selected footprints are all NaN (simulations not "
+            "computed yet; run them first, or select complete ones)"
+        )
+    y_dim, x_dim = field.dims
+    longlat = (y_dim, x_dim) == ("lat", "lon")
+    ax, transform = _axes(ax, coastlines, longlat)
+    x, y = field[x_dim].values, field[y_dim].values
+    positive = values > 0
+    mesh = None
+    if positive.any():
+        from matplotlib.colors import LogNorm
 
-
-def footprint_map(foot: xr.DataArray, **kwargs: Any) -> Any:
-    """Same as ``foot.stilt.plot(**kwargs)``: see :meth:`FootprintAccessor.plot`."""
-    return foot.stilt.plot(**kwargs)
+        top = float(values[positive].max()) if vmax is None else vmax
+        bottom = max(float(values[positive].min()), top * 1e-6) if vmin is None else vmin
+        norm = LogNorm(vmin=bottom, vmax=max(top, bottom))
+        masked = np.ma.masked_where(~positive, values)
+        geo = {} if transform is None else {"transform": transform}
+        mesh = ax.pcolormesh(x, y, masked, norm=norm, cmap=cmap, shading="nearest", **geo, **kwargs)
+    else:
+        ax.text(
+            0.5, 0.5, _EMPTY_TEXT, transform=ax.transAxes, ha="center", va="center",
+            wrap=True,
+        )  # fmt: skip
+    dx = (x[1] - x[0]) / 2 if len(x) > 1 else 0.5
+    dy = (y[1] - y[0]) / 2 if len(y) > 1 else 0.5
+    extent = (x[0] - dx, x[-1] + dx, y[0] - dy, y[-1] + dy)
+    if transform is None:
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+    else:
+        ax.set_extent(extent, crs=transform)
+    if receptor:
+        points = _receptors(foot, simulation, (y_dim, x_dim))
+        if points is not None:
+            _mark(ax, *points, transform)
+    if mesh is not None and colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label=_label(foot, "footprint"))
+    ax.set_xlabel(_label(field[x_dim], x_dim, prefer_standard_name=longlat))
+    ax.set_ylabel(_label(field[y_dim], y_dim, prefer_standard_name=longlat))
+    if longlat and transform is None:
+        ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(y))))
+    ax.set_title(_title(foot, simulation, lag, time, how) if title is None else title)
+    return ax
 
 
 def tracks(
@@ -296,7 +268,7 @@ def tracks(
     cmap : str or matplotlib.colors.Colormap, optional
         Default ``"plasma"`` for time, ``"viridis"`` for height.
     coastlines : bool, optional
-        As in :meth:`FootprintAccessor.plot`.
+        As in :func:`footprint_map`.
     colorbar : bool
         Add a colour bar labelled with the quantity and its units.
     linewidth, alpha : float
@@ -542,6 +514,3 @@ def _title(foot: xr.DataArray, simulation: Any, lag: Any, time: Any, how: str) -
             f"time {time.start}..{time.stop}" if isinstance(time, slice) else f"time {time}"
         )
     return f"{head}, " + ", ".join(parts)
-
-
-register()

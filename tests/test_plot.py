@@ -21,8 +21,9 @@ from matplotlib.collections import LineCollection, QuadMesh  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 import pystilt_dask as stilt  # noqa: E402
+from pystilt_dask.accessor import register  # noqa: E402
 from pystilt_dask.demo import make_demo_project  # noqa: E402
-from pystilt_dask.plot import register, tracks  # noqa: E402
+from pystilt_dask.plot import tracks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def test_register_takes_the_accessor_back_from_pystilt():
     import xarray as xr
 
     register()
-    assert type(xr.DataArray([1.0]).stilt).__module__ == "pystilt_dask.plot"
+    assert type(xr.DataArray([1.0]).stilt).__module__ == "pystilt_dask.accessor"
 
 
 HAVE_CARTOPY = importlib.util.find_spec("cartopy") is not None

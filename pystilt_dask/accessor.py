@@ -1,0 +1,195 @@
+"""The ``foot.stilt`` accessor: maps and analysis of footprints, on any DataArray.
+
+Importing :mod:`pystilt_dask` registers it. Drawing is in :mod:`pystilt_dask.plot`
+(matplotlib is imported only to draw); the analysis in :mod:`pystilt_dask.analysis`
+(lazy dask reductions straight from the store)::
+
+    foot = model.footprints["default"].load()  # lazy (simulation, lag, lat, lon)
+    foot.stilt.plot(simulation=sim_id)  # one simulation, summed over lag
+    enhancement = foot.stilt.convolve(flux)  # lazy (simulation,), ppm
+    H = foot.stilt.jacobian(flux_grid, time_bins)  # lazy (simulation, state)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Sequence
+from typing import Any, Literal
+
+import pandas as pd
+import xarray as xr
+
+from . import analysis
+
+__all__ = ["FootprintAccessor", "register"]
+
+
+class FootprintAccessor:
+    """STILT helpers on a footprint :class:`~xarray.DataArray`: ``foot.stilt``.
+
+    PYSTILT's ``stilt`` package registers an accessor of the same name when it is
+    imported; imported after pystilt_dask, it replaces this one (xarray warns).
+    :func:`register` puts this one back.
+
+    The maps work on the lazy ``foot(simulation, lag, lat, lon)`` of
+    :meth:`pystilt_dask.model.Footprint.load` (``y, x`` on projected grids) and
+    on the ``foot(time, lat, lon)`` of :func:`pystilt_dask.calc_footprint`; the
+    analysis (:meth:`convolve`, :meth:`aggregate`, :meth:`jacobian`) on the
+    former, whose ``time(simulation, lag)`` places each layer in absolute time.
+    """
+
+    def __init__(self, obj: xr.DataArray) -> None:
+        self._obj = obj
+
+    def to_map(
+        self,
+        simulation: Hashable | Sequence[Hashable] | int | None = None,
+        lag: int | slice | Sequence[int] | None = None,
+        time: Any = None,
+        how: Literal["sum", "mean"] = "sum",
+    ) -> xr.DataArray:
+        """Reduce the footprint to one 2-D map, lazily: :func:`pystilt_dask.plot.to_map`."""
+        from .plot import to_map
+
+        return to_map(self._obj, simulation, lag, time, how)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Draw a map of the footprint: :func:`pystilt_dask.plot.footprint_map`.
+
+        Examples
+        --------
+        >>> ax = foot.stilt.plot(simulation=foot.simulation.values[0])  # doctest: +SKIP
+        >>> ax = foot.stilt.plot(lag=slice(-3, -1), how="mean")  # doctest: +SKIP
+        """
+        from .plot import footprint_map
+
+        return footprint_map(self._obj, **kwargs)
+
+    def convolve(self, flux: xr.DataArray) -> xr.DataArray:
+        """The modelled enhancement of every simulation for a flux, lazily.
+
+        Each simulation's hourly layers are placed in absolute time by its
+        ``time(simulation, lag)`` coordinate (receptor time + ``lag`` hours, the
+        start of the layer), and each meets the flux time step its start falls
+        in (steps closed on the left). Nothing is computed until ``.compute()``.
+
+        Parameters
+        ----------
+        flux : xarray.DataArray
+            Surface flux in µmol m⁻² s⁻¹, ``(time, lat, lon)`` or ``(lat, lon)``
+            (``y, x`` for a projected footprint; no time dimension: constant in
+            time). ``time`` holds the start of each step (UTC), 1 hour or longer;
+            a step lasts until the next, the last as long as the one before. On
+            the footprint's grid, or on any rectilinear grid with increasing or
+            decreasing 1-D coordinates, regridded conservatively: each footprint
+            cell meets the area-weighted mean of the flux cells it overlaps
+            (areas on the sphere for ``lat, lon``). Footprint cells outside the
+            flux grid meet no flux. May be dask-backed (it stays lazy); the
+            steps the footprints meet are read whole by every task.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``enhancement(simulation)`` in ppm, lazy, with the receptor
+            coordinates; NaN for simulations not computed yet.
+
+        Raises
+        ------
+        ValueError
+            If the flux's dimensions do not match the footprint's grid, its
+            steps are shorter than an hour, or they do not cover every layer.
+
+        Examples
+        --------
+        >>> enhancement = foot.stilt.convolve(flux).compute()  # doctest: +SKIP
+        """
+        return analysis.convolve(self._obj, flux)
+
+    def enhancement(self, flux: xr.DataArray) -> xr.DataArray:
+        """Same as :meth:`convolve` (PYSTILT's name)."""
+        return analysis.convolve(self._obj, flux)
+
+    def aggregate(
+        self,
+        target_grid: xr.DataArray | xr.Dataset | None = None,
+        time_bins: pd.IntervalIndex | None = None,
+    ) -> xr.DataArray:
+        """Every footprint summed onto coarser cells and time bins, lazily.
+
+        Footprints are extensive per cell, so each footprint cell is split among
+        the target cells it overlaps in proportion to area and summed; totals
+        over cells and bins are conserved (up to what lies outside the target
+        grid or the bins, which is dropped). Target cells that are unions of
+        footprint cells take whole footprint cells.
+
+        Parameters
+        ----------
+        target_grid : xarray.DataArray or xarray.Dataset, optional
+            Anything with 1-D coordinates of cell centres named like the
+            footprint's (``lat, lon`` or ``y, x``), e.g. a flux; cell edges are
+            half-way between centres. Default: the footprint's own grid.
+        time_bins : pandas.IntervalIndex, optional
+            Sorted, disjoint time bins closed on the left (e.g.
+            ``pd.interval_range(start, end, freq="6h", closed="left")``); a
+            layer belongs to the bin its start falls in. Default: one bin
+            holding every layer.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``foot(simulation, time, lat, lon)`` in the footprint's units, lazy:
+            ``time`` is each bin's start, ``time_end`` its (excluded) end. NaN for
+            simulations not computed yet.
+
+        Raises
+        ------
+        ValueError
+            If the target grid lacks the footprint's 1-D coordinates or the bins
+            are not sorted, disjoint and closed on the left.
+        TypeError
+            If ``time_bins`` is not a :class:`pandas.IntervalIndex`.
+        """
+        return analysis.aggregate(self._obj, target_grid, time_bins)
+
+    def jacobian(
+        self,
+        target_grid: xr.DataArray | xr.Dataset | None = None,
+        time_bins: pd.IntervalIndex | None = None,
+    ) -> xr.DataArray:
+        """The Jacobian H of the enhancements with respect to a gridded flux, lazily.
+
+        :meth:`aggregate` as a 2-D matrix: ``H @ x`` is :meth:`convolve` of the
+        flux ``x`` on ``target_grid`` and ``time_bins``, flattened in ``state``
+        order. Backed by a 2-D dask array (blocks of simulations, every state
+        element), so ``H.to_dataset().to_zarr(url)`` writes it without holding it
+        in memory; :func:`pystilt_dask.analysis.to_sparse` makes a
+        ``scipy.sparse`` matrix of a small one.
+
+        Parameters
+        ----------
+        target_grid, time_bins
+            As for :meth:`aggregate`.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``H(simulation, state)``: state elements are ordered by time bin,
+            then target ``lat`` (or ``y``), then ``lon`` (or ``x``), labelled by
+            the coordinates ``state_time``, ``state_lat``, ``state_lon``.
+        """
+        return analysis.jacobian(self._obj, target_grid, time_bins)
+
+
+def register() -> None:
+    """Register (again) :class:`FootprintAccessor` as ``DataArray.stilt``.
+
+    Done when pystilt_dask is imported; call it after importing PYSTILT's ``stilt``
+    package, whose own ``stilt`` accessor replaces ours.
+    """
+    with warnings.catch_warnings():
+        # Replacing PYSTILT's accessor (or our own, again) is the point here.
+        warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
+        xr.register_dataarray_accessor("stilt")(FootprintAccessor)
+
+
+register()

@@ -1,0 +1,61 @@
+"""The lazy footprints as the analysis sees them: grid, layer times and blocks.
+
+Stored footprints come one simulation per dask chunk (that is how they are
+written); an analysis reduces each simulation to far less, so it reads several
+simulations per task: as many as fit in dask's ``array.chunk-size``.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.utils import parse_bytes
+
+_SPATIAL = (("lat", "lon"), ("y", "x"))
+
+
+def check_footprint(foot: xr.DataArray) -> tuple[str, str]:
+    """The ``(y, x)`` dimension names of a stored footprint, checked.
+
+    Raises
+    ------
+    ValueError
+        If ``foot`` is not ``foot(simulation, lag, lat, lon)`` (or ``y, x``) with
+        its ``time(simulation, lag)`` coordinate, as ``Footprint.load()`` gives.
+    """
+    for dims in _SPATIAL:
+        if foot.dims == ("simulation", "lag", *dims) and foot["time"].dims == ("simulation", "lag"):
+            return dims
+    raise ValueError(
+        "expected stored footprints foot(simulation, lag, lat, lon) (or y, x) with a "
+        f"time(simulation, lag) coordinate, as model.footprints[name].load() gives; got {foot.dims}"
+    )
+
+
+def sims_per_block(foot: xr.DataArray, out_bytes_per_sim: int = 0) -> int:
+    """How many simulations one task reads: a block within dask's ``array.chunk-size``."""
+    per_sim = max(foot[0].size * foot.dtype.itemsize, out_bytes_per_sim, 1)
+    limit = parse_bytes(dask.config.get("array.chunk-size"))
+    return int(max(1, min(foot.sizes["simulation"], limit // per_sim)))
+
+
+def blocks(foot: xr.DataArray, n: int) -> da.Array:
+    """The footprints' dask array with ``n`` simulations per chunk (whole grids)."""
+    data = foot.data if isinstance(foot.data, da.Array) else da.from_array(foot.data)
+    return data.rechunk({0: n, 1: -1, 2: -1, 3: -1})
+
+
+def bins_like(data: da.Array, bins: np.ndarray) -> da.Array:
+    """Per-(simulation, lag) bin indices chunked along ``simulation`` like ``data``."""
+    return da.from_array(bins, chunks=(data.chunks[0], -1))
+
+
+def simulation_coords(foot: xr.DataArray) -> dict:
+    """The coordinates along ``simulation`` alone (ids, receptor fields).
+
+    Text is variable-length (object) so results write to zarr v3 without warnings.
+    """
+    coords = {k: v for k, v in foot.coords.items() if v.dims == ("simulation",)}
+    return {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in coords.items()}
