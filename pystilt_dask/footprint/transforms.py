@@ -41,7 +41,9 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     Tag,
+    model_serializer,
     model_validator,
 )
 
@@ -57,6 +59,12 @@ KERNEL_TABLE_COLUMNS = ("receptor", "level", "value")
 
 class _Builtin(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _with_kind(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # ``kind`` says which transform an entry is: kept even where defaults are
+        # left out (``ModelConfig.to_yaml``).
+        return {"kind": self.kind, **handler(self)}
 
 
 class AveragingKernel(_Builtin):
