@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from distributed import Client
 from rich.console import Console
 from rich.table import Table
@@ -36,6 +38,7 @@ from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
 from .footprint import to_rstilt_netcdf
+from .migrate import MigrationWarning, from_pystilt
 from .model import Model
 from .store import layout
 from .store.completion import STATES, State
@@ -442,6 +445,63 @@ def export(
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(1)
+
+
+@command
+def migrate(
+    pystilt_config: Annotated[
+        str,
+        typer.Argument(
+            help="A PYSTILT config.yaml, its project folder, or a _settings.yaml of its output.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        str | None, typer.Argument(help="Where to write our config.yaml; default: print it.")
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="The PYSTILT variant to migrate (when they differ).")
+    ] = None,
+    mets: Annotated[
+        str | None,
+        typer.Option(help="A YAML file whose mets: mapping gives the met files (_settings.yaml)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="The project store; default: PYSTILT's output + -stilt-dask.")
+    ] = None,
+) -> None:
+    """Translate a PYSTILT configuration into ours (each dropped setting is named)."""
+    if out is not None and Path(out).exists():
+        raise ConfigError(f"{out} exists; give a new file for the migrated config")
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", MigrationWarning)
+        config = from_pystilt(pystilt_config, variant=variant, mets=_read_mets(mets), output=output)
+    for note in notes:
+        error_console.print(f"note: {note.message}", markup=False, highlight=False)
+    if out is None:
+        typer.echo(config.to_yaml(), nl=False)
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(out)
+    console.print(f"wrote {out}; run it with: stilt-dask run {out}", markup=False, highlight=False)
+
+
+def _read_mets(path: str | None) -> dict[str, Any] | None:
+    """The ``mets:`` mapping of a YAML file, directories anchored at its folder."""
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read mets from {path}: {exc}") from None
+    found = data.get("mets", data) if isinstance(data, dict) else None
+    if not isinstance(found, dict) or not all(isinstance(m, dict) for m in found.values()):
+        raise ConfigError(f"{path} holds no mets: mapping of name: {{directory, file_format}}")
+    base = Path(path).resolve().parent
+    return {
+        name: {**met, "directory": str(base / met["directory"])} if "directory" in met else met
+        for name, met in found.items()
+    }
 
 
 def main() -> None:
