@@ -7,8 +7,10 @@ particles by a run whose hycs_std fails if it is ever called.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from distributed import Client, LocalCluster
 from footprint_helpers import as_pystilt_table, pystilt_grid
 
 from pystilt_dask.config import DEFAULT_VARSIWANT, ModelConfig
+from pystilt_dask.errors import ConfigError
 from pystilt_dask.footprint import calc_footprint
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import ColumnReceptor
@@ -125,3 +128,22 @@ def test_weighted_column_matches_pystilt_on_hysplit_particles(tmp_path, config, 
     significant = expected > 1e-12 * expected.max()
     np.testing.assert_allclose(mine[significant], expected[significant], rtol=1e-6)
     assert np.all(mine[~significant] <= 1e-11 * expected.max())
+
+
+def test_transforms_are_part_of_a_footprints_settings(tmp_path, config):
+    Model(tmp_path / "project", [RECEPTOR], config).register_pending()
+    kernel = {**WEIGHTED[1], "values": [1.0, 0.8, 0.6]}
+    for transforms in ([WEIGHTED[0], kernel], [WEIGHTED[0]]):
+        footprints = {"plain": GRID, "xco2": {**GRID, "transforms": transforms}}
+        changed = ModelConfig.from_dict(
+            {**config.model_dump(mode="json"), "footprints": footprints}
+        )
+        with pytest.raises(ConfigError, match="'xco2'.*made with other settings"):
+            Model(tmp_path / "project", [RECEPTOR], changed).register_pending()
+    # A footprint without transforms records its settings as before transforms
+    # existed, so older stores still match their configs.
+    group = json.loads(
+        Path(tmp_path / "project" / layout.footprint_group("plain"), "zarr.json").read_text()
+    )
+    settings = json.loads(group["attributes"]["pystilt_dask:footprint"])
+    assert "transforms" not in settings["footprint"]

@@ -12,11 +12,13 @@ import pytest
 import xarray as xr
 from footprint_helpers import random_walk_particles
 
-from pystilt_dask.config import FootprintConfig
-from pystilt_dask.footprint import calc_footprint, is_empty, to_rstilt_netcdf
+from pystilt_dask.config import FootprintConfig, HysplitConfig
+from pystilt_dask.errors import StoreError
+from pystilt_dask.footprint import calc_footprint, footprint_layers, is_empty, to_rstilt_netcdf
 from pystilt_dask.footprint.bandwidth import gauss_kernel, kernel_shape, nearest
 from pystilt_dask.footprint.grid import Grid, cell_count
 from pystilt_dask.receptors import MultiPointReceptor, PointReceptor
+from pystilt_dask.store.footprints import lags, place_layers, to_chunk
 
 RECEPTOR = PointReceptor(
     time=dt.datetime(2019, 5, 30, 10, 30), longitude=-111.85, latitude=40.77, altitude=5
@@ -203,3 +205,29 @@ def test_utm_grid_is_unchanged(particles, projection):
     assert int((foot.values > 0).sum()) == 152
     assert np.unravel_index(foot.values.argmax(), foot.shape) == (3, 41, 48)
     assert float(foot.values.max()) == 0.2320212870836258
+
+
+@pytest.mark.parametrize("n_hours", [-4, -6, 5])
+@pytest.mark.parametrize("time_integrate", [False, True])
+def test_store_places_the_core_layers_as_the_dataarray_path_did(particles, n_hours, time_integrate):
+    """footprint_layers → place_layers (the store's path) equals calc_footprint → to_chunk."""
+    config = FootprintConfig(**BOX, xres=0.01, time_integrate=time_integrate)
+    hysplit = HysplitConfig(n_hours=n_hours)
+    table = particles if n_hours < 0 else particles.assign(time=particles["time"].abs())
+    receptor = RECEPTOR
+    layers, values = footprint_layers(table, receptor, config)
+    chunk = place_layers(layers, values, config, hysplit)
+    expected = to_chunk(calc_footprint(table, receptor, config), config, hysplit, receptor.time)
+    assert chunk.shape == (len(lags(config, hysplit)), 150, 200)
+    np.testing.assert_array_equal(chunk, expected)
+    empty = table.assign(foot=0.0)
+    layers, values = footprint_layers(empty, receptor, config)
+    assert layers.size == 0
+    assert not place_layers(layers, values, config, hysplit).any()
+
+
+def test_layers_outside_the_lags_are_refused(particles):
+    config = FootprintConfig(**BOX, xres=0.01)
+    layers, values = footprint_layers(particles, RECEPTOR, config)  # layers -4..-1
+    with pytest.raises(StoreError, match="outside lags"):
+        place_layers(layers, values, config, HysplitConfig(n_hours=-2))
