@@ -1,8 +1,9 @@
 """R-STILT export from the store: equal to a fresh export, R-STILT's names, the CLI.
 
 One project is run once (real ``hycs_std`` on idealized met, a real LocalCluster)
-with point receptors and four footprints: hourly and time-integrated longlat
-grids, a UTM grid, and a grid the particles never reach (empty). A receptor
+with point receptors and five footprints: hourly and time-integrated longlat
+grids, the hourly grid again as ``EPSG:4326``, a UTM grid (``EPSG:32612``), and a
+grid the particles never reach (empty). A receptor
 registered after the run stays pending.
 """
 
@@ -30,7 +31,8 @@ BOX = {"xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 41.0}
 GRIDS = {
     "hourly": {**BOX, "xres": 0.01, "yres": 0.02},
     "total": {**BOX, "xres": 0.02, "time_integrate": True},
-    "utm": {**BOX, "xres": 2000.0, "projection": "+proj=utm +zone=12 +datum=WGS84"},
+    "epsg": {**BOX, "xres": 0.01, "yres": 0.02, "projection": "EPSG:4326"},
+    "utm": {**BOX, "xres": 2000.0, "projection": "EPSG:32612"},
     "far": {"xmin": -100.0, "xmax": -99.0, "ymin": 40.0, "ymax": 41.0, "xres": 0.1},
 }
 RECEPTORS = [
@@ -100,7 +102,7 @@ def assert_same_file(path: Path, reference: Path) -> None:
         }
 
 
-@pytest.mark.parametrize("name", ["hourly", "total", "utm"])
+@pytest.mark.parametrize("name", ["hourly", "total", "epsg", "utm"])
 @pytest.mark.parametrize("receptor", RECEPTORS, ids=lambda r: r.sim_id)
 def test_stored_export_equals_fresh_export(model, name, receptor, tmp_path):
     stored, fresh = tmp_path / "stored.nc", tmp_path / "fresh.nc"
@@ -132,8 +134,14 @@ def test_export_opens_in_xarray_with_rstilt_names(model, tmp_path):
     np.testing.assert_array_equal(hourly["foot"].values, reached.values)
     total = xr.open_dataset(tmp_path / "total.nc")
     assert total["time"].values.tolist() == [np.datetime64(RECEPTORS[0].time, "ns").item()]
+    epsg = xr.open_dataset(tmp_path / "epsg.nc")
+    assert epsg["foot"].dims == ("time", "lat", "lon")  # EPSG:4326 is a longlat grid
+    assert epsg.attrs["crs"] == "+proj=longlat +datum=WGS84 +no_defs"
+    xr.testing.assert_identical(epsg.drop_attrs(), hourly.drop_attrs())
     utm = xr.open_dataset(tmp_path / "utm.nc")
     assert utm["foot"].dims == ("time", "y", "x")
+    assert utm["x"].attrs["units"] == utm["y"].attrs["units"] == "m"
+    assert utm.attrs["crs"] == "+proj=utm +zone=12 +datum=WGS84 +units=m +no_defs"
     assert utm["foot"].attrs["grid_mapping"] == "projection"
     assert utm["projection"].attrs["grid_mapping_name"] == "transverse_mercator"
 

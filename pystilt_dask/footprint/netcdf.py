@@ -27,6 +27,7 @@ import xarray as xr
 from pyproj import CRS
 
 from .calc import is_empty
+from .crs import cf_units, is_geographic
 
 _RSTILT_UNITS = "ppm (umol-1 m2 s)"
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
@@ -104,7 +105,7 @@ def _rstilt_layers(foot: xr.DataArray) -> xr.DataArray:
 
 def _write(foot: xr.DataArray, path: Path) -> None:
     projection = foot.attrs["footprint_projection"]
-    longlat = "lon" in foot.dims
+    longlat = is_geographic(projection)
     x_dim, y_dim = ("lon", "lat") if longlat else ("x", "y")
     seconds = (foot["time"].values - _EPOCH) / np.timedelta64(1, "s")
 
@@ -130,11 +131,12 @@ def _write(foot: xr.DataArray, path: Path) -> None:
                 "latitude at cell center",
             )
         else:
+            units = cf_units(projection)
             _coordinate(
                 nc,
                 "x",
                 foot["x"].values,
-                "m",
+                units,
                 "projection_x_coordinate",
                 "x coordinate of projection",
             )
@@ -142,7 +144,7 @@ def _write(foot: xr.DataArray, path: Path) -> None:
                 nc,
                 "y",
                 foot["y"].values,
-                "m",
+                units,
                 "projection_y_coordinate",
                 "y coordinate of projection",
             )
