@@ -13,6 +13,11 @@ surface. Two grids:
 * ``0.002deg``: 800 x 500 cells of 0.002° (1.6° x 1°) around the receptor, which
   cuts the plume; kernels reach 119 x 119 cells, so stamping dominates.
 
+The store's path (``store-chunk`` group) is timed both ways on the 0.01° grid:
+``core`` is what a simulation runs (``footprint_layers`` placed on the chunk by
+``place_layers``), ``dataarray`` the path it replaced (``calc_footprint``, then
+``to_chunk`` checking the DataArray against the grid and placing it).
+
 Peak memory is the tracemalloc peak of one call above what was allocated before
 it (numpy and pandas report to tracemalloc; our large arrays are all allocated
 by numpy, numba kernels only allocate per-bucket scratch).
@@ -35,9 +40,10 @@ from footprint_helpers import (  # noqa: E402
     random_walk_particles,
 )
 
-from pystilt_dask.config import FootprintConfig  # noqa: E402
-from pystilt_dask.footprint import calc_footprint  # noqa: E402
+from pystilt_dask.config import FootprintConfig, HysplitConfig  # noqa: E402
+from pystilt_dask.footprint import calc_footprint, footprint_layers  # noqa: E402
 from pystilt_dask.receptors import PointReceptor  # noqa: E402
+from pystilt_dask.store.footprints import place_layers, to_chunk  # noqa: E402
 
 RELEASE = {
     "time": dt.datetime(2019, 5, 30, 10),
@@ -106,3 +112,27 @@ def test_footprint(benchmark, particles, impl, grid):
         ratio = _PEAKS["pystilt", grid] / _PEAKS["ours", grid]
         benchmark.extra_info["pystilt_over_ours_peak"] = round(ratio, 2)
         print(f"{grid}: PYSTILT peak / ours = {ratio:.2f}")
+
+
+def _store_path(particles, path: str):
+    receptor = PointReceptor(**RELEASE)
+    hysplit = HysplitConfig(n_hours=-24)
+    if path == "core":
+        return lambda config: place_layers(
+            *footprint_layers(particles, receptor, config), config, hysplit
+        )
+    return lambda config: to_chunk(
+        calc_footprint(particles, receptor, config), config, hysplit, receptor.time
+    )
+
+
+@pytest.mark.parametrize("path", ["core", "dataarray"])
+def test_store_chunk(benchmark, particles, path):
+    func = _store_path(particles, path)
+    config = GRIDS["0.01deg"]
+    benchmark.group = "store-chunk-1000p-24h-0.01deg"
+    chunk = benchmark.pedantic(func, args=(config,), rounds=ROUNDS["ours"], warmup_rounds=1)
+    assert chunk.shape == (24, 500, 800)
+    peak = _peak_mib(func, config)
+    benchmark.extra_info["peak_mib"] = round(peak, 1)
+    print(f"\nstore chunk via {path}: peak {peak:.1f} MiB")
