@@ -1,0 +1,221 @@
+"""Benchmark of ``foot.stilt.convolve`` against PYSTILT's per-receptor Jacobian, same data.
+
+Run with ``pytest benchmarks/bench_analysis.py --benchmark-only``; the comparison
+section printed at the end gives both sides.
+
+The data: ``N`` synthetic footprints (default 10,000; ``STILT_BENCH_ANALYSIS_N``
+sets another) of 24 hourly layers on a 300 × 300 grid, ~1 % of cells non-zero (a
+plume drifting upwind and widening with age), for receptors at 100 sites hourly.
+Built once, in two processes, and cached under ``~/.cache/pystilt_dask_bench/``:
+
+* ours: a real project store (registered receptors, chunks published with
+  :func:`pystilt_dask.store.publish.publish_footprint`);
+* PYSTILT's: one zstd Parquet file of non-zero cells per receptor in PYSTILT's
+  footprint schema (``hour, y, x, foot``), written with its own ``write_parquet``.
+
+The measurement: the enhancement of every receptor for an hourly flux on the
+footprint grid. Ours is ``foot.stilt.convolve(flux).compute()`` on dask's
+threaded scheduler (2 threads). PYSTILT's is what ``Project.jacobian`` runs:
+``stilt.footprint.aggregation._jacobian`` reading each receptor's file in 2
+threads into a sparse H (target: its own grid, hourly bins), then ``H @ x``.
+Each side reports footprints per second and its process's peak RSS during the
+call (sampled every 10 ms); both sides' enhancements are checked equal.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import xarray as xr
+from conftest import CACHE
+
+from pystilt_dask.accessor import register
+from pystilt_dask.config import ModelConfig
+from pystilt_dask.model import Model
+from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.store import publish
+
+N = int(os.environ.get("STILT_BENCH_ANALYSIS_N", "10000"))
+N_LAG, N_GRID, SITES = 24, 300, 100
+GRID = {"xmin": -113.0, "xmax": -110.0, "ymin": 39.5, "ymax": 42.5, "xres": 0.01}
+START = datetime(2023, 7, 1, 0)
+WORKERS = 2
+
+
+def receptors(n: int) -> list[PointReceptor]:
+    """``n`` receptors: ``SITES`` sites, hourly."""
+    return [
+        PointReceptor(
+            time=START + timedelta(hours=i // SITES),
+            longitude=-111.9 + 0.01 * (i % SITES),
+            latitude=40.7,
+            altitude=5,
+        )
+        for i in range(n)
+    ]
+
+
+def synthetic_chunk(i: int) -> np.ndarray:
+    """Footprint ``i`` as a ``(lag, y, x)`` chunk: lags -24..-1, a plume widening with age."""
+    rng = np.random.default_rng(i)
+    chunk = np.zeros((N_LAG, N_GRID, N_GRID), dtype=np.float32)
+    cy, cx = rng.integers(100, 200, 2)
+    drift = rng.uniform(2.0, 5.0, 2)
+    for k in range(N_LAG):
+        age = N_LAG - k  # hours before the receptor time
+        sigma = 1.0 + 0.6 * age
+        y0, x0 = cy - drift[0] * age / 2, cx + drift[1] * age
+        half = int(2 * sigma) + 1
+        ys = np.arange(max(int(y0) - half, 0), min(int(y0) + half + 1, N_GRID))
+        xs = np.arange(max(int(x0) - half, 0), min(int(x0) + half + 1, N_GRID))
+        if ys.size == 0 or xs.size == 0:
+            continue
+        d2 = ((ys[:, None] - y0) ** 2 + (xs[None, :] - x0) ** 2) / sigma**2
+        values = np.exp(-d2 / 2) * rng.gamma(2.0, 0.5, d2.shape) * 1e-3 / age
+        values[d2 > 4] = 0  # a round plume within 2 sigma
+        chunk[k, ys[:, None], xs[None, :]] = values
+    return chunk
+
+
+def _write_rows(root: str, rows: range) -> None:
+    """Publish footprints ``rows`` to our store and to PYSTILT's Parquet files."""
+    import pyarrow as pa
+    from stilt._paths import write_parquet
+    from stilt.footprint.io import FOOTPRINT_SCHEMA
+
+    model = Model(Path(root) / "project")
+    ids = model.simulations.ids()
+    lags = np.arange(-N_LAG, 0, dtype=np.int16)
+    for row in rows:
+        chunk = synthetic_chunk(row)
+        publish.publish_footprint(model.location, "bench", ids[row], row, chunk, empty=False)
+        t, y, x = np.nonzero(chunk)
+        table = pa.table(
+            {
+                "receptor": pa.array([ids[row]] * len(t)).dictionary_encode(),
+                "hour": pa.array(lags[t]),
+                "y": pa.array(y.astype(np.int16)),
+                "x": pa.array(x.astype(np.int16)),
+                "foot": pa.array(chunk[t, y, x]),
+            },
+            schema=FOOTPRINT_SCHEMA,
+        )
+        write_parquet(table, Path(root) / "pystilt" / f"{ids[row]}.parquet")
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    """The cached stores of ``N`` footprints (built once, in ``WORKERS`` processes)."""
+    root = CACHE / f"analysis_{N}x{N_LAG}x{N_GRID}x{N_GRID}"
+    done = root / "complete"
+    if not done.exists():
+        config = ModelConfig.from_dict(
+            {
+                "mets": {"met": {"directory": str(root / "met"), "file_format": "%Y%m%d"}},
+                "hysplit": {"n_hours": -N_LAG},
+                "footprints": {"bench": GRID},
+            }
+        )
+        Model(root / "project", receptors(N), config).register_pending()
+        step = 250
+        with ProcessPoolExecutor(WORKERS) as pool:
+            jobs = [
+                pool.submit(_write_rows, str(root), range(a, min(a + step, N)))
+                for a in range(0, N, step)
+            ]
+            for job in jobs:
+                job.result()
+        done.touch()
+    return root
+
+
+def _flux(foot: xr.DataArray) -> xr.DataArray:
+    times = pd.date_range(
+        pd.Timestamp(foot["time"].values.min()), pd.Timestamp(foot["time"].values.max()), freq="h"
+    )
+    rng = np.random.default_rng(0)
+    values = rng.gamma(2.0, 1.0, (len(times), N_GRID, N_GRID))
+    coords = {"time": times, "lat": foot["lat"].values, "lon": foot["lon"].values}
+    return xr.DataArray(values, dims=("time", "lat", "lon"), coords=coords, name="flux")
+
+
+class PeakRSS:
+    """The process's peak resident memory while the ``with`` block runs (10 ms samples)."""
+
+    def __enter__(self) -> PeakRSS:
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def test_convolve_against_pystilt(benchmark, data, bench_report):
+    stilt = pytest.importorskip("stilt")
+    import pyarrow.parquet as pq
+    from stilt.footprint.aggregation import _jacobian
+    from stilt.footprint.config import FootprintConfig as TheirConfig
+
+    register()  # importing PYSTILT took `foot.stilt`
+    foot = Model(data / "project").footprints["bench"].load()
+    flux = _flux(foot)
+    ids = list(foot["simulation"].values)
+
+    def ours() -> np.ndarray:
+        with dask.config.set(scheduler="threads", num_workers=WORKERS):
+            return foot.stilt.convolve(flux).values
+
+    with PeakRSS() as memory:
+        started = time.perf_counter()
+        enhancement = benchmark.pedantic(ours, rounds=1, iterations=1)
+        our_seconds = time.perf_counter() - started
+    our_peak = memory.peak
+
+    grid = stilt.Grid(**{k: GRID[k] for k in ("xmin", "xmax", "ymin", "ymax")},
+                      xres=GRID["xres"], yres=GRID["xres"])  # fmt: skip
+    config = TheirConfig(grid=grid)
+    times = pd.DatetimeIndex(flux["time"].values)
+    bins = pd.IntervalIndex.from_arrays(times, times + pd.Timedelta("1h"), closed="left")
+    folder = data / "pystilt"
+
+    def read(receptor_id: str):
+        return pq.read_table(folder / f"{receptor_id}.parquet", columns=["hour", "y", "x", "foot"])
+
+    with PeakRSS() as memory:
+        started = time.perf_counter()
+        H = _jacobian(read, ids, config, grid, bins, workers=WORKERS)
+        # PYSTILT's state order: time, then lon, then lat (its Grid.index).
+        theirs = H.data @ flux.transpose("time", "lon", "lat").values.ravel()
+        their_seconds = time.perf_counter() - started
+    their_peak = memory.peak
+
+    np.testing.assert_allclose(enhancement, theirs, rtol=1e-5)
+    group = f"convolve {N} footprints ({N_LAG} x {N_GRID} x {N_GRID}), {WORKERS} threads"
+    bench_report.ours(
+        group, seconds=our_seconds, footprints_per_s=N / our_seconds, peak_rss_mb=our_peak / 2**20
+    )
+    bench_report.baseline(
+        group, "PYSTILT", seconds=their_seconds, footprints_per_s=N / their_seconds,
+        peak_rss_mb=their_peak / 2**20,
+    )  # fmt: skip
+    assert our_peak < 2 * 2**30
