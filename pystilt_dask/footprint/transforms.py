@@ -46,6 +46,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
 from ..nearfield import release_heights
 from . import column
@@ -228,13 +229,16 @@ def _kind(value: Any) -> str:
 
 
 #: One entry of a footprint's ``transforms``: a built-in, or your own by import path.
-Transform = Annotated[
-    Annotated[AveragingKernel, Tag("averaging_kernel")]
-    | Annotated[PressureWeighting, Tag("pressure_weighting")]
-    | Annotated[FirstOrderLifetime, Tag("first_order_lifetime")]
-    | Annotated[CustomTransform, Tag("custom")],
-    Discriminator(_kind),
-]
+Transform = TypeAliasType(
+    "Transform",
+    Annotated[
+        Annotated[AveragingKernel, Tag("averaging_kernel")]
+        | Annotated[PressureWeighting, Tag("pressure_weighting")]
+        | Annotated[FirstOrderLifetime, Tag("first_order_lifetime")]
+        | Annotated[CustomTransform, Tag("custom")],
+        Discriminator(_kind),
+    ],
+)
 
 
 def apply_transforms(

@@ -280,7 +280,8 @@ def to_chunk(
     )
     hours = np.asarray(offsets, dtype="float64")
     if not np.array_equal(hours, np.round(hours)):
-        raise StoreError(f"footprint layers at {list(offsets)} h are not whole hours")
+        lag = lags(config, hysplit)
+        raise StoreError(f"footprint layers at {list(offsets)} h are outside lags {list(lag)}")
     return place_layers(
         hours.astype(np.int64), np.asarray(foot.values, dtype="float32"), config, hysplit
     )
