@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from distributed import Client, LocalCluster
+from footprint_helpers import read_rstilt_particles, shared_dir
 from typer.testing import CliRunner
 
 from pystilt_dask.cli import app
@@ -25,7 +26,9 @@ from pystilt_dask.config import ModelConfig
 from pystilt_dask.errors import StoreError
 from pystilt_dask.footprint import calc_footprint, to_rstilt_netcdf
 from pystilt_dask.model import Model
-from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.receptors import ColumnReceptor, PointReceptor
+from pystilt_dask.simulation import run_simulation
+from pystilt_dask.trajectory import Trajectories
 
 BOX = {"xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 41.0}
 GRIDS = {
@@ -203,3 +206,55 @@ def test_cli_named_ids_are_all_or_nothing(model, tmp_path):
     unknown = invoke("export", model.location.root, "--footprint", "nope", tmp_path / "x")
     assert unknown.exit_code == 2
     assert "no footprint named 'nope'" in unknown.stderr
+
+
+#: R-STILT's own runs in ../shared/rstilt_by_id, with the grids R-STILT used.
+RSTILT_BOX = {"xmin": -112.2, "xmax": -111.6, "ymin": 40.6, "ymax": 41.0}
+RSTILT = {
+    "201507050000_-111.85_40.77_5": (
+        PointReceptor(time="2015-07-05 00:00", longitude=-111.85, latitude=40.77, altitude=5),
+        {**RSTILT_BOX, "xres": 0.02, "yres": 0.025},
+    ),
+    "201507051800_-111.9_40.7_X": (
+        ColumnReceptor(
+            time="2015-07-05 18:00:30", longitude=-111.9, latitude=40.7, bottom=0, top=1000
+        ),
+        {**RSTILT_BOX, "xres": 0.02, "time_integrate": True},
+    ),
+}
+
+
+@pytest.mark.parametrize("sim_id", RSTILT)
+def test_exported_store_matches_rstilt_own_file(sim_id, tmp_path):
+    """R-STILT's particles, stored and exported, give R-STILT's file (names, layout, values)."""
+    golden = shared_dir("rstilt_by_id") / sim_id / f"{sim_id}_foot.nc"
+    receptor, grid = RSTILT[sim_id]
+    particles = read_rstilt_particles(sim_id)
+
+    def replay(receptor, config, met):  # R-STILT's particles in place of HYSPLIT
+        return Trajectories(particles, None, "R-STILT run\n", ())
+
+    config = ModelConfig.from_dict(
+        {
+            "mets": {"unused": {"directory": str(tmp_path), "file_format": "%Y%m%d"}},
+            "hysplit": {"n_hours": -2},
+            "footprints": {"rstilt": grid},
+        }
+    )
+    model = Model(tmp_path / "project", [receptor], config)
+    assert model.register_pending() == [sim_id]  # R-STILT's simulation id, so its file name
+    assert run_simulation(model.location, sim_id, config, simulate=replay) == "complete"
+    result = invoke("export", tmp_path / "project", "--footprint", "rstilt", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    ours = tmp_path / "out" / f"{sim_id}_foot.nc"
+    with netCDF4.Dataset(ours) as nc, netCDF4.Dataset(golden) as ref:
+        assert nc.data_model == ref.data_model
+        assert list(nc.dimensions) == list(ref.dimensions)
+        assert list(nc.variables) == list(ref.variables)
+        for name, var in ref.variables.items():
+            assert (nc[name].dimensions, nc[name].dtype) == (var.dimensions, var.dtype)
+            assert nc[name].__dict__ == var.__dict__
+            np.testing.assert_allclose(nc[name][:], var[:], rtol=1e-7, atol=0)
+        assert nc.__dict__.keys() == ref.__dict__.keys()
+        for key in ("crs", "crs_format", "documentation", "title"):
+            assert nc.getncattr(key) == ref.getncattr(key)
