@@ -499,7 +499,9 @@ def _read_mets(path: str | None) -> dict[str, Any] | None:
         raise ConfigError(f"{path} holds no mets: mapping of name: {{directory, file_format}}")
     base = Path(path).resolve().parent
     return {
-        name: {**met, "directory": str(base / met["directory"])} if "directory" in met else met
+        name: {**met, "directory": str(base / os.path.expanduser(met["directory"]))}
+        if "directory" in met
+        else met
         for name, met in found.items()
     }
 

@@ -15,6 +15,7 @@ them all), the others are dropped with a :class:`MigrationWarning`.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,10 @@ def _met(name: str, met: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         if met.pop(key, None) is not None:
             _note(f"mets.{name}.{key} dropped: met files are read as they are")
     keep = ("directory", "file_format", "file_tres")
-    for key in set(met) - set(keep) - {"download"}:
-        problems.append(f"mets.{name}.{key}")
+    if not met.get("download"):  # other keys are that archive's options
+        problems.extend(f"mets.{name}.{key}" for key in sorted(set(met) - set(keep)))
+    if met.get("directory") is not None:  # PYSTILT expands ~ and $VARIABLES
+        met["directory"] = os.path.expandvars(os.path.expanduser(str(met["directory"])))
     return {k: met[k] for k in keep if met.get(k) is not None}
 
 
@@ -304,6 +307,8 @@ def _execution(execution: dict[str, Any], hysplit: dict[str, Any]) -> dict[str, 
             ours["n_workers"] = n_workers
         if cpus is not None:
             _note("execution.cpus dropped: each Dask worker runs one simulation at a time")
+    if isinstance(execution.get("time"), int):  # Slurm minutes, as PYSTILT takes them
+        execution["time"] = f"{execution['time'] // 60:02d}:{execution['time'] % 60:02d}:00"
     for theirs, key in (("time", "walltime"), ("mem", "memory"), ("partition", "queue"),
                         ("account", "account")):  # fmt: skip
         if execution.get(theirs) is not None:

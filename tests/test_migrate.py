@@ -161,7 +161,7 @@ def test_pystilt_defaults_and_spellings_are_translated(tmp_path):
         transforms=transforms,
         exe_dir="/opt/hysplit",
         ziscale=[[0.9, 1.1]],
-        execution={"backend": "slurm", "n_workers": 8, "time": "02:00:00", "mem": "8G",
+        execution={"backend": "slurm", "n_workers": 8, "time": 150, "mem": "8G",
                    "partition": "lin", "qos": "fast", "setup": ["module load x"], "timeout": 600},
     )  # fmt: skip
     config = from_pystilt(path)
@@ -177,7 +177,7 @@ def test_pystilt_defaults_and_spellings_are_translated(tmp_path):
         "backend": "slurm",
         "n_workers": 8,
         "cluster": {
-            "walltime": "02:00:00",
+            "walltime": "02:30:00",  # from PYSTILT's minutes
             "memory": "8G",
             "queue": "lin",
             "job_extra_directives": ["--qos=fast"],
