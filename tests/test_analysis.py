@@ -302,3 +302,34 @@ def test_layer_bins_take_the_step_a_layer_starts_in():
     starts = np.array([["2024-07-15 00:30", "2024-07-15 02:00", "2024-07-15 03:00"]],
                       dtype="datetime64[ns]")  # fmt: skip
     np.testing.assert_array_equal(timebins.layer_bins(starts, left, right), [[0, 2, -1]])
+
+
+def test_a_finer_flux_is_averaged_over_each_footprint_cell(demo):
+    foot = demo.footprints["default"].load()
+    half = (foot["lat"].values[1] - foot["lat"].values[0]) / 4
+    fine = xr.Dataset(
+        coords={
+            "lat": np.sort(np.concatenate([foot["lat"].values - half, foot["lat"].values + half])),
+            "lon": np.sort(np.concatenate([foot["lon"].values - half, foot["lon"].values + half])),
+        }
+    )
+    flux = _flux(foot, _hours(foot), fine, seed=4)
+    # Each footprint cell holds 2 x 2 fine cells of (nearly) equal area: their mean.
+    on_footprint_grid = (
+        flux.coarsen(lat=2, lon=2)
+        .mean()
+        .assign_coords(lat=foot["lat"].values, lon=foot["lon"].values)
+    )
+    np.testing.assert_allclose(
+        foot.stilt.convolve(flux).values, _loop_convolve(foot, on_footprint_grid), rtol=1e-4
+    )
+
+
+def test_simulations_not_computed_are_nan(demo, tmp_path):
+    pending = stilt.Model(tmp_path / "pending", demo.receptors()[:2], demo.config)
+    pending.register_pending()  # registered, never run: every chunk is the fill value
+    foot = pending.footprints["default"].load()
+    flux = _flux(foot, _hours(foot))
+    assert np.isnan(foot.stilt.convolve(flux).values).all()
+    H = foot.stilt.jacobian(_coarse(foot), _bins(_hours(foot, "6h"), "6h"))
+    assert np.isnan(H.values).all()
