@@ -38,7 +38,7 @@ from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
 from .footprint import to_rstilt_netcdf
-from .migrate import MigrationWarning, from_pystilt
+from .migrate import MigrationWarning, from_pystilt, is_pystilt_config
 from .model import Model
 from .store import layout
 from .store.completion import STATES, State
@@ -122,7 +122,15 @@ def open_model(project: str, receptors: str | None = None) -> Model:
         For anything else, naming the path and the accepted forms in one line.
     """
     if project.endswith((".yaml", ".yml")):
-        return Model.from_yaml(project, receptors=receptors)
+        try:
+            return Model.from_yaml(project, receptors=receptors)
+        except ConfigError:
+            if is_pystilt_config(project):
+                raise ConfigError(
+                    f"{project} is a PYSTILT config.yaml: translate it first with "
+                    f"`stilt-dask migrate {project} config.yaml`"
+                ) from None
+            raise
     if "://" in project:
         return Model(project, receptors=receptors)
     path = Path(project).expanduser()

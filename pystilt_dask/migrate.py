@@ -115,6 +115,18 @@ def from_pystilt(
     return ModelConfig.from_dict(data, base=path.parent)
 
 
+def is_pystilt_config(path: str | Path) -> bool:
+    """Whether a YAML file is a PYSTILT ``config.yaml`` (it declares ``variants``).
+
+    ``variants`` is required by PYSTILT and unknown here, so it tells the two apart.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "variants" in data
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())

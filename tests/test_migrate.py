@@ -229,6 +229,12 @@ def test_cli_migrate_writes_a_config_that_loads(pystilt_project, tmp_path):
     refused = runner.invoke(app, ["migrate", str(pystilt_project), str(tmp_path / "x.yaml")])
     assert refused.exit_code == 2 and "differ in HYSPLIT settings" in refused.stderr
 
+    pointed = runner.invoke(app, ["status", str(pystilt_project / "config.yaml")])
+    assert pointed.exit_code == 2
+    assert "is a PYSTILT config.yaml: translate it first with `stilt-dask migrate" in (
+        pointed.stderr
+    )
+
     mets = pystilt_project / "config.yaml"
     resolved = runner.invoke(
         app, ["migrate", str(settings_file(pystilt_project, "base")), "--mets", str(mets)]
