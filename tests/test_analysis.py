@@ -333,3 +333,18 @@ def test_simulations_not_computed_are_nan(demo, tmp_path):
     assert np.isnan(foot.stilt.convolve(flux).values).all()
     H = foot.stilt.jacobian(_coarse(foot), _bins(_hours(foot, "6h"), "6h"))
     assert np.isnan(H.values).all()
+
+
+def test_a_time_integrated_footprint_meets_constant_fluxes_only(demo, tmp_path):
+    data = demo.config.model_dump(mode="json")
+    data["footprints"]["default"]["time_integrate"] = True
+    config = stilt.ModelConfig.from_dict(data)
+    pending = stilt.Model(tmp_path / "integrated", demo.receptors()[:1], config)
+    pending.register_pending()
+    foot = pending.footprints["default"].load()
+    assert foot.sizes["lag"] == 1
+    with pytest.raises(ValueError, match="is time-integrated"):
+        foot.stilt.convolve(_flux(foot, _hours(foot)))
+    with pytest.raises(ValueError, match="is time-integrated"):
+        foot.stilt.aggregate(None, _bins(_hours(foot), "1h"))
+    assert foot.stilt.aggregate().sizes["time"] == 1

@@ -38,6 +38,7 @@ def aggregate(
         left = np.array([layer_start.min()], dtype="datetime64[ns]")
         right = np.array([layer_start.max() + np.timedelta64(1, "h")], dtype="datetime64[ns]")
     else:
+        blocks.check_hourly(foot, "time_bins")
         left, right = timebins.bin_edges(time_bins)
     bins = timebins.layer_bins(layer_start, left, right)
 

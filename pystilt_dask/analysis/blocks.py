@@ -26,12 +26,30 @@ def check_footprint(foot: xr.DataArray) -> tuple[str, str]:
         its ``time(simulation, lag)`` coordinate, as ``Footprint.load()`` gives.
     """
     for dims in _SPATIAL:
-        if foot.dims == ("simulation", "lag", *dims) and foot["time"].dims == ("simulation", "lag"):
+        if foot.dims == ("simulation", "lag", *dims) and (
+            "time" in foot.coords and foot["time"].dims == ("simulation", "lag")
+        ):
             return dims
     raise ValueError(
         "expected stored footprints foot(simulation, lag, lat, lon) (or y, x) with a "
         f"time(simulation, lag) coordinate, as model.footprints[name].load() gives; got {foot.dims}"
     )
+
+
+def check_hourly(foot: xr.DataArray, what: str) -> None:
+    """Refuse ``what`` (something that needs hourly layers) on a time-integrated footprint.
+
+    Raises
+    ------
+    ValueError
+        If the footprint was made with ``time_integrate``: its one layer holds
+        every hour of the run, so it cannot meet time-varying fluxes or bins.
+    """
+    if int(foot.attrs.get("footprint_time_integrate", 0)):
+        raise ValueError(
+            f"this footprint is time-integrated (one layer for the whole run): {what} needs "
+            "hourly layers; use a flux without a time dimension, or no time_bins"
+        )
 
 
 def sims_per_block(foot: xr.DataArray, out_bytes_per_sim: int = 0) -> int:

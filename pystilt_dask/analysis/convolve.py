@@ -30,6 +30,7 @@ def convolve(foot: xr.DataArray, flux: xr.DataArray) -> xr.DataArray:
     flux = flux.sortby(list(dims))
     layer_start = foot["time"].values
     if "time" in flux.dims:
+        blocks.check_hourly(foot, "a flux varying in time")
         left, right = timebins.flux_steps(flux["time"].values)
         bins = timebins.layer_bins(layer_start, left, right)
         _check_covered(foot, bins, layer_start, left, right)
