@@ -497,8 +497,8 @@ class ModelConfig(_Section):
         """The result-changing settings in which ``other`` differs, as ``"field: a → b"``.
 
         Run-control settings (:data:`RUN_CONTROL`, execution, profiles, storage
-        options, paths) may differ; footprint grids are checked per footprint name
-        by the store.
+        options, paths) may differ; a footprint's settings (grid and transforms)
+        are checked per footprint name by the store.
         """
         mine, theirs = self.hysplit.result_settings(), other.hysplit.result_settings()
         return [

@@ -125,11 +125,14 @@ def test_kernel_table_path_is_anchored_at_the_config(tmp_path):
     assert config.footprints["col"].transforms[0].table == str(tmp_path.resolve() / "kernels.csv")
 
 
-def test_custom_transform_by_import_path(particles):
+def test_custom_transform_by_import_path(particles, tmp_path):
     config = _footprint([{"kind": "test_transforms.Doubling", "factor": 3.0}])
     assert config.model_dump(mode="json")["transforms"] == [
         {"kind": "test_transforms.Doubling", "factor": 3.0}
     ]
+    project = ModelConfig.from_dict({"mets": MET, "footprints": {"x3": config.model_dump()}})
+    project.to_yaml(tmp_path / "config.yaml")
+    assert ModelConfig.from_yaml(tmp_path / "config.yaml").footprints == project.footprints
     tripled = apply_transforms(particles, config.transforms, RECEPTOR)
     np.testing.assert_array_equal(tripled["foot"], particles["foot"] * 3.0)
 
