@@ -161,7 +161,7 @@ def test_pressure_weights_thin_upward_and_scale_foot_by_count(particles):
 def test_pressure_weighting_needs_a_column(particles):
     point = PointReceptor(**COLUMN, altitude=5)
     config = _footprint([{"kind": "pressure_weighting"}])
-    with pytest.raises(ValueError, match="range of heights"):
+    with pytest.raises(ConfigError, match="range of heights"):
         calc_footprint(particles, point, config)
 
 
@@ -183,7 +183,7 @@ def test_kernel_table_per_receptor(tmp_path, particles):
         calc_footprint(particles, RECEPTOR, inline).values,
     )
     missing = ColumnReceptor(**{**COLUMN, "latitude": 40.8}, bottom=0, top=3000)
-    with pytest.raises(ValueError, match=f"no kernel for receptor {missing.sim_id}"):
+    with pytest.raises(ConfigError, match=f"no kernel for receptor {missing.sim_id}"):
         calc_footprint(particles, missing, from_table)
 
 

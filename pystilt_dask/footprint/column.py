@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
+
 
 def first_rows(particles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each particle's row nearest the release, and every row's particle number.
@@ -35,9 +37,14 @@ def release_values(particles: pd.DataFrame, column: str) -> np.ndarray:
 
     Pressure, for example, changes along a trajectory; a column weight is decided
     by where the particle started.
+
+    Raises
+    ------
+    ConfigError
+        If the table has no such column (``hysplit.varsiwant`` lacks it).
     """
     if column not in particles.columns:
-        raise ValueError(f"particle table has no {column!r} column (add it to hysplit.varsiwant)")
+        raise ConfigError(f"particle table has no {column!r} column (add it to hysplit.varsiwant)")
     rows, codes = first_rows(particles)
     return particles[column].to_numpy(dtype=np.float64)[rows][codes]
 
@@ -72,20 +79,22 @@ def pressure_weights(
 
     Raises
     ------
+    ConfigError
+        If a column is missing or the particles share one release height (the
+        transform is configured for a receptor that is not a column).
     ValueError
-        If a column is missing, the particles share one release height (not a
-        column), or pressure does not fall with height.
+        If pressure does not fall with height.
     """
     for column in ("pres", "zagl"):
         if column not in particles.columns:
-            raise ValueError(f"pressure_weighting needs the particle variable {column!r}")
+            raise ConfigError(f"pressure_weighting needs the particle variable {column!r}")
     rows, codes = first_rows(particles)
     pres = particles["pres"].to_numpy(dtype=np.float64)[rows]
     zagl = particles["zagl"].to_numpy(dtype=np.float64)[rows]
     z_release = np.asarray(release, dtype=np.float64)[rows]
     heights, level = np.unique(z_release, return_inverse=True)
     if heights.size < 2 or np.unique(zagl).size < 2:
-        raise ValueError(
+        raise ConfigError(
             "pressure_weighting needs particles released over a range of heights "
             "(a column or multipoint receptor)"
         )

@@ -48,6 +48,7 @@ from pydantic import (
 )
 from typing_extensions import TypeAliasType
 
+from ..errors import ConfigError
 from ..nearfield import release_heights
 from . import column
 
@@ -115,7 +116,7 @@ class AveragingKernel(_Builtin):
             return np.asarray(self.levels, dtype=float), np.asarray(self.values, dtype=float)
         kernels = _kernel_table(self.table)
         if receptor.sim_id not in kernels:
-            raise ValueError(
+            raise ConfigError(
                 f"averaging_kernel table {self.table} has no kernel for receptor {receptor.sim_id}"
             )
         return kernels[receptor.sim_id]
@@ -280,7 +281,7 @@ def _kernel_table(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     table = pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
     missing = [c for c in KERNEL_TABLE_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"averaging_kernel table {path} lacks columns {missing}; "
             f"needs {list(KERNEL_TABLE_COLUMNS)}"
         )
