@@ -286,7 +286,7 @@ class FootprintConfig(_Section):
     xmin, xmax, ymin, ymax : float
         Grid bounds in degrees (longitude/latitude), also for projected grids.
     xres : float
-        Cell width, in projection units (degrees for ``+proj=longlat``, metres otherwise).
+        Cell width, in the units of the projection's axes (degrees when geographic).
     yres : float or None
         Cell height; ``None`` means ``xres``.
     projection : str
