@@ -145,6 +145,21 @@ def footprint_layers(
     return _footprint_layers(particles, grid, config, interpolate=_interpolate)
 
 
+def settings_attrs(config: FootprintConfig) -> dict[str, Any]:
+    """A footprint's settings as netCDF-safe attributes, ``footprint_<field>``.
+
+    ``time_integrate`` becomes 0/1 (netCDF has no booleans); ``transforms``, present
+    only when there are some, is their JSON list.
+    """
+    settings = config.model_dump(mode="json", exclude={"transforms"})
+    settings["time_integrate"] = int(settings["time_integrate"])
+    if config.transforms:  # netCDF attributes hold no lists of mappings
+        settings["transforms"] = json.dumps(
+            [t.model_dump(mode="json", exclude_none=True) for t in config.transforms]
+        )
+    return {f"footprint_{k}": v for k, v in settings.items()}
+
+
 def is_empty(foot: xr.DataArray) -> bool:
     """Whether a footprint is empty: no particle touched the surface near its grid."""
     return foot.sizes["time"] == 0
@@ -333,13 +348,7 @@ def _as_dataarray(
         coords["crs"] = ((), 0, grid.grid_mapping_attrs())
         attrs["grid_mapping"] = "crs"
     attrs.update({f"receptor_{k}": v for k, v in receptor.to_attrs().items()})
-    settings = config.model_dump(mode="json", exclude={"transforms"})
-    settings["time_integrate"] = int(settings["time_integrate"])  # netCDF has no booleans
-    if config.transforms:  # netCDF attributes hold no lists of mappings
-        settings["transforms"] = json.dumps(
-            [t.model_dump(mode="json", exclude_none=True) for t in config.transforms]
-        )
-    attrs.update({f"footprint_{k}": v for k, v in settings.items()})
+    attrs.update(settings_attrs(config))
     return xr.DataArray(
         values, dims=("time", y_dim, x_dim), coords=coords, name="foot", attrs=attrs
     )
