@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import warnings
 
 import numpy as np
@@ -235,3 +236,12 @@ def test_matches_pystilt(particles, case, time_integrate):
         table, [stilt.transforms.load_transform(t) for t in PARITY[case]], receptor
     )
     np.testing.assert_allclose(weighted["foot"], reference["foot"], rtol=1e-12)
+
+
+def test_footprint_records_its_transforms(particles):
+    foot = calc_footprint(particles, RECEPTOR, _footprint([{"kind": "pressure_weighting"}, AK]))
+    assert json.loads(foot.attrs["footprint_transforms"]) == [
+        {"kind": "pressure_weighting"},
+        {**AK, "levels": [0.0, 1000.0, 2500.0], "coordinate": "release_height"},
+    ]
+    assert "footprint_transforms" not in calc_footprint(particles, RECEPTOR, _footprint(())).attrs
