@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +23,8 @@ from pystilt_dask.config import ModelConfig
 from pystilt_dask.hysplit.executable import resolve_hysplit
 from pystilt_dask.meteorology.idealized import write_idealized_met
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHARED = CHECKOUT.parent / "shared"
 
 #: Set by tests/test_fresh_clone.py for the suite it runs in a fresh clone, which
 #: must not clone and run itself again.
@@ -53,6 +56,56 @@ def _scratch_under_pytest_tmp(tmp_path_factory):
     """Keep HYSPLIT work directories (and failed ones) inside pytest's temporary tree."""
     with dask.config.set({"stilt.compute-root": str(tmp_path_factory.mktemp("compute"))}):
         yield
+
+
+@pytest.fixture(scope="session")
+def env(_scratch_under_pytest_tmp) -> dict[str, str]:
+    """The environment of ``stilt-dask`` subprocesses.
+
+    The console script imports whichever checkout is installed (editable): the
+    subprocesses and their workers are made to import the code under test instead,
+    and to keep HYSPLIT work directories in this session's scratch.
+    """
+    path = [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
+        # Off a terminal rich wraps at 80 columns; wide lines keep each message whole.
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """Skip unless a Slurm with an idle node is running (``.ci/run`` starts one)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        pytest.skip("needs a running Slurm (.ci/run starts one): no sinfo/sbatch")
+    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if state.returncode != 0 or not ("idle" in state.stdout or "mix" in state.stdout):
+        pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
+
+
+@pytest.fixture(scope="session")
+def s3_options() -> Iterator[dict]:
+    """A moto S3 server on loopback with a bucket ``stilt-test``, and the fsspec options."""
+    missing = "needs {}: pip install 'pystilt-dask[test]'"
+    boto3 = pytest.importorskip("boto3", reason=missing.format("boto3"))
+    moto_server = pytest.importorskip("moto.server", reason=missing.format("moto[server]"))
+    pytest.importorskip("s3fs", reason=missing.format("s3fs"))
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    ).create_bucket(Bucket="stilt-test")  # fmt: skip
+    yield {
+        "key": "test",
+        "secret": "test",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    server.stop()
 
 
 @pytest.fixture(scope="session")

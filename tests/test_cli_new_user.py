@@ -10,41 +10,22 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import dask.config
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-import pystilt_dask
 from pystilt_dask.cli import app
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import read_receptors
 
 STILT = str(Path(sys.executable).parent / "stilt-dask")
-CHECKOUT = Path(pystilt_dask.__file__).resolve().parents[1]
 #: Text only an internal object's repr would print.
 REPRS = ("Frozen(", " object at 0x", "PosixPath(", "State.", "<Model ")
-
-
-@pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    """The environment of the subprocesses (as in ``tests/test_cli_run.py``)."""
-    # The console script imports whichever checkout is installed (editable); make
-    # the subprocesses and their workers run the code under test instead.
-    path = [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(path),
-        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
-        # Off a terminal rich wraps at 80 columns; wide lines keep each message whole.
-        "COLUMNS": "200",
-    }
 
 
 def stilt(*args: object, cwd: Path, env: dict[str, str], timeout: float = 120):

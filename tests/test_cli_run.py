@@ -22,16 +22,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.request import urlopen
 
-import dask.config
 import pytest
 import yaml
 from distributed import Client
 
-import pystilt_dask
 from pystilt_dask.model import Model
 
 BIN = Path(sys.executable).parent
-CHECKOUT = Path(pystilt_dask.__file__).resolve().parents[1]
 STILT = str(BIN / "stilt-dask")
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 VALLEY = [(-111.85, 40.77), (-111.9, 40.7), (-111.7, 40.8)]
@@ -74,20 +71,6 @@ def add_receptors(config: Path, receptors) -> None:
     lines += [f"{when},{lon},{lat},5" for when, lon, lat in receptors]
     with table.open("a") as f:
         f.write("\n".join(lines) + "\n")
-
-
-@pytest.fixture
-def env() -> dict[str, str]:
-    # The console script imports whichever checkout is installed (editable); make
-    # the subprocesses and their workers run the code under test instead.
-    path = [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(path),
-        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
-        # Off a terminal rich wraps at 80 columns; wide lines keep each message whole.
-        "COLUMNS": "200",
-    }
 
 
 def _default_sigint() -> None:

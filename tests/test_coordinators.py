@@ -14,7 +14,6 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import dask.config
 import pytest
 
 from pystilt_dask.config import ModelConfig
@@ -23,7 +22,6 @@ from pystilt_dask.hysplit.executable import resolve_hysplit
 from pystilt_dask.model import Model
 from pystilt_dask.store import layout
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 STILT = str(Path(sys.executable).parent / "stilt-dask")
 N = 4
 
@@ -53,15 +51,9 @@ def project(folder: Path, executable: Path) -> Path:
 
 
 @pytest.fixture
-def env() -> dict[str, str]:
-    path = [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(path),
-        "DASK_STILT__COMPUTE_ROOT": dask.config.get("stilt.compute-root"),
-        # Short claims, so a coordinator waiting on another one's claims looks often.
-        "DASK_STILT__CLAIM_TTL": "4s",
-    }
+def env(env: dict[str, str]) -> dict[str, str]:
+    # Short claims, so a coordinator waiting on another one's claims looks often.
+    return {**env, "DASK_STILT__CLAIM_TTL": "4s"}
 
 
 def results(root: str) -> dict[str, bytes]:

@@ -373,27 +373,6 @@ RECEPTORS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def s3_options():
-    """A moto S3 server on loopback and the fsspec options that reach it."""
-    boto3 = pytest.importorskip("boto3", reason=MISSING.format("boto3"))
-    moto_server = pytest.importorskip("moto.server", reason=MISSING.format("moto[server]"))
-    pytest.importorskip("s3fs", reason=MISSING.format("s3fs"))
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
-    ).create_bucket(Bucket="stilt-k8s")  # fmt: skip
-    yield {
-        "key": "test",
-        "secret": "test",
-        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-    }
-    server.stop()
-
-
 @pytest.fixture(params=["local", "memory", "s3"])
 def store(request, tmp_path) -> tuple[str, dict]:
     """A fresh project root of each kind and its storage options.
@@ -405,7 +384,7 @@ def store(request, tmp_path) -> tuple[str, dict]:
         return str(tmp_path / name), {}
     if request.param == "memory":
         return f"memory://k8s/{name}", {}
-    return f"s3://stilt-k8s/{name}", request.getfixturevalue("s3_options")
+    return f"s3://stilt-test/{name}", request.getfixturevalue("s3_options")
 
 
 def _project(hrrr_met, root: str, options: dict, receptors=RECEPTORS[:3], **profile) -> Model:

@@ -8,8 +8,6 @@ skips without it; its first cell's own check is tested without Slurm.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,13 +20,6 @@ pytest.importorskip("matplotlib")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TIMEOUT = 600  # seconds, per notebook (each cell also has this bound)
-
-
-def _slurm_is_up() -> bool:  # the same check as tests/test_slurm.py
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return state.returncode == 0 and ("idle" in state.stdout or "mix" in state.stdout)
 
 
 def _execute(name: str, workdir: Path, monkeypatch) -> nbformat.NotebookNode:
@@ -91,9 +82,7 @@ def test_analysis(tmp_path, monkeypatch):
 
 @pytest.mark.slurm
 @pytest.mark.timeout(TIMEOUT + 60)
-def test_hpc(tmp_path, monkeypatch):
-    if not _slurm_is_up():
-        pytest.skip("hpc.ipynb needs a running Slurm with an idle node (.ci/run starts one)")
+def test_hpc(tmp_path, monkeypatch, slurm):
     notebook = _execute("hpc.ipynb", tmp_path, monkeypatch)
     text = _text(notebook)
     assert "'complete': 4" in text

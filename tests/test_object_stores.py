@@ -26,24 +26,6 @@ moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
 
 
-@pytest.fixture(scope="module")
-def s3_options():
-    """A moto S3 server on loopback and the fsspec options that reach it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
-    ).create_bucket(Bucket="stilt-test")  # fmt: skip
-    yield {
-        "key": "test",
-        "secret": "test",
-        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-    }
-    server.stop()
-
-
 @pytest.fixture(params=["local", "memory", "s3"])
 def store(request, tmp_path) -> tuple[str, dict | None]:
     """A fresh project root of each kind, with its storage options."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,21 +17,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
 
 
-def _slurm_is_up() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return state.returncode == 0 and ("idle" in state.stdout or "mix" in state.stdout)
-
-
 def test_the_readme_has_python_snippets():
     assert len(SNIPPETS) >= 2
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
-def test_readme_snippet_runs(snippet, tmp_path):
-    if "SLURMCluster" in snippet and not _slurm_is_up():
-        pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
+def test_readme_snippet_runs(snippet, tmp_path, request):
+    if "SLURMCluster" in snippet:
+        request.getfixturevalue("slurm")
     make_demo_project(tmp_path / "demo-project", 3)
     (tmp_path / "snippet.py").write_text(snippet)
     env = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -14,20 +13,7 @@ import yaml
 
 from pystilt_dask.model import Model
 
-pytestmark = pytest.mark.slurm
-
-
-def _slurm_is_up() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return state.returncode == 0 and ("idle" in state.stdout or "mix" in state.stdout)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_slurm():
-    if not _slurm_is_up():
-        pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 
 
 def _project(tmp_path: Path, idealized_met: dict, n_workers: int) -> Path:
