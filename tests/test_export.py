@@ -160,6 +160,19 @@ def test_export_refuses_what_has_no_file(model, tmp_path):
     assert not path.exists()
 
 
+def test_a_loaded_simulation_is_written_directly(model, tmp_path):
+    loaded = model.footprints["total"].load()
+    direct = tmp_path / "direct.nc"
+    to_rstilt_netcdf(loaded.sel(simulation=RECEPTORS[0].sim_id), direct)
+    fresh_export(model, "total", RECEPTORS[0], tmp_path / "fresh.nc")
+    assert_same_file(direct, tmp_path / "fresh.nc")
+    with pytest.raises(ValueError, match="select one simulation first"):
+        to_rstilt_netcdf(loaded, tmp_path / "all.nc")
+    with pytest.raises(ValueError, match=f"'{PENDING.sim_id}' has no computed footprint"):
+        to_rstilt_netcdf(loaded.sel(simulation=PENDING.sim_id), tmp_path / "pending.nc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct.nc", "fresh.nc"]
+
+
 def test_export_to_an_fsspec_url(model, tmp_path):
     sim_id = RECEPTORS[1].sim_id
     model.footprints["hourly"].to_rstilt_netcdf(sim_id, f"memory://export/{sim_id}_foot.nc")
