@@ -234,14 +234,17 @@ def test_building_computes_nothing(demo):
     assert H.data.ndim == 2
 
 
-def test_several_simulations_per_task(demo):
+def test_results_come_in_blocks_of_simulations(demo):
     foot = demo.footprints["default"].load()
-    assert foot.data.chunks[0] == (1,) * foot.sizes["simulation"]
+    assert foot.data.chunks[0] == (1,) * foot.sizes["simulation"]  # one per stored chunk
     enhancement = foot.stilt.convolve(_flux(foot, _hours(foot)))
-    assert enhancement.data.numblocks == (1,)  # 4 small footprints: one task reads them all
-    with dask.config.set({"array.chunk-size": f"{2 * foot[0].nbytes}B"}):
-        enhancement = foot.stilt.convolve(_flux(foot, _hours(foot)))
-    assert enhancement.data.chunks == ((2, 2),)
+    assert enhancement.data.numblocks == (1,)  # 4 numbers: one block
+    grid, bins = _coarse(foot), _bins(_hours(foot, "6h"), "6h")
+    per_simulation = 8 * len(bins) * grid.sizes["lat"] * grid.sizes["lon"]
+    with dask.config.set({"array.chunk-size": f"{2 * per_simulation}B"}):
+        agg = foot.stilt.aggregate(grid, bins)
+        H = foot.stilt.jacobian(grid, bins)
+    assert agg.data.chunks[0] == (2, 2) and H.data.chunks == ((2, 2), (H.shape[1],))
 
 
 def test_jacobian_writes_to_zarr_and_runs_on_a_cluster(demo, tmp_path):

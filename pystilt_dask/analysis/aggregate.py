@@ -43,14 +43,13 @@ def aggregate(
     bins = timebins.layer_bins(layer_start, left, right)
 
     shape = (len(left), target[dims[0]].size, target[dims[1]].size)
-    n = blocks.sims_per_block(foot, out_bytes_per_sim=8 * int(np.prod(shape)))
-    data = blocks.blocks(foot, n)
+    data = blocks.stored(foot)
     out = da.blockwise(
         _aggregate, "stuv",
         data, "slyx",
         blocks.bins_like(data, bins), "sl",
         new_axes=dict(zip("tuv", shape, strict=True)),
-        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0, 0), np.float64),
+        concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0, 0), np.float64),
         shape=shape, overlap_y=overlap_y, overlap_x=overlap_x,
     )  # fmt: skip
     coords: dict[str, Any] = {
@@ -61,17 +60,22 @@ def aggregate(
     }
     attrs = {**foot.attrs, "cell_methods": "time: sum area: sum"}
     return xr.DataArray(
-        out, dims=("simulation", "time", *dims), coords=coords, name="foot", attrs=attrs
+        blocks.grouped(out, 8 * int(np.prod(shape))),
+        dims=("simulation", "time", *dims),
+        coords=coords,
+        name="foot",
+        attrs=attrs,
     )
 
 
 def _aggregate(
-    foot: np.ndarray,
-    bins: np.ndarray,
+    foot: list,
+    bins: list,
     shape: tuple[int, int, int],
     overlap_y: regrid.Overlap,
     overlap_x: regrid.Overlap,
 ) -> np.ndarray:
+    foot, bins = blocks.whole(foot), blocks.whole(bins)
     out = np.zeros((foot.shape[0], *shape), dtype=np.float64)
     aggregate_block(foot, bins, *overlap_y, *overlap_x, out)
     return out

@@ -52,17 +52,37 @@ def check_hourly(foot: xr.DataArray, what: str) -> None:
         )
 
 
-def sims_per_block(foot: xr.DataArray, out_bytes_per_sim: int = 0) -> int:
-    """How many simulations one task reads: a block within dask's ``array.chunk-size``."""
-    per_sim = max(foot[0].size * foot.dtype.itemsize, out_bytes_per_sim, 1)
-    limit = parse_bytes(dask.config.get("array.chunk-size"))
-    return int(max(1, min(foot.sizes["simulation"], limit // per_sim)))
+def stored(foot: xr.DataArray) -> da.Array:
+    """The footprints' dask array in its stored chunks, with whole grids per chunk.
 
-
-def blocks(foot: xr.DataArray, n: int) -> da.Array:
-    """The footprints' dask array with ``n`` simulations per chunk (whole grids)."""
+    Each task reduces the chunk it reads at once (a simulation, as the store
+    keeps them), so no task copies footprints into a bigger block first; the
+    results are grouped afterwards (:func:`grouped`).
+    """
     data = foot.data if isinstance(foot.data, da.Array) else da.from_array(foot.data)
-    return data.rechunk({0: n, 1: -1, 2: -1, 3: -1})
+    return data.rechunk({1: -1, 2: -1, 3: -1})
+
+
+def grouped(out: da.Array, bytes_per_sim: int) -> da.Array:
+    """``out`` with as many simulations per chunk as fit in dask's ``array.chunk-size``.
+
+    Per-simulation results are far smaller than footprints: blocks of many make
+    a result that writes (``to_zarr``) and computes as a few large pieces.
+    """
+    limit = parse_bytes(dask.config.get("array.chunk-size"))
+    return out.rechunk({0: int(max(1, limit // max(bytes_per_sim, 1)))})
+
+
+def whole(block: np.ndarray | list) -> np.ndarray:
+    """The one block ``blockwise(..., concatenate=False)`` passes for contracted dimensions.
+
+    Those dimensions are single chunks here (whole grids, all layers, all flux
+    steps), so each comes wrapped in one-element lists; unwrapping them, rather
+    than letting dask concatenate, passes the array itself instead of a copy.
+    """
+    while isinstance(block, list):
+        (block,) = block
+    return block
 
 
 def bins_like(data: da.Array, bins: np.ndarray) -> da.Array:

@@ -46,16 +46,16 @@ def convolve(foot: xr.DataArray, flux: xr.DataArray) -> xr.DataArray:
         values = _onto_footprint_grid(values, foot_axes, flux_axes)
     values = values.astype(np.float64).rechunk(-1)
 
-    data = blocks.blocks(foot, blocks.sims_per_block(foot))
+    data = blocks.stored(foot)
     out = da.blockwise(
         _convolve, "s",
         data, "slyx",
         blocks.bins_like(data, bins), "sl",
         values, "tyx",
-        concatenate=True, dtype=np.float64, meta=np.empty(0, np.float64),
+        concatenate=False, dtype=np.float64, meta=np.empty(0, np.float64),
     )  # fmt: skip
     return xr.DataArray(
-        out,
+        blocks.grouped(out, np.dtype(np.float64).itemsize),
         dims=("simulation",),
         coords=blocks.simulation_coords(foot),
         name="enhancement",
@@ -63,7 +63,8 @@ def convolve(foot: xr.DataArray, flux: xr.DataArray) -> xr.DataArray:
     )
 
 
-def _convolve(foot: np.ndarray, bins: np.ndarray, flux: np.ndarray) -> np.ndarray:
+def _convolve(foot: list, bins: list, flux: list) -> np.ndarray:
+    foot, bins, flux = (blocks.whole(b) for b in (foot, bins, flux))
     out = np.empty(foot.shape[0], dtype=np.float64)
     convolve_block(foot, bins, np.ascontiguousarray(flux), out)
     return out
