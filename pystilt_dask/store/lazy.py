@@ -12,7 +12,6 @@ what :func:`~pystilt_dask.footprint.to_rstilt_netcdf` writes.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import dask.array as da
@@ -22,6 +21,7 @@ import zarr
 from dask.base import tokenize
 
 from ..errors import StoreError
+from ..footprint.calc import settings_attrs
 from . import footprints
 from .paths import Location
 from .registry import Registry
@@ -78,13 +78,6 @@ def open_footprint(
         "met": ("simulation", table["met"].to_numpy(str)),
     }  # fmt: skip
     attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
-    # The footprint settings as calc_footprint records them.
-    settings = config.model_dump(mode="json", exclude={"transforms"})
-    settings["time_integrate"] = int(settings["time_integrate"])  # netCDF has no booleans
-    if config.transforms:  # netCDF attributes hold no lists of mappings
-        settings["transforms"] = json.dumps(
-            [t.model_dump(mode="json", exclude_none=True) for t in config.transforms]
-        )
-    attrs.update({f"footprint_{k}": v for k, v in settings.items()})
+    attrs.update(settings_attrs(config))  # as calc_footprint records them
     foot = xr.DataArray(data, dims=dims, coords=coords, name="foot", attrs=attrs)
     return foot.assign_coords({v: group[v] for v in group.variables if v not in foot.coords})
