@@ -28,6 +28,7 @@ from distributed import Client
 from rich.console import Console
 from rich.table import Table
 
+from .analysis import enhancement_table
 from .config import ModelConfig
 from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
@@ -39,7 +40,7 @@ from .execution.serve import serve as serve_forever
 from .execution.slurm import coordinator_script
 from .footprint import to_rstilt_netcdf
 from .migrate import MigrationWarning, from_pystilt, is_pystilt_config
-from .model import Model
+from .model import Footprint, Model
 from .store import layout
 from .store.completion import STATES, State
 
@@ -93,6 +94,14 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return app.command()(run)
+
+
+def _footprint(model: Model, name: str, project: str) -> Footprint:
+    """The named footprint of a project; an unknown name is a one-line error."""
+    if name not in model.footprints:
+        known = ", ".join(model.footprints) or "none configured"
+        raise StoreError(f"no footprint named {name!r} in {project} ({known})")
+    return model.footprints[name]
 
 
 def _client(scheduler: str) -> Client:
@@ -413,10 +422,7 @@ def export(
 ) -> None:
     """Write one footprint as R-STILT's <sim_id>_foot.nc files (exit 1 if some are not done)."""
     model = open_model(project)
-    if footprint not in model.footprints:
-        known = ", ".join(model.footprints) or "none configured"
-        raise StoreError(f"no footprint named {footprint!r} in {project} ({known})")
-    target = model.footprints[footprint]
+    target = _footprint(model, footprint, project)
     states = model.status().table[footprint]
     if ids:
         target.check_exportable(ids)  # named ids: all or nothing
@@ -450,6 +456,51 @@ def export(
             f"skipped {len(incomplete)} simulations whose footprint {footprint!r} is not "
             f"computed yet: {', '.join(incomplete[:10])}"
             + (f" and {len(incomplete) - 10} more" if len(incomplete) > 10 else ""),
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+
+
+@command
+def convolve(
+    project: ProjectArg,
+    flux: Annotated[
+        str, typer.Argument(help="Flux field (netCDF or zarr, path or fsspec URL), µmol m⁻² s⁻¹.")
+    ],
+    footprint: Annotated[str, typer.Option(help="The footprint name to convolve.")],
+    variable: Annotated[
+        str | None, typer.Option(help="The flux variable, when the file holds several.")
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write the table here (.csv or .parquet); default: print CSV."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Compute on this running Dask scheduler (default: local threads)."),
+    ] = None,
+) -> None:
+    """Modelled enhancement (footprint × flux) of every simulation, as a table."""
+    model = open_model(project)
+    _footprint(model, footprint, project)
+    with ExitStack() as stack:
+        if scheduler:
+            stack.enter_context(_client(scheduler))
+        try:
+            table = enhancement_table(model, footprint, flux, variable)
+        except ValueError as exc:  # a flux that does not fit the footprints
+            raise ConfigError(f"{flux}: {exc}") from None
+    if out is None:
+        sys.stdout.write(table.to_csv())
+    elif out.endswith(".parquet"):
+        table.to_parquet(out)
+    else:
+        table.to_csv(out)
+    missing = int(table["enhancement"].isna().sum())
+    if missing:
+        error_console.print(
+            f"{missing} of {len(table)} simulations have no computed footprint {footprint!r} "
+            "(NaN enhancement); run them first (`stilt-dask run`)",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(1)

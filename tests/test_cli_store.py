@@ -1,4 +1,4 @@
-"""``stilt-dask register | status | verify`` through the Typer app."""
+"""``stilt-dask register | status | verify | convolve`` through the Typer app."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
 from typer.testing import CliRunner
 
@@ -151,3 +152,36 @@ def test_rows_reused_after_a_lost_commit_never_mislabel(config_file, tmp_path):
     for sim_id in model.simulations.ids():
         expected = expected_chunk(model, sim_id, "fine")
         np.testing.assert_array_equal(foot.sel(simulation=sim_id).values, expected)
+
+
+def test_convolve_writes_one_enhancement_per_simulation(config_file, tmp_path):
+    assert invoke("register", config_file).exit_code == 0
+    model = Model(tmp_path / "project")
+    done = model.simulations.ids()[:2]
+    for sim_id in done:
+        run_synthetic(model.location, sim_id, model.config)
+    foot = model.footprints["coarse"].load()
+    # A flux varying in space only: the enhancement is Σ footprint × flux over cells and hours.
+    flux = xr.DataArray(
+        np.random.default_rng(0).random((foot.sizes["lat"], foot.sizes["lon"])),
+        coords={"lat": foot["lat"], "lon": foot["lon"]}, dims=("lat", "lon"), name="co2_flux",
+    )  # fmt: skip
+    flux.to_netcdf(tmp_path / "flux.nc")
+    out = tmp_path / "enhancement.csv"
+    args = ("convolve", config_file, tmp_path / "flux.nc", "--footprint", "coarse", "--out", out)
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output  # 3 of 5 simulations are not computed
+    assert "3 of 5 simulations have no computed footprint 'coarse'" in result.output
+    table = pd.read_csv(out, index_col="simulation")
+    assert list(table.index) == model.simulations.ids()
+    for sim_id in done:
+        stored = foot.sel(simulation=sim_id).values.astype(np.float64)
+        expected = (stored * flux.values).sum()
+        np.testing.assert_allclose(table.loc[sim_id, "enhancement"], expected, rtol=1e-6)
+    assert table["enhancement"].isna().sum() == 3
+
+    result = invoke("convolve", config_file, tmp_path / "flux.nc", "--footprint", "nope")
+    assert result.exit_code == 2 and "no footprint named 'nope'" in result.output
+    flux.rename({"lat": "y"}).to_netcdf(tmp_path / "bad.nc")
+    result = invoke("convolve", config_file, tmp_path / "bad.nc", "--footprint", "coarse")
+    assert result.exit_code == 2 and "flux dimensions must be" in result.output
