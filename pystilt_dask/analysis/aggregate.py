@@ -1,8 +1,8 @@
 """Footprints on coarser cells and time bins, and the Jacobian they make.
 
 :func:`aggregate` sums every footprint onto the cells of a target grid
-(:mod:`.regrid`) and into time bins (:mod:`.timebins`), one block of
-simulations per task (:func:`.kernels.aggregate_block`); :func:`jacobian` is the
+(:mod:`.regrid`) and into time bins (:mod:`.timebins`), one stored chunk per
+task (:func:`.kernels.aggregate_block`); :func:`jacobian` is the
 same numbers as one (simulation × state element) matrix, state elements ordered
 time bin first, then target cell (``y`` then ``x``).
 """
