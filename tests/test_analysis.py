@@ -19,6 +19,7 @@ from pystilt_dask.accessor import register
 from pystilt_dask.analysis import enhancement_table, regrid, timebins, to_sparse
 from pystilt_dask.demo import make_demo_project
 from pystilt_dask.receptors import PointReceptor
+from pystilt_dask.store import publish
 
 HRRR_RECEPTORS = [
     PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5),
@@ -232,6 +233,7 @@ def test_building_computes_nothing(demo):
     for lazy in (enhancement, coarse, agg, H):
         assert isinstance(lazy.data, dask.array.Array)
     assert H.data.ndim == 2
+    np.testing.assert_allclose(enhancement.values, _loop_convolve(foot, flux.compute()), rtol=1e-6)
 
 
 def test_results_come_in_blocks_of_simulations(demo):
@@ -351,3 +353,32 @@ def test_a_time_integrated_footprint_meets_constant_fluxes_only(demo, tmp_path):
     with pytest.raises(ValueError, match="is time-integrated"):
         foot.stilt.aggregate(None, _bins(_hours(foot), "1h"))
     assert foot.stilt.aggregate().sizes["time"] == 1
+
+
+def test_projected_grids_work_in_metres(demo, tmp_path):
+    data = demo.config.model_dump(mode="json")
+    data["footprints"] = {
+        "utm": {"xmin": -100.6, "xmax": -99.4, "ymin": 39.6, "ymax": 40.4, "xres": 5000.0,
+                "projection": "+proj=utm +zone=14"}
+    }  # fmt: skip
+    model = stilt.Model(tmp_path / "utm", demo.receptors()[:3], stilt.ModelConfig.from_dict(data))
+    model.register_pending()
+    foot = model.footprints["utm"].load()
+    assert foot.dims[2:] == ("y", "x")
+    rng = np.random.default_rng(5)
+    for row, sim_id in enumerate(model.simulations.ids()):  # footprints written as a run does
+        chunk = rng.gamma(1.0, 1e-3, foot.shape[1:]).astype(np.float32)
+        chunk[chunk < 1e-3] = 0
+        publish.publish_footprint(model.location, "utm", sim_id, row, chunk, empty=False)
+    foot = model.footprints["utm"].load()
+    times = _hours(foot)
+    flux = _flux(foot.rename(y="lat", x="lon"), times).rename(lat="y", lon="x")
+    expected = _loop_convolve(foot, flux)
+    np.testing.assert_allclose(foot.stilt.convolve(flux).values, expected, rtol=1e-6)
+    y, x = foot["y"].values, foot["x"].values
+    grid = xr.Dataset(coords={"y": y[: y.size // 2 * 2].reshape(-1, 2).mean(1),
+                              "x": x[: x.size // 2 * 2].reshape(-1, 2).mean(1)})  # fmt: skip
+    agg = foot.stilt.aggregate(grid).compute()
+    trimmed = foot.isel(y=slice(0, grid.sizes["y"] * 2), x=slice(0, grid.sizes["x"] * 2))
+    blocks = trimmed.sum("lag").coarsen(y=2, x=2).sum().values.astype(np.float64)
+    np.testing.assert_allclose(agg.isel(time=0).values, blocks, rtol=1e-6)
