@@ -276,6 +276,11 @@ def test_enhancement_table_from_a_netcdf_flux(demo, tmp_path):
     xr.Dataset({"a": flux, "b": flux}).to_netcdf(tmp_path / "two.nc")
     with pytest.raises(ValueError, match="holds 2 variables"):
         enhancement_table(demo, "default", tmp_path / "two.nc")
+    with pytest.raises(ValueError, match="has no variable 'c'"):
+        enhancement_table(demo, "default", tmp_path / "two.nc", variable="c")
+    flux.to_dataset().to_zarr(tmp_path / "flux.zarr", consolidated=False)
+    from_zarr = enhancement_table(demo, "default", str(tmp_path / "flux.zarr"))
+    np.testing.assert_allclose(from_zarr["enhancement"], table["enhancement"], rtol=1e-12)
 
 
 def test_bad_input_is_a_clear_error(demo):

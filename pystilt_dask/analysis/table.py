@@ -32,7 +32,9 @@ def open_flux(
     """
     path = str(path)
     if path.rstrip("/").endswith(".zarr"):
-        ds = xr.open_zarr(path, storage_options=storage_options or None, chunks={})
+        ds = xr.open_zarr(
+            path, storage_options=storage_options or None, chunks={}, consolidated=False
+        )
     elif "://" in path:
         import fsspec
 
