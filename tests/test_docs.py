@@ -36,7 +36,7 @@ STILT_ERRORS = {
 }  # fmt: skip
 #: Modules whose ``ValueError``s are pydantic validators: their messages reach the user
 #: inside a ConfigError or ReceptorError.
-VALIDATOR_MODULES = ("config.py", "receptors.py")
+VALIDATOR_MODULES = ("config.py", "receptors.py", "transforms.py", "crs.py")
 
 
 # ----------------------------------------------------------------------------- helpers
