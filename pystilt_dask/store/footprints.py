@@ -26,7 +26,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 import zarr.storage
-from zarr.codecs import ZstdCodec
+from numcodecs import Zstd
+from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.sync import sync as _sync
 
@@ -311,6 +312,63 @@ def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> N
     # A selection with the chunk's own shape is a whole-chunk write: zarr then
     # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
     array[row : row + 1] = chunk[np.newaxis]
+
+
+def chunk_reader(array: zarr.Array) -> ChunkReader:
+    """A reader of ``array``'s chunks, one simulation at a time.
+
+    Raises
+    ------
+    StoreError
+        When the array is not encoded as :func:`ensure_group` writes it.
+    """
+    codecs = array.metadata.codecs
+    if not (
+        len(codecs) == 2
+        and isinstance(codecs[0], BytesCodec)
+        and codecs[0].endian is not None
+        and codecs[0].endian.value == "little"
+        and isinstance(codecs[1], ZstdCodec)
+        and array.dtype == np.dtype("float32")
+    ):
+        raise StoreError(
+            f"footprint array {array.store_path} is encoded as {codecs}, not as "
+            "pystilt_dask writes it (little-endian float32, zstd)"
+        )
+    return ChunkReader(array.shape[1:])
+
+
+class ChunkReader:
+    """Decode one simulation's chunk straight from its key.
+
+    The chunk is zstd-compressed little-endian float32 (what :func:`ensure_group`
+    declares, checked by :func:`chunk_reader`), decompressed into the array handed
+    back. Going through zarr instead cost about 3 ms a call, three quarters of
+    reading a 24 × 300 × 300 chunk, and serialised the threads reading in parallel.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+
+    def __call__(self, location: Location, name: str, row: int) -> np.ndarray:
+        """The chunk of ``row``, shape ``(1, *shape)``; NaN (the fill value) when absent.
+
+        Raises
+        ------
+        ValueError, RuntimeError
+            When the stored bytes do not decode to a chunk.
+        """
+        out = np.empty((1, *self.shape), dtype="<f4")
+        try:
+            data = location.read_bytes(layout.chunk_key(name, row))
+        except FileNotFoundError:
+            out.fill(np.nan)
+            return out
+        _ZSTD.decode(data, out=out)
+        return out
+
+
+_ZSTD = Zstd()
 
 
 def delete_chunk(location: Location, name: str, row: int) -> None:

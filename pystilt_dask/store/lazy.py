@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import dask.array as da
 import numpy as np
 import xarray as xr
-import zarr
 from dask.base import tokenize
 
 from ..errors import StoreError
@@ -32,10 +31,12 @@ if TYPE_CHECKING:
 _TIME_ATTRS = {"standard_name": "time", "long_name": "start of the footprint layer (UTC)"}
 
 
-def _read_row(array: zarr.Array, row: int, sim_id: str) -> np.ndarray:
+def _read_row(
+    read: footprints.ChunkReader, location: Location, name: str, row: int, sim_id: str
+) -> np.ndarray:
     try:
-        return array[row : row + 1]
-    except Exception as exc:
+        return read(location, name, row)
+    except (ValueError, RuntimeError) as exc:
         raise StoreError(
             f"the footprint chunk of simulation {sim_id!r} (row {row}) is damaged "
             f"({type(exc).__name__}: {exc}); run `stilt-dask verify --repair`"
@@ -53,10 +54,12 @@ def open_footprint(
     array = footprints.foot_array(location, name, registry.next_row, read_only=True)
     rows, sim_ids = registry.rows, registry.sim_ids
     token = tokenize(location.url(), name, rows, sim_ids)
-    key, array_key = f"stilt-foot-{token}", f"stilt-foot-array-{token}"
-    graph: dict = {array_key: array}
-    for i, (row, sim_id) in enumerate(zip(rows.tolist(), sim_ids, strict=True)):
-        graph[(key, i, 0, 0, 0)] = (_read_row, array_key, row, sim_id)
+    key = f"stilt-foot-{token}"
+    read = footprints.chunk_reader(array)
+    graph = {
+        (key, i, 0, 0, 0): (_read_row, read, location, name, row, sim_id)
+        for i, (row, sim_id) in enumerate(zip(rows.tolist(), sim_ids, strict=True))
+    }
     chunks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
     data = da.Array(graph, key, chunks, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
