@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 HYSPLIT_RUNS = ("wbb_20190530T1000_np20_h-3", "wbb_20190530T1000_np5_h-1_allvars")
@@ -172,3 +175,24 @@ def reference_interpolation(particles: pd.DataFrame) -> pd.DataFrame:
             scale = out.loc[window, "foot"].sum() / total
             out.loc[window, "foot"] = out.loc[window, "foot"] / scale
     return out
+
+
+@contextmanager
+def pystilt_accessor() -> Iterator[None]:
+    """PYSTILT's own ``DataArray.stilt`` accessor while PYSTILT's code runs.
+
+    Both packages register an accessor named ``stilt``, and PYSTILT's footprint
+    code calls its own (``foot.stilt.receptor``): whichever was registered last in
+    the session decides. Ours is registered again afterwards.
+    """
+    from stilt.footprint.accessor import FootprintAccessor as PystiltAccessor
+
+    from pystilt_dask.accessor import register
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
+        xr.register_dataarray_accessor("stilt")(PystiltAccessor)
+    try:
+        yield
+    finally:
+        register()

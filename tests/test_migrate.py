@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from distributed import Client, LocalCluster
+from footprint_helpers import pystilt_accessor
 from typer.testing import CliRunner
 
 from pystilt_dask.cli import app
@@ -60,7 +61,8 @@ def pystilt_project(tmp_path_factory, idealized_met) -> Path:
         ziscale=1.0,
         grid=GRID,
     )
-    project.run()
+    with pystilt_accessor():
+        project.run()
     assert set(project.status()["state"]) == {"complete"}, project.status()
     return folder
 
