@@ -29,7 +29,6 @@ from distributed import Client
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import enhancement_table
 from .config import ModelConfig
 from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
@@ -487,6 +486,8 @@ def convolve(
     with ExitStack() as stack:
         if scheduler:
             stack.enter_context(_client(scheduler))
+        from .analysis import enhancement_table  # dask.array: only for this command
+
         try:
             table = enhancement_table(model, footprint, flux, variable)
         except ValueError as exc:  # a flux that does not fit the footprints

@@ -21,7 +21,6 @@ from .footprint import to_rstilt_netcdf
 from .receptors import Receptor, read_receptors, receptors_from_frame
 from .store import footprints, layout, particles, records, registry
 from .store.completion import CompletionRule, State
-from .store.lazy import open_footprint
 from .store.paths import Location
 from .store.registry import Registry
 from .store.status import Status, status
@@ -384,6 +383,8 @@ class Footprint:
             of each layer; receptor fields (``receptor_time``, ``receptor_longitude``,
             …, ``scene_id``, ``met``) are coordinates along ``simulation``.
         """
+        from .store.lazy import open_footprint  # dask.array: only for analysis
+
         return open_footprint(self._model.location, self.name, self._model.registry(), self.config)
 
     def to_rstilt_netcdf(self, sim_id: str, path: str | Path) -> None:
