@@ -481,13 +481,13 @@ def convolve(
     ] = None,
 ) -> None:
     """Modelled enhancement (footprint × flux) of every simulation, as a table."""
+    from .analysis import enhancement_table  # dask.array: only for this command
+
     model = open_model(project)
     _footprint(model, footprint, project)
     with ExitStack() as stack:
         if scheduler:
             stack.enter_context(_client(scheduler))
-        from .analysis import enhancement_table  # dask.array: only for this command
-
         try:
             table = enhancement_table(model, footprint, flux, variable)
         except ValueError as exc:  # a flux that does not fit the footprints
