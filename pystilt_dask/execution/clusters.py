@@ -29,12 +29,8 @@ from distributed.utils import format_dashboard_link
 
 from .. import defaults
 from ..config import ExecutionConfig
+from .workers import PRELOAD, WORKER_ARGS  # noqa: F401  (WORKER_ARGS: cli imports it from here)
 
-#: Module every worker preloads to import and warm the simulation code at start.
-PRELOAD = "pystilt_dask.execution.preload"
-#: Arguments every worker gets: one task at a time, one HYSPLIT slot, warmed up.
-SLOT_ARGS = ["--resources", "hysplit=1", "--preload", PRELOAD]
-WORKER_ARGS = ["--nthreads", "1", *SLOT_ARGS]
 # Addresses that mean "every interface": a link to one names no reachable host.
 _WILDCARDS = ("", "0.0.0.0", "::")
 
@@ -231,8 +227,8 @@ def _join(host: str, port: int) -> str:
 
 
 def __getattr__(name: str) -> Any:
-    # kubernetes_spec moved to .kubernetes (which imports this module); it stays
-    # importable from here for code written against earlier versions.
+    # kubernetes_spec moved to .kubernetes (imported only when used: the optional
+    # backend); it stays importable from here for code written against earlier versions.
     if name == "kubernetes_spec":
         from .kubernetes import kubernetes_spec
 

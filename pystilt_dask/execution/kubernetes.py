@@ -18,7 +18,7 @@ import dask.config
 from .. import defaults
 from ..config import ExecutionConfig
 from ..errors import ConfigError
-from .clusters import WORKER_ARGS
+from .workers import WORKER_ARGS
 
 #: Kubernetes service types of the scheduler's Service; the first is the default.
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")

@@ -21,7 +21,7 @@ from typing import Any
 import dask.config
 
 from ..errors import ConfigError
-from .clusters import SLOT_ARGS
+from .workers import SLOT_ARGS
 
 #: Slurm's spellings of "no time limit" (``time_str2secs`` compares them ignoring case).
 UNLIMITED = ("UNLIMITED", "INFINITE", "-1")
