@@ -15,36 +15,33 @@ them all), the others are dropped with a :class:`MigrationWarning`.
 
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import HysplitConfig, ModelConfig
+from .config import ModelConfig
 from .errors import ConfigError
+from .migrate_receptors import migrate_receptors
+from .migrate_sections import (
+    MigrationWarning,
+    absolute,
+    execution_section,
+    footprint_section,
+    hysplit_section,
+    location,
+    met_section,
+)
+
+__all__ = ["MigrationWarning", "from_pystilt", "is_pystilt_config"]
 
 #: The settings file a PYSTILT run writes in each ``settings=`` folder.
 SETTINGS_FILE = "_settings.yaml"
 
-#: PYSTILT's defaults where they differ from ours (``numpar``, ``varsiwant``).
-PYSTILT_DEFAULTS: dict[str, Any] = {
-    "n_hours": -24,
-    "numpar": 200,
-    "varsiwant": [
-        "time", "indx", "long", "lati", "zagl", "foot", "mlht", "pres", "dens", "samt",
-        "sigw", "tlgr",
-    ],
-}  # fmt: skip
+#: Our receptor table, written beside PYSTILT's ``receptors.csv`` by default.
+RECEPTORS_FILE = "receptors-stilt-dask.csv"
 
-_FOOTPRINT_KEYS = ("grid", "geometry", "cells_per_target", "smooth_factor", "time_integrate",
-                   "transforms")  # fmt: skip
 _TOP_KEYS = ("model", "mets", "variants", "execution", "output")
-
-
-class MigrationWarning(UserWarning):
-    """A PYSTILT setting that changes no result was dropped: it has no equivalent here."""
 
 
 def from_pystilt(
@@ -53,6 +50,7 @@ def from_pystilt(
     variant: str | None = None,
     mets: dict[str, dict[str, Any]] | None = None,
     output: str | None = None,
+    receptors: str | Path | None = None,
 ) -> ModelConfig:
     """Translate a PYSTILT configuration into a :class:`ModelConfig`.
 
@@ -70,15 +68,21 @@ def from_pystilt(
     mets : dict, optional
         Meteorology (:class:`~pystilt_dask.config.MetConfig` fields by name); needed
         for a ``_settings.yaml``, which records which weather a run used but not
-        where its files are.
+        where its files are. A relative directory starts from the working directory.
     output : str, optional
         The project store; default: PYSTILT's ``output`` with ``-stilt-dask``
         appended (PYSTILT's own layout stays untouched).
+    receptors : str or pathlib.Path, optional
+        Where to write the project's ``receptors.csv`` as our receptor table
+        (:func:`~pystilt_dask.migrate_receptors.migrate_receptors`); default:
+        ``receptors-stilt-dask.csv`` beside it.
 
     Returns
     -------
     ModelConfig
-        Relative paths resolved against the folder of ``source``.
+        Every path absolute: PYSTILT's relative paths (met directories, receptors,
+        ``output``, ``exe_dir``, kernel tables) resolved against the PYSTILT
+        project folder, as PYSTILT resolves them, whatever the working directory.
 
     Raises
     ------
@@ -91,7 +95,7 @@ def from_pystilt(
     MigrationWarning
         One per dropped setting that changes no result.
     """
-    path = Path(source)
+    path = absolute(source)
     if path.is_dir():
         path = path / "config.yaml"
     raw = _read(path)
@@ -99,12 +103,11 @@ def from_pystilt(
     if SETTINGS_FILE == path.name:
         data = _from_settings(path, raw, mets, problems)
     else:
-        data = _from_project(raw, variant, problems)
+        data = _from_project(raw, variant, problems, path.parent)
         if mets is not None:
-            data["mets"] = {name: _met(name, met, problems) for name, met in mets.items()}
-        receptors = path.parent / "receptors.csv"
-        if receptors.is_file():
-            data["receptors"] = str(receptors)
+            data["mets"] = {
+                name: met_section(name, met, problems, None) for name, met in mets.items()
+            }
     if output is not None:
         data["output"] = output
     if problems:
@@ -112,6 +115,11 @@ def from_pystilt(
             f"{path} has settings with no equivalent in pystilt_dask: "
             + "; ".join(dict.fromkeys(problems))
         )
+    table = path.parent / "receptors.csv"
+    if SETTINGS_FILE != path.name and table.is_file():
+        target = absolute(receptors) if receptors is not None else table.with_name(RECEPTORS_FILE)
+        migrate_receptors(table, target)
+        data["receptors"] = str(target)
     return ModelConfig.from_dict(data, base=path.parent)
 
 
@@ -139,14 +147,12 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _note(message: str) -> None:
-    warnings.warn(message, MigrationWarning, stacklevel=4)
-
-
 # -- a project's config.yaml ---------------------------------------------------
 
 
-def _from_project(raw: dict[str, Any], variant: str | None, problems: list[str]) -> dict[str, Any]:
+def _from_project(
+    raw: dict[str, Any], variant: str | None, problems: list[str], folder: Path
+) -> dict[str, Any]:
     raw = dict(raw)
     if raw.get("model", "hysplit") != "hysplit":
         problems.append(f"model: {raw['model']!r} (HYSPLIT is the only transport model here)")
@@ -161,7 +167,9 @@ def _from_project(raw: dict[str, Any], variant: str | None, problems: list[str])
     defaults = {k: v for k, v in raw.items() if k not in _TOP_KEYS}
     resolved = {name: _merge(defaults, spec or {}) for name, spec in variants.items()}
 
-    transports = {name: _transport(fields, problems, name) for name, fields in resolved.items()}
+    transports = {
+        name: hysplit_section(fields, problems, name, folder) for name, fields in resolved.items()
+    }
     distinct = {yaml.safe_dump(t, sort_keys=True) for t in transports.values()}
     used_mets = {name: _variant_met(name, fields, met_configs) for name, fields in resolved.items()}
     if len(distinct) > 1 or len(set(used_mets.values())) > 1:
@@ -184,18 +192,18 @@ def _from_project(raw: dict[str, Any], variant: str | None, problems: list[str])
         k: v for k, v in met_configs.items() if k != first_met
     }
     data: dict[str, Any] = {
-        "mets": {name: _met(name, met, problems) for name, met in mets.items()},
+        "mets": {name: met_section(name, met, problems, folder) for name, met in mets.items()},
         "hysplit": next(iter(transports.values())),
         "footprints": {
             name: fp
             for name, fields in resolved.items()
-            if (fp := _footprint(fields, problems, f"variants.{name}")) is not None
+            if (fp := footprint_section(fields, problems, f"variants.{name}", folder)) is not None
         },
     }
-    execution = _execution(raw.get("execution") or {}, data["hysplit"])
+    execution = execution_section(raw.get("execution") or {}, data["hysplit"])
     if execution:
         data["execution"] = execution
-    data["output"] = f"{str(raw.get('output', 'output')).rstrip('/')}-stilt-dask"
+    data["output"] = f"{location(str(raw.get('output', 'output')), folder)}-stilt-dask"
     return data
 
 
@@ -214,137 +222,6 @@ def _variant_met(name: str, fields: dict[str, Any], mets: dict[str, Any]) -> str
     if met not in mets:
         raise ConfigError(f"variant {name!r} names no met of the config ({', '.join(mets)})")
     return met
-
-
-def _met(name: str, met: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    met = dict(met)
-    if met.get("download"):
-        problems.append(
-            f"mets.{name}.download (fetch the ARL files first, e.g. with arlmet, "
-            "and give file_format and file_tres)"
-        )
-    if met.pop("subgrid_enable", False):
-        problems.append(f"mets.{name}.subgrid_enable (crop the met files beforehand)")
-    for key in ("download_from", "subgrid_bounds", "subgrid_levels", "subgrid_dir"):
-        if met.pop(key, None) is not None:
-            _note(f"mets.{name}.{key} dropped: met files are read as they are")
-    keep = ("directory", "file_format", "file_tres")
-    if not met.get("download"):  # other keys are that archive's options
-        problems.extend(f"mets.{name}.{key}" for key in sorted(set(met) - set(keep)))
-    if met.get("directory") is not None:  # PYSTILT expands ~ and $VARIABLES
-        met["directory"] = os.path.expandvars(os.path.expanduser(str(met["directory"])))
-    return {k: met[k] for k in keep if met.get(k) is not None}
-
-
-# -- HYSPLIT settings ----------------------------------------------------------
-
-
-def _transport(fields: dict[str, Any], problems: list[str], where: str) -> dict[str, Any]:
-    """Our ``hysplit`` section from PYSTILT's flat transport keys (unset ones at its defaults)."""
-    ours = set(HysplitConfig.model_fields) - {"executable", "timeout"}
-    settings = {**PYSTILT_DEFAULTS, **fields}
-    hysplit: dict[str, Any] = {}
-    for key, value in settings.items():
-        if key in _FOOTPRINT_KEYS or key in ("met", "realizations", "model"):
-            continue
-        if key == "ziscale":
-            factors = _ziscale(value, int(settings["n_hours"]), problems)
-            if factors is not None:
-                hysplit["ziscale"] = factors
-        elif key == "exe_dir":
-            if value is not None:
-                hysplit["executable"] = str(Path(value) / "hycs_std")
-        elif key == "data_dir":
-            if value is not None:
-                problems.append(f"data_dir: {value} (HYSPLIT's data tables come with hycs_std)")
-        elif key in ours:
-            hysplit[key] = value
-        else:
-            problems.append(f"{key} (in {where}: no such HYSPLIT setting here)")
-    return hysplit
-
-
-def _ziscale(value: Any, n_hours: int, problems: list[str]) -> list[float] | None:
-    """PYSTILT's ``ziscale`` as our hourly factors (``None``: unscaled, no ZICONTROL)."""
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        value = value[0]  # STILT-R's one-element nested list
-    # PYSTILT repeats a scalar over every hour of the run.
-    factors = (
-        [float(v) for v in value] if isinstance(value, list) else [float(value)] * abs(n_hours)
-    )
-    if any(f < 0 for f in factors):
-        problems.append("ziscale < 0 (the met's own PBL height is not supported)")
-        return None
-    return None if all(f == 1.0 for f in factors) else factors
-
-
-# -- footprints ----------------------------------------------------------------
-
-
-def _footprint(fields: dict[str, Any], problems: list[str], where: str) -> dict[str, Any] | None:
-    """One named footprint from PYSTILT's footprint keys; ``None`` for particles only."""
-    if fields.get("geometry") is not None:
-        problems.append(f"{where}.geometry (give a grid: xmin, xmax, ymin, ymax, xres)")
-        return None
-    grid = fields.get("grid")
-    if grid is None:
-        return None
-    footprint = {k: v for k, v in grid.items() if k not in ("crs", "projection")}
-    projection = grid.get("crs", grid.get("projection"))
-    if projection is not None:
-        footprint["projection"] = projection
-    for key in ("smooth_factor", "time_integrate"):
-        if key in fields:
-            footprint[key] = fields[key]
-    if fields.get("transforms"):
-        footprint["transforms"] = fields["transforms"]  # the same spelling: passed through
-    return footprint
-
-
-# -- execution -----------------------------------------------------------------
-
-
-def _execution(execution: dict[str, Any], hysplit: dict[str, Any]) -> dict[str, Any]:
-    """Our ``execution`` (and ``hysplit.timeout``) from PYSTILT's run controls."""
-    execution = dict(execution)
-    backend = execution.pop("backend", "local")
-    ours: dict[str, Any] = {"backend": backend}
-    cluster: dict[str, Any] = {}
-    cpus = execution.pop("cpus", None)
-    n_workers = execution.pop("n_workers", None)
-    if backend == "local" and cpus is not None:
-        ours["n_workers"] = cpus
-    elif backend == "slurm":
-        if n_workers is not None:
-            ours["n_workers"] = n_workers
-        if cpus is not None:
-            _note("execution.cpus dropped: each Dask worker runs one simulation at a time")
-    if isinstance(execution.get("time"), int):  # Slurm minutes, as PYSTILT takes them
-        execution["time"] = f"{execution['time'] // 60:02d}:{execution['time'] % 60:02d}:00"
-    for theirs, key in (("time", "walltime"), ("mem", "memory"), ("partition", "queue"),
-                        ("account", "account")):  # fmt: skip
-        if execution.get(theirs) is not None:
-            cluster[key] = execution.pop(theirs)
-    directives = [f"--{k}={v}" for k, v in (execution.pop("slurm", None) or {}).items()]
-    if execution.get("qos") is not None:
-        directives.append(f"--qos={execution.pop('qos')}")
-    if directives:
-        cluster["job_extra_directives"] = directives
-    if execution.get("setup"):
-        cluster["job_script_prologue"] = list(execution.pop("setup"))
-    if execution.get("timeout") is not None:
-        hysplit["timeout"] = execution.pop("timeout")
-    if execution.pop("keep_workdir", False):
-        _note(
-            "execution.keep_workdir dropped: failed work directories are kept with "
-            "dask.config stilt.keep-failed-workdirs; successful ones never are"
-        )
-    for key, value in execution.items():
-        if value not in (None, [], {}):
-            _note(f"execution.{key} dropped: no equivalent (Dask schedules the simulations)")
-    if cluster:
-        ours["cluster"] = cluster
-    return ours if ours != {"backend": "local"} else {}
 
 
 # -- a run's _settings.yaml ----------------------------------------------------
@@ -388,12 +265,12 @@ def _from_settings(
     footprints = {
         name: fp
         for name, fields in footprints.items()
-        if (fp := _footprint(fields, problems, f"footprint {name}")) is not None
+        if (fp := footprint_section(fields, problems, f"footprint {name}", None)) is not None
     }
     output = tree.parent
     return {
-        "mets": {name: _met(name, met, problems) for name, met in mets.items()},
-        "hysplit": _transport(settings, problems, str(path)),
+        "mets": {name: met_section(name, met, problems, None) for name, met in mets.items()},
+        "hysplit": hysplit_section(settings, problems, str(path), None),
         "footprints": footprints,
         "output": f"{str(output).rstrip('/')}-stilt-dask",
     }

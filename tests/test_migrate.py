@@ -134,7 +134,7 @@ def test_pystilt_config_yaml_loads_as_the_resolved_settings(pystilt_project, ide
         assert from_config.result_changes(from_run) == []
         assert from_config.footprints == from_run.footprints
         assert from_config.mets == from_run.mets
-        assert from_config.receptors == str(pystilt_project / "receptors.csv")
+        assert from_config.receptors == str(pystilt_project / "receptors-stilt-dask.csv")
         assert from_config.output == f"{pystilt_project / 'output'}-stilt-dask"
     footprint = from_pystilt(
         settings_file(pystilt_project, "zi08", "footprints"), mets={"idealized": idealized_met}
