@@ -61,7 +61,7 @@ import pystilt_dask
 from pystilt_dask.config import ExecutionConfig, ModelConfig
 from pystilt_dask.defaults import compute_root
 from pystilt_dask.execution import make_cluster
-from pystilt_dask.execution.submit import TASK_PREFIX
+from pystilt_dask.execution.run import TASK_PREFIX
 from pystilt_dask.meteorology.idealized import write_idealized_met
 from pystilt_dask.model import Model
 from pystilt_dask.simulation import run_simulation

@@ -19,13 +19,12 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from distributed import Client
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +32,7 @@ from .config import ModelConfig
 from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
-from .execution.console import follow, summary
+from .execution.console import summary
 from .execution.preload import tune_allocator
 from .execution.run import Run, connect
 from .execution.serve import serve as serve_forever
@@ -102,14 +101,6 @@ def _footprint(model: Model, name: str, project: str) -> Footprint:
         known = ", ".join(model.footprints) or "none configured"
         raise StoreError(f"no footprint named {name!r} in {project} ({known})")
     return model.footprints[name]
-
-
-def _client(scheduler: str) -> Client:
-    """A client of a running scheduler; an unreachable one is a one-line error."""
-    try:
-        return Client(scheduler, timeout="30s")
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
 
 
 def open_model(project: str, receptors: str | None = None) -> Model:
@@ -245,24 +236,17 @@ BackendOption = Annotated[
 def _run(model: Model, run: Run, scheduler: str | None) -> None:
     """Run a plan with a live progress bar; exit 0 (all complete), 1 (not all), 130 (Ctrl-C)."""
     started = time.monotonic()
-    counts: Counter[str] = Counter()
     # This process is the command's own, and the default local cluster runs its
     # workers as threads in it: tune its allocator as worker processes are tuned.
     tune_allocator()
     try:
-        if len(run):  # nothing to do starts no cluster (and no Slurm jobs)
-            with ExitStack() as stack:
-                given = stack.enter_context(_client(scheduler)) if scheduler else None
-                active = stack.enter_context(connect(given, run.execution))
-                console.print(f"Dask dashboard: {active.dashboard_link}", highlight=False)
-                for outcome in follow(run.outcomes(active), len(run), console, active):
-                    counts[outcome.state] += 1
+        states = run.execute(scheduler, console=console)
     except KeyboardInterrupt:
         error_console.print("interrupted: finished simulations are stored; rerun to resume")
         raise typer.Exit(130) from None
-    project_counts = model.status().counts()
-    console.print(summary(counts, project_counts, time.monotonic() - started))
-    if sum(counts.values()) < len(run) or set(counts) - {"complete", "complete-empty"}:
+    counts = Counter(states.values())
+    console.print(summary(counts, model.status().counts(), time.monotonic() - started))
+    if len(states) < len(run) or set(counts) - {"complete", "complete-empty"}:
         raise typer.Exit(1)
 
 
@@ -339,7 +323,7 @@ def serve(
 ) -> None:
     """Attach to a scheduler and keep running newly registered simulations (Ctrl-C stops)."""
     model = open_model(project)
-    with _client(scheduler) as client:
+    with connect(scheduler, model.config.execution) as client:
         console.print(f"serving {model.location.root} on {scheduler} ({client.dashboard_link})")
         try:
             for outcome in serve_forever(model, client, poll):
@@ -485,9 +469,7 @@ def convolve(
 
     model = open_model(project)
     _footprint(model, footprint, project)
-    with ExitStack() as stack:
-        if scheduler:
-            stack.enter_context(_client(scheduler))
+    with connect(scheduler, model.config.execution) if scheduler else nullcontext():
         try:
             table = enhancement_table(model, footprint, flux, variable)
         except ValueError as exc:  # a flux that does not fit the footprints

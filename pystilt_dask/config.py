@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .fingerprint import transport_changes
 from .footprint import crs
 from .footprint.transforms import AveragingKernel, PressureWeighting, Transform
 
@@ -35,9 +36,6 @@ KNOWN_VARSIWANT = (
 #: Variables the near-field (hnf_plume) correction needs.
 HNF_VARIABLES = ("dens", "samt", "sigw", "tlgr", "foot", "mlht")
 
-#: HYSPLIT settings that control how a run is carried out, not what it computes:
-#: they may change in an existing project.
-RUN_CONTROL = ("executable", "timeout")
 
 WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
 ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
@@ -265,10 +263,6 @@ class HysplitConfig(_Section):
             if any(v <= 0 for v in self.ziscale):
                 raise ValueError("ziscale factors must be positive")
         return self
-
-    def result_settings(self) -> dict[str, Any]:
-        """The settings that change results: all but :data:`RUN_CONTROL`."""
-        return self.model_dump(mode="json", exclude=set(RUN_CONTROL))
 
     @property
     def winderrtf(self) -> int:
@@ -498,14 +492,9 @@ class ModelConfig(_Section):
 
         Run-control settings (:data:`RUN_CONTROL`, execution, profiles, storage
         options, paths) may differ; a footprint's settings (grid and transforms)
-        are checked per footprint name by the store.
+        are checked per footprint name by the store (see :mod:`pystilt_dask.fingerprint`).
         """
-        mine, theirs = self.hysplit.result_settings(), other.hysplit.result_settings()
-        return [
-            f"hysplit.{key}: {mine.get(key)!r} → {theirs.get(key)!r}"
-            for key in sorted(set(mine) | set(theirs))
-            if mine.get(key) != theirs.get(key)
-        ]
+        return transport_changes(self.hysplit, other.hysplit)
 
     def execution_for(self, profile: str | None) -> ExecutionConfig:
         """Return the execution settings of a named profile (``None``: the default)."""

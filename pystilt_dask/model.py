@@ -131,6 +131,15 @@ class Model:
         met : str, optional
             The meteorology name; default: the first in ``config.mets``.
         """
+        return self.register(scene_id, met)[0]
+
+    def register(
+        self, scene_id: str | None = None, met: str | None = None
+    ) -> tuple[list[str], Registry]:
+        """:meth:`register_pending`, also returning the registry as of this registration.
+
+        A run plans from that registry, so it reads the store's registry once.
+        """
         met = met or next(iter(self.config.mets))
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
@@ -138,8 +147,7 @@ class Model:
         new, committed = registry.register(
             self.location, self.receptors(), met, list(self.config.footprints), scene_id
         )
-        self.sync(committed)
-        return new
+        return new, self.sync(committed)
 
     def sync(self, known: Registry | None = None) -> Registry:
         """Make every footprint group describe the registry for plain zarr readers.
@@ -187,6 +195,16 @@ class Model:
         """
         return status(self.location, self.registry(), self.completion)
 
+    def unregistered(self, known: Registry | None = None) -> int:
+        """How many of this model's receptors are not registered yet (0 without receptors).
+
+        ``known``: the registry to compare with; default: read now.
+        """
+        if not self.has_receptors:
+            return 0
+        known = self.registry() if known is None else known
+        return len({r.sim_id for r in self.receptors()} - set(known.sim_ids))
+
     @property
     def simulations(self) -> Simulations:
         """Registered simulations: ids, and which are incomplete or failed."""
@@ -203,7 +221,7 @@ class Model:
         return Footprints(self)
 
     def plan(self, profile: str | None = None, skip_existing: bool = True, **overrides: Any) -> Run:
-        """Register pending receptors and plan a run: see :class:`~pystilt_dask.execution.Run`.
+        """Register pending receptors and plan a run: see :meth:`pystilt_dask.execution.Run.plan`.
 
         Parameters
         ----------
@@ -267,7 +285,7 @@ class Model:
 
         run = self.plan(profile, skip_existing)
         if not wait:
-            return run.submit(client or start_client(run.execution)) if len(run) else []
+            return run.futures(client or start_client(run.execution)) if len(run) else []
         return run.execute(client, quiet=quiet)
 
     def to_delayed(self, skip_existing: bool = True) -> list[Any]:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
 
 from pystilt_dask.config import ModelConfig
-from pystilt_dask.execution import run_waves
 from pystilt_dask.execution.serve import serve
-from pystilt_dask.execution.submit import Outcome, capacity
+from pystilt_dask.execution.waves import Outcome, capacity
 from pystilt_dask.hysplit.inputs import format_value
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import PointReceptor
@@ -70,7 +70,7 @@ def _digest(root: Path) -> dict[str, str]:
 
 def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, idealized_met, client):
     model = _model(tmp_path / "proj", idealized_met, _receptors(4))
-    outcomes = list(run_waves(client, model.location, model.simulations.incomplete(), model.config))
+    outcomes = list(model.plan().outcomes(client))
     assert sorted(o.state for o in outcomes) == ["complete"] * 4
     assert model.status().counts()["complete"] == 4
     prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
@@ -88,8 +88,9 @@ def test_bounded_waves_never_exceed_the_window(tmp_path, idealized_met, client):
             seen.append(len(client.futures))
             yield sim_id
 
-    outcomes = list(run_waves(client, model.location, watch(model.simulations.ids()),
-                              model.config, window=2))  # fmt: skip
+    run = model.plan()
+    # The waves take ids from the run one at a time: watch how many are in flight then.
+    outcomes = list(replace(run, sim_ids=watch(run.sim_ids)).outcomes(client, window=2))
     assert len(outcomes) == 6 and max(seen) <= 2
 
 
@@ -111,7 +112,7 @@ def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, ideali
     model = _model(tmp_path / "stormy", idealized_met, receptors)
     killed = False
     outcomes = []
-    for outcome in run_waves(client, model.location, model.simulations.ids(), model.config):
+    for outcome in model.plan().outcomes(client):
         outcomes.append(outcome)
         if not killed:
             # Kill a worker process while it is running HYSPLIT for another simulation.
@@ -135,8 +136,7 @@ def test_timeout_fails_only_the_slow_simulation(tmp_path, idealized_met, client,
     hold_slow = stand_in(f'grep -qxF "{line}" CONTROL && hold\nexec "$REAL"')
     model = _model(tmp_path / "proj", idealized_met, [quick, slow], n_hours=-1, numpar=20,
                    timeout=20, executable=str(hold_slow))  # fmt: skip
-    outcomes = {o.sim_id: o.state for o in run_waves(
-        client, model.location, model.simulations.ids(), model.config)}  # fmt: skip
+    outcomes = {o.sim_id: o.state for o in model.plan().outcomes(client)}
     assert outcomes == {quick.sim_id: "complete", slow.sim_id: "failed"}
     assert model.status().ids("failed") == [slow.sim_id]
     assert records.read_failure(model.location, slow.sim_id)["reason"] == "timeout"

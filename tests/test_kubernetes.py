@@ -35,7 +35,7 @@ from distributed import Client
 
 from pystilt_dask.config import ExecutionConfig, ModelConfig
 from pystilt_dask.errors import ConfigError
-from pystilt_dask.execution import make_cluster, run_waves
+from pystilt_dask.execution import make_cluster
 from pystilt_dask.execution.kubernetes import (
     TASK_DURATIONS_ENV,
     kubernetes_spec,
@@ -350,9 +350,7 @@ def test_kubecluster_runs_simulations(fake_k8s, hrrr_met, tmp_path):
             # The operator started these from the worker pod args KubeCluster submitted.
             assert [(w["nthreads"], w["resources"]) for w in workers] == [(1, {"hysplit": 1})] * 2
 
-            outcomes = list(
-                run_waves(client, model.location, model.simulations.incomplete(), model.config)
-            )
+            outcomes = list(model.plan().outcomes(client))
             assert sorted(o.sim_id for o in outcomes) == sorted(sim_ids)
             assert {(o.state, o.error) for o in outcomes} == {(State.COMPLETE.value, None)}
             assert "stilt-sim" in client.run_on_scheduler(_task_prefixes)

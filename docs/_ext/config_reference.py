@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from pystilt_dask import config as cfg
+from pystilt_dask.fingerprint import RUN_CONTROL
 
 #: The sections of ``config.yaml``, in page order: (YAML path, model).
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -114,7 +115,7 @@ def format_default(field: Any) -> str:
 def changes_results(model: type[BaseModel], name: str) -> str:
     """Whether changing this setting changes results, as the project store judges it."""
     if model is cfg.HysplitConfig:
-        return "no (run control)" if name in cfg.RUN_CONTROL else "yes"
+        return "no (run control)" if name in RUN_CONTROL else "yes"
     if model is cfg.FootprintConfig:
         return "yes, per footprint name"
     if model is cfg.MetConfig:

@@ -3,6 +3,6 @@
 from .clusters import make_cluster
 from .kubernetes import kubernetes_spec
 from .run import Run, connect
-from .submit import Outcome, run_waves
+from .waves import Outcome, run_waves
 
 __all__ = ["Outcome", "Run", "connect", "kubernetes_spec", "make_cluster", "run_waves"]

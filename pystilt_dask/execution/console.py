@@ -11,26 +11,38 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .submit import TASK_PREFIX, Outcome
+from .waves import Outcome
 
-#: Seconds between looks at the cluster (workers, running tasks) while a run waits.
+#: Seconds between looks at the cluster (its workers) while a run waits.
 WATCH_INTERVAL = 1.0
 
 
-def cluster_line(client: Any) -> str:
-    """What the cluster is doing: waiting for workers, or running tasks on how many."""
+def cluster_threads(client: Any) -> tuple[int, int] | None:
+    """The cluster's workers and their threads; ``None`` when it cannot say (closing)."""
     try:
         workers = client.scheduler_info(n_workers=-1)["workers"]
-        processing = client.processing()
     except Exception:  # the cluster is going away; the bar keeps its last line
-        return ""
+        return None
+    return len(workers), sum(int(w["nthreads"]) for w in workers.values())
+
+
+def frame(counts: Counter[str], total: int, threads: int) -> str:
+    """The states of a run's simulations, adding up to ``total``.
+
+    Finished ones by their state; of the rest, as many as the cluster has threads
+    are running (bounded waves keep at least that many in flight), the others pending.
+    """
+    unfinished = total - sum(counts.values())
+    running = min(unfinished, threads)
+    shown = {**counts, "running": running, "pending": unfinished - running}
+    return "  ".join(f"{state} {n}" for state, n in sorted(shown.items()))
+
+
+def cluster_text(workers: int, threads: int) -> str:
+    """What the cluster is: waiting for workers, or how many with how many threads."""
     if not workers:
         return "waiting for workers to connect (starting, scaling or adapting)"
-    running = sum(
-        1 for keys in processing.values() for key in keys if str(key).startswith(TASK_PREFIX)
-    )
-    threads = sum(int(w["nthreads"]) for w in workers.values())
-    return f"running {running} on {len(workers)} workers ({threads} threads)"
+    return f"on {workers} workers ({threads} threads)"
 
 
 def follow(
@@ -38,10 +50,14 @@ def follow(
 ) -> Iterator[Outcome]:
     """Pass ``outcomes`` through while a progress bar shows them and the cluster's state.
 
+    Every frame's counts add up to ``total``; the last one, drawn when the run ends
+    or is interrupted (its tasks cancelled), has nothing running.
     Failures are printed as they happen, one line each, so a long run shows
     what went wrong without waiting for the end.
     """
     counts: Counter[str] = Counter()
+    cluster = [0, 0]  # workers, threads: written by the watcher, read by both
+    lock = threading.Lock()
     columns = (
         TextColumn("[bold]stilt-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[states]}"), TextColumn("[dim]{task.fields[cluster]}"),
@@ -49,29 +65,42 @@ def follow(
     # Simulations take seconds: two refreshes a second keep the clock live for a
     # fifth of the default's CPU, which a worker thread in this process would use.
     with Progress(*columns, console=console, transient=False, refresh_per_second=2) as progress:
-        task = progress.add_task("run", total=total, states="", cluster="")
+        task = progress.add_task("run", total=total, states=frame(counts, total, 0), cluster="")
+
+        def show(done: bool = False) -> None:
+            with lock:
+                threads = 0 if done else cluster[1]
+                progress.update(
+                    task, completed=sum(counts.values()), states=frame(counts, total, threads),
+                    cluster="" if done else cluster_text(*cluster),
+                )  # fmt: skip
+
         stop = threading.Event()
 
         def watch() -> None:
             while client is not None and not stop.wait(WATCH_INTERVAL):
-                progress.update(task, cluster=cluster_line(client))
+                seen = cluster_threads(client)
+                if seen is not None and not stop.is_set():
+                    cluster[:] = seen
+                    show()
 
         watcher = threading.Thread(target=watch, name="stilt-progress", daemon=True)
         watcher.start()
         try:
             for outcome in outcomes:
-                counts[outcome.state] += 1
+                with lock:
+                    counts[outcome.state] += 1
                 if outcome.state == "failed":
                     detail = f": {outcome.error}" if outcome.error else " (see `stilt-dask logs`)"
                     progress.console.print(
                         f"[red]failed[/red] {outcome.sim_id}{detail}", markup=True
                     )
-                states = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
-                progress.update(task, advance=1, states=states)
+                show()
                 yield outcome
         finally:
             stop.set()
             watcher.join()
+            show(done=True)  # finished or interrupted: nothing of this run runs any more
 
 
 def summary(counts: Counter[str], status: dict, elapsed: float) -> Table:

@@ -2,39 +2,56 @@
 
 As rechunker separates planning from executing, :meth:`Run.plan` does everything
 that can fail on bad input (registering receptors, resolving the execution
-profile and overrides) before any cluster starts, and the :class:`Run` it returns
-can be looked at before it runs (``repr``, or a table in Jupyter). It then
-executes on a ``Client``, a cluster object, the default client, or a cluster it
-builds, or becomes ``dask.delayed`` objects for any scheduler.
-``Model.run``, ``stilt-dask run`` and ``serve`` all go through it.
+profile and overrides) before any cluster starts, and reads the registry once:
+the :class:`Run` it returns holds that snapshot, its task token and the owner of
+its claims, and can be looked at before it runs (``repr``, or a table in
+Jupyter). Every way to run goes through it: :meth:`Run.execute` (the one loop,
+used by ``Model.run``, ``stilt-dask run`` and ``serve``), :meth:`Run.futures`
+and :meth:`Run.to_delayed`, all building their tasks with :meth:`Run.task`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dask
-from distributed import Client, default_client
+from dask.base import tokenize
+from distributed import Client, Future, default_client
 from distributed.deploy import Cluster
 from pydantic import ValidationError
 from rich.console import Console
 
 from ..config import ExecutionConfig
 from ..errors import ConfigError
+from ..fingerprint import Fingerprint
 from ..simulation import run_simulation
 from ..store import claims
+from ..store.completion import State
+from ..store.registry import Registry
+from ..store.status import status
 from .clusters import make_cluster
 from .console import follow
-from .submit import Outcome, project_token, run_waves, submit, task_key
+from .waves import Outcome, run_waves
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
 
     from ..model import Model
+
+#: Prefix of every simulation task key.
+TASK_PREFIX = "stilt-sim-"
+
+#: What a run does by default: every simulation not complete.
+INCOMPLETE = (State.PENDING, State.RUNNING, State.FAILED)
+
+
+def task_key(token: str, sim_id: str) -> str:
+    """The Dask task key of a simulation in a run with ``token``."""
+    return f"{TASK_PREFIX}{token}-{sim_id}"
 
 
 @dataclass(frozen=True)
@@ -53,12 +70,21 @@ class Run:
         Resolved execution settings (profile and overrides applied).
     skip_existing : bool
         Whether tasks skip work whose results exist.
+    registry : Registry
+        The registry as read once when planning; tasks get their entries from it.
+    token : str
+        The project token in this run's task keys: its store and settings fingerprint.
+    owner : str
+        The owner of the claims this run's tasks take (one per run).
     """
 
     model: Model
     sim_ids: tuple[str, ...]
     execution: ExecutionConfig
-    skip_existing: bool = True
+    skip_existing: bool
+    registry: Registry
+    token: str
+    owner: str
 
     @classmethod
     def plan(
@@ -66,6 +92,9 @@ class Run:
         model: Model,
         profile: str | None = None,
         skip_existing: bool = True,
+        *,
+        register: bool = True,
+        states: Collection[State | str] = INCOMPLETE,
         **overrides: Any,
     ) -> Run:
         """Register pending receptors and decide what to run, with which settings.
@@ -77,7 +106,12 @@ class Run:
         profile : str, optional
             Execution profile in the configuration; default: ``execution``.
         skip_existing : bool
-            Run only incomplete simulations; ``False`` redoes every one.
+            Run only simulations in ``states``; ``False`` redoes every one.
+        register : bool
+            Register the model's receptors first; ``False`` runs what the store
+            holds (as ``serve`` does, which others feed).
+        states : collection of State
+            The states of the simulations to run (with ``skip_existing``).
         **overrides
             ``ExecutionConfig`` fields to override (``backend``, ``n_workers``,
             ``retries``, …); ``None`` values are ignored.
@@ -87,20 +121,17 @@ class Run:
         ConfigError
             For an unknown profile or an invalid override (naming it).
         """
-        execution = model.config.execution_for(profile)
-        overrides = {key: value for key, value in overrides.items() if value is not None}
-        if overrides:
-            try:
-                execution = ExecutionConfig.model_validate({**execution.model_dump(), **overrides})
-            except ValidationError as exc:
-                where = ".".join(str(p) for p in exc.errors()[0]["loc"])
-                raise ConfigError(f"execution override {where}: {exc.errors()[0]['msg']}") from None
-        if model.has_receptors:
-            model.register_pending()
+        execution = _resolve(model, profile, overrides)
+        if register and model.has_receptors:
+            _, snapshot = model.register()
         else:
-            model.sync()
-        ids = model.simulations.incomplete() if skip_existing else model.simulations.ids()
-        return cls(model, tuple(ids), execution, skip_existing)
+            snapshot = model.sync()
+        if skip_existing:
+            ids = status(model.location, snapshot, model.completion).ids(*states)
+        else:
+            ids = snapshot.sim_ids
+        token = tokenize(model.location.root, Fingerprint.of(model.config).token)[:10]
+        return cls(model, tuple(ids), execution, skip_existing, snapshot, token, claims.new_owner())
 
     def __len__(self) -> int:
         return len(self.sim_ids)
@@ -114,7 +145,7 @@ class Run:
         )
         return {
             "project": self.model.location.root,
-            "simulations": f"{len(self)} of {len(self.model.simulations)} registered"
+            "simulations": f"{len(self)} of {len(self.registry)} registered"
             + ("" if self.skip_existing else " (redoing complete ones)"),
             "where": f"the client given, the default client, or a new {execution.backend} "
             f"cluster ({size} workers)",
@@ -133,10 +164,26 @@ class Run:
         )
         return f"<table><caption>pystilt_dask Run</caption>{rows}</table>"
 
-    @property
-    def token(self) -> str:
-        """The project token in this run's task keys."""
-        return project_token(self.model.location, self.model.config)
+    def task(self, sim_id: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments of one simulation's task: ``run_simulation(*args, **kwargs)``.
+
+        The one constructor of simulation tasks, whichever way they are sent.
+        """
+        location, config = self.model.location, self.model.config
+        entry = self.registry.entry(sim_id)
+        return (location, sim_id, config, self.skip_existing, entry), {"owner": self.owner}
+
+    def submit(self, client: Client, sim_id: str) -> Future:
+        """Send one simulation's task to ``client``; return its future."""
+        args, kwargs = self.task(sim_id)
+        return client.submit(
+            run_simulation, *args, **kwargs, key=task_key(self.token, sim_id),
+            retries=self.execution.retries, pure=False,
+        )  # fmt: skip
+
+    def futures(self, client: Client) -> list[Future]:
+        """Send every simulation at once and return the futures (no waves)."""
+        return [self.submit(client, sim_id) for sim_id in self.sim_ids]
 
     def to_delayed(self) -> list[Delayed]:
         """One ``dask.delayed`` per simulation, keyed as on a cluster.
@@ -145,83 +192,103 @@ class Run:
         distributed) and composable with other graphs; each returns the
         simulation's state.
         """
-        table = self.model.registry().table
-        owner = claims.new_owner()
         task = dask.delayed(run_simulation, pure=False)
-        return [
-            task(
-                self.model.location,
-                sim_id,
-                self.model.config,
-                self.skip_existing,
-                table.loc[sim_id],
-                owner=owner,
-                dask_key_name=task_key(self.token, sim_id),
-            )
-            for sim_id in self.sim_ids
-        ]
+        out = []
+        for sim_id in self.sim_ids:
+            args, kwargs = self.task(sim_id)
+            out.append(task(*args, **kwargs, dask_key_name=task_key(self.token, sim_id)))
+        return out
 
-    def submit(self, client: Client) -> list[Any]:
-        """Submit every simulation at once and return the futures (no waves)."""
-        table = self.model.registry().table
-        owner = claims.new_owner()
-        location, config = self.model.location, self.model.config
-        return [
-            submit(client, location, i, config, self.skip_existing, table.loc[i], self.token,
-                   self.execution.retries, owner)
-            for i in self.sim_ids
-        ]  # fmt: skip
-
-    def outcomes(self, client: Client) -> Iterator[Outcome]:
+    def outcomes(self, client: Client, window: int | None = None) -> Iterator[Outcome]:
         """Run on ``client`` in bounded waves, yielding each simulation's outcome."""
-        return run_waves(
-            client, self.model.location, self.sim_ids, self.model.config, self.skip_existing,
-            retries=self.execution.retries,
-        )  # fmt: skip
+        return run_waves(client, self, window)
 
     def execute(
-        self, client: Client | Cluster | None = None, quiet: bool = False
+        self,
+        client: Client | Cluster | str | None = None,
+        *,
+        quiet: bool = False,
+        console: Console | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> dict[str, str]:
         """Run every simulation and return its resulting state.
 
+        The one loop every run goes through. Interrupting it (Ctrl-C) cancels the
+        tasks in flight and closes what it started; what finished is stored.
+
         Parameters
         ----------
-        client : distributed.Client or cluster, optional
-            Where to run; default: the current default client, else a cluster
-            built from :attr:`execution` (closed when the run ends).
+        client : distributed.Client, cluster or str, optional
+            Where to run: a client, a cluster object, a scheduler address; default:
+            the current default client, else a cluster built from :attr:`execution`
+            (closed when the run ends).
         quiet : bool
             Show no dashboard link and no progress bar.
+        console : rich.console.Console, optional
+            Where to show them; default: a new console on standard output.
+        on_outcome : callable, optional
+            Called with each :class:`Outcome` as it arrives.
         """
         if not self.sim_ids:
             return {}
-        console = Console(quiet=quiet)
+        console = console or Console(quiet=quiet)
+        states: dict[str, str] = {}
         with connect(client, self.execution) as active:
             console.print(f"Dask dashboard: {active.dashboard_link}", highlight=False)
-            states: dict[str, str] = {}
             for outcome in follow(self.outcomes(active), len(self), console, active):
                 states[outcome.sim_id] = outcome.state
+                if on_outcome is not None:
+                    on_outcome(outcome)
         return states
 
 
-@contextmanager
-def connect(client: Client | Cluster | None, execution: ExecutionConfig) -> Iterator[Client]:
-    """Yield a client: ``client``, one of a cluster object, the default, or a new cluster's.
+def _resolve(model: Model, profile: str | None, overrides: dict[str, Any]) -> ExecutionConfig:
+    """The execution settings of ``profile`` with ``overrides`` applied."""
+    execution = model.config.execution_for(profile)
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if not overrides:
+        return execution
+    try:
+        return ExecutionConfig.model_validate({**execution.model_dump(), **overrides})
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise ConfigError(f"execution override {where}: {exc.errors()[0]['msg']}") from None
 
-    What this function started (a client of a given cluster, a new cluster) is
-    closed on exit; what the caller gave is left running.
+
+@contextmanager
+def connect(client: Client | Cluster | str | None, execution: ExecutionConfig) -> Iterator[Client]:
+    """Yield a client: ``client``, one of a cluster or address, the default, or a new cluster's.
+
+    What this function started (a client of a given cluster or address, a new
+    cluster) is closed on exit; what the caller gave is left running.
+
+    Raises
+    ------
+    ConfigError
+        When a scheduler address does not answer.
     """
     if isinstance(client, Client):
         yield client
+        return
+    if isinstance(client, str):
+        try:
+            own = Client(client, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler {client}: {exc}") from None
+        with own:
+            yield own
         return
     if isinstance(client, Cluster):
         with Client(client) as own:
             yield own
         return
     try:
-        yield default_client()
-        return
+        given = default_client()
     except ValueError:
-        pass
+        given = None
+    if given is not None:
+        yield given
+        return
     with make_cluster(execution) as cluster, Client(cluster) as own:
         yield own
 

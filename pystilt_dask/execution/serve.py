@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from distributed import Client
 
+from ..store.completion import State
 from .run import Run
-from .submit import Outcome
+from .waves import Outcome
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -34,10 +36,10 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
     """
     tried: set[str] = set()
     while True:
-        model.sync()
-        pending = [i for i in model.status().ids("pending") if i not in tried]
-        tried.update(pending)
-        if pending:
-            yield from Run(model, tuple(pending), model.config.execution).outcomes(client)
+        run = Run.plan(model, register=False, states=[State.PENDING])
+        run = replace(run, sim_ids=tuple(i for i in run.sim_ids if i not in tried))
+        tried.update(run.sim_ids)
+        if run.sim_ids:
+            yield from run.outcomes(client)
         else:
             time.sleep(poll)

@@ -33,6 +33,7 @@ from zarr.core.sync import sync as _sync
 
 from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError, StoreError
+from ..fingerprint import footprint_settings
 from ..footprint import UNITS, Grid
 from . import layout
 from .paths import Location
@@ -74,12 +75,7 @@ def lags(config: FootprintConfig, hysplit: HysplitConfig) -> np.ndarray:
 
 
 def _settings(config: FootprintConfig, hysplit: HysplitConfig) -> str:
-    # Without transforms the settings read as before transforms existed, so
-    # stores made then still match their config.
-    footprint = config.model_dump(
-        mode="json", exclude=set() if config.transforms else {"transforms"}
-    )
-    return json.dumps({"footprint": footprint, "n_hours": hysplit.n_hours})
+    return json.dumps(footprint_settings(config, hysplit))
 
 
 def ensure_group(
