@@ -9,7 +9,9 @@ Importing this module only adds defaults: the ``stilt`` namespace, and the
 expected run time of pystilt_dask's own ``stilt-sim`` tasks (a key no other
 workload uses). Settings that would change other Dask workloads of the process
 (``stilt.cluster-config``) are applied only to the schedulers and workers of the
-clusters pystilt_dask builds (:func:`cluster_config`, :func:`cluster_env`).
+clusters pystilt_dask builds (:func:`cluster_config`, :func:`cluster_env`), and
+where numba caches the package's kernels changes only where pystilt_dask owns
+the process (:func:`use_own_numba_cache`).
 
 HYSPLIT runs in work directories under a private per-user compute root
 (:func:`compute_root`), each marked with the process that made it
@@ -27,6 +29,7 @@ import os
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import uuid
 import warnings
@@ -50,6 +53,17 @@ OWNER_FILE = ".stilt-owner"
 def _register() -> None:
     with _DEFAULTS_FILE.open() as f:
         dask.config.update_defaults(yaml.safe_load(f))
+
+
+def setting(key: str) -> Any:
+    """Return the deployment setting ``stilt.<key>`` (see ``stilt.yaml`` for every key).
+
+    Parameters
+    ----------
+    key : str
+        E.g. ``"keep-failed-workdirs"``.
+    """
+    return dask.config.get(f"stilt.{key}")
 
 
 # --- settings for the clusters pystilt_dask builds ---------------------------------
@@ -286,19 +300,49 @@ def numba_cache_dir() -> Path:
     return Path(base) / "pystilt_dask" / "numba"
 
 
-def _cache_kernels_outside_the_package() -> None:
-    # By default numba caches a kernel beside its source: inside site-packages for
-    # an installed package, where uninstalling leaves the cache files behind, and
-    # their folders then form a namespace package that shadows a later editable
-    # install (`pip install .`, run, `pip install -e .`). NUMBA_CACHE_DIR would move
-    # the cache of every numba function of the process and its children; a locator
-    # that answers only for this package's files moves ours alone. It must be in
-    # place before the kernels are defined: this module is imported first.
+def use_own_numba_cache() -> None:
+    """Cache pystilt_dask's numba kernels in :func:`numba_cache_dir` from now on.
+
+    By default numba caches a kernel beside its source: inside site-packages for
+    an installed package, where uninstalling leaves the cache files behind, and
+    their folders then form a namespace package that shadows a later editable
+    install (``pip install .``, run, ``pip install -e .``). This moves the cache
+    of pystilt_dask's kernels alone: other numba code keeps its own, and
+    ``NUMBA_CACHE_DIR``, when set, wins.
+
+    It changes numba's cache locators for the whole process, so it is called
+    only where pystilt_dask owns the process: by ``stilt-dask`` and by the
+    preload of the worker processes pystilt_dask starts
+    (:mod:`pystilt_dask.execution.preload`); a plain import keeps numba's
+    default. Kernels already defined are moved too. Calling it again does nothing.
+    """
+    from numba.core import caching
+    from numba.core.dispatcher import Dispatcher
+
+    locator = _package_cache_locator()
+    locators = caching.CacheImpl._locator_classes
+    if locator in locators:
+        return
+    locators.insert(0, locator)
+    # A kernel picks its cache's place when it is defined (at import): ask again.
+    package = __name__.rpartition(".")[0]
+    for name, module in list(sys.modules.items()):
+        if name != package and not name.startswith(f"{package}."):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and not isinstance(value._cache, caching.NullCache):
+                value.enable_caching()
+
+
+@functools.cache
+def _package_cache_locator() -> type:
     from numba.core import caching, config
 
     package = Path(__file__).resolve().parent
 
     class PackageCacheLocator(caching.UserProvidedCacheLocator):
+        """Places the cache of this package's kernels, and of no other code's."""
+
         def __init__(self, py_func, py_file) -> None:
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
@@ -311,10 +355,7 @@ def _cache_kernels_outside_the_package() -> None:
                 return None  # the user's NUMBA_CACHE_DIR, or not one of our kernels
             return super(caching.UserProvidedCacheLocator, cls).from_function(py_func, py_file)
 
-    locators = caching.CacheImpl._locator_classes
-    if not any(c.__name__ == PackageCacheLocator.__name__ for c in locators):
-        locators.insert(0, PackageCacheLocator)
+    return PackageCacheLocator
 
 
 _register()
-_cache_kernels_outside_the_package()

@@ -10,13 +10,17 @@ project:
 3. it reuses stored particles when only footprints are missing;
 4. it publishes results in the order of :mod:`pystilt_dask.store.publish`, the
    footprint chunks (completion keys) last;
-5. on failure it writes a failure record and nothing that looks complete.
+5. on failure it writes a failure record and nothing that looks complete;
+6. when Dask gives up on the task (:func:`cancellation_probe`), it kills HYSPLIT,
+   publishes nothing more and leaves the simulation pending.
 
 With ``hysplit.seed`` set, repeated attempts write identical bytes.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
 
 import pandas as pd
@@ -24,7 +28,7 @@ import pandas as pd
 from .config import ModelConfig
 from .errors import HysplitError, StiltError
 from .footprint import footprint_layers
-from .hysplit.run import cancellation_probe
+from .hysplit.run import CANCELLED
 from .receptors import Receptor
 from .store import claims, footprints, layout, particles, publish, records, registry
 from .store.completion import CompletionRule, State, footprint_component
@@ -41,7 +45,7 @@ def run_simulation(
     config: ModelConfig,
     skip_existing: bool = True,
     entry: pd.Series | None = None,
-    simulate: Simulator = simulate_trajectories,
+    simulate: Simulator | None = None,
     owner: str | None = None,
 ) -> str:
     """Run one registered simulation and publish its results to the project store.
@@ -61,8 +65,8 @@ def run_simulation(
         The simulation's registry entry, when the caller has it (a coordinator reads
         the registry once instead of every task reading it); default: looked up.
     simulate : callable, optional
-        Produces the particles; default: HYSPLIT. Tests where HYSPLIT is not the
-        point pass their own.
+        Produces the particles; default: HYSPLIT, killed when Dask gives up on
+        the task. Tests where HYSPLIT is not the point pass their own.
     owner : str, optional
         The run this attempt belongs to (:func:`~pystilt_dask.store.claims.new_owner`):
         a retry of the same run takes its claim over at once. Default: this call alone.
@@ -102,7 +106,7 @@ def _attempt(
     config: ModelConfig,
     rule: CompletionRule,
     skip_existing: bool,
-    simulate: Simulator,
+    simulate: Simulator | None,
 ) -> str:
     """One attempt under the simulation's claim."""
     receptor, row = registry.receptor(entry), int(entry["row"])
@@ -124,7 +128,9 @@ def _attempt(
         publish.invalidate(location, sim_id, row, names)
         todo = names
     step = "trajectory"
-    cancelled = cancellation_probe() or (lambda: None)
+    cancelled = cancellation_probe()
+    if simulate is None:
+        simulate = functools.partial(simulate_trajectories, cancelled=cancelled)
     try:
         table = _particles(location, receptor, entry, config, skip_existing, simulate, cancelled)
         for name in todo:
@@ -135,7 +141,7 @@ def _attempt(
             _raise_if(cancelled)
             publish.publish_footprint(location, name, sim_id, row, chunk, layers.size == 0)
     except Exception as exc:
-        if isinstance(exc, HysplitError) and exc.reason == "cancelled":
+        if isinstance(exc, HysplitError) and exc.reason == CANCELLED:
             # Dask gave up on this task (cancelled, client closed, worker closing):
             # the simulation did not fail and stays pending; Dask drops the error.
             raise
@@ -154,7 +160,7 @@ def _particles(
     config: ModelConfig,
     reuse: bool,
     simulate: Simulator,
-    cancelled: Callable[[], str | None],
+    cancelled: Callable[[], str | None] | None,
 ) -> pd.DataFrame:
     """The simulation's particles: stored ones when reusable, else a fresh published run."""
     sim_id = receptor.sim_id
@@ -174,8 +180,61 @@ def _particles(
     return run.particles
 
 
-def _raise_if(cancelled: Callable[[], str | None]) -> None:
+def _raise_if(cancelled: Callable[[], str | None] | None) -> None:
     """Stop before publishing when Dask has given up on this task: nothing publishes after."""
-    why = cancelled()
+    why = cancelled() if cancelled is not None else None
     if why:
-        raise HysplitError("cancelled", why)
+        raise HysplitError(CANCELLED, why)
+
+
+def cancellation_probe() -> Callable[[], str | None] | None:
+    """A cheap check of whether Dask has given up on the task running this thread.
+
+    Dask cannot stop a running task: when the scheduler releases it (the future
+    cancelled, its client closed), the worker only marks it ``cancelled`` and
+    discards its result once it returns (distributed's
+    ``WorkerState._transition_executing_released``). Polling that mark lets the
+    task stop its own work instead of finishing it, and publishing it, for no one.
+
+    Returns
+    -------
+    callable or None
+        ``None`` outside a Dask task (plain calls, other schedulers). Inside one, a
+        function returning why the task was given up (one line) or ``None`` while
+        it still runs. It reads two attributes and may be called from any thread.
+
+    Notes
+    -----
+    The task is given up when its worker-side ``TaskState`` is ``cancelled`` (or
+    no longer the worker's: forgotten), or when the worker is closing, which
+    fails its tasks over to other workers anyway. A task that is ``resumed``
+    (cancelled, then asked for again while it still runs) keeps running, as its
+    result is wanted again; one cancelled and re-requested between two polls is
+    back to ``executing`` and is never seen cancelled, rightly.
+    """
+    # A thread of a Dask worker has imported distributed; anything else need not.
+    if "distributed.worker" not in sys.modules:
+        return None
+    from distributed.core import Status
+    from distributed.worker import get_worker, thread_state
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not inside a task
+        return None
+    key = getattr(thread_state, "key", None)
+    task = worker.state.tasks.get(key) if key is not None else None
+    if task is None:
+        return None
+    closing = (Status.closing, Status.closed, Status.failed)
+
+    def given_up() -> str | None:
+        if task.state in ("cancelled", "released", "forgotten"):
+            return f"Dask task {key!r} was cancelled"
+        if worker.state.tasks.get(key) is not task:
+            return f"Dask task {key!r} was forgotten by its worker"
+        if worker.status in closing:
+            return f"Dask worker {worker.address} is {worker.status.name}"
+        return None
+
+    return given_up

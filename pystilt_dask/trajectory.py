@@ -8,6 +8,7 @@ column release heights (``xhgt``) and the near-field correction are added.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def run_trajectory(
     config: ModelConfig,
     met: str | MetConfig | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    cancelled: Callable[[], str | None] | None = None,
 ) -> pd.DataFrame:
     """Run HYSPLIT-STILT for one receptor and return its particles.
 
@@ -66,6 +68,10 @@ def run_trajectory(
     workdir : path-like, optional
         Run here and keep the files; default: a private directory under the
         compute root, removed after success and kept after failure.
+    cancelled : callable, optional
+        Polled while HYSPLIT runs: returns why the caller gave up (HYSPLIT is
+        then killed and :class:`~pystilt_dask.errors.HysplitError` raised with
+        reason ``"cancelled"``), or ``None``. Default: never cancelled.
 
     Returns
     -------
@@ -91,7 +97,7 @@ def run_trajectory(
     ... )
     >>> particles = run_trajectory(receptor, config)  # doctest: +SKIP
     """
-    return simulate_trajectories(receptor, config, met, workdir).particles
+    return simulate_trajectories(receptor, config, met, workdir, cancelled).particles
 
 
 def simulate_trajectories(
@@ -99,6 +105,7 @@ def simulate_trajectories(
     config: ModelConfig,
     met: str | MetConfig | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    cancelled: Callable[[], str | None] | None = None,
 ) -> Trajectories:
     """Run the main (and, when configured, the transport-error) HYSPLIT pass.
 
@@ -112,7 +119,7 @@ def simulate_trajectories(
     install = resolve_hysplit(hysplit.executable)
     with workdir_for(receptor.sim_id, workdir) as root:
         write_inputs(root, receptor, hysplit, files)
-        particle_file = run_hysplit(root, install, hysplit.timeout)
+        particle_file = run_hysplit(root, install, hysplit.timeout, cancelled)
         particles = _postprocess(
             read_particle_file(particle_file, hysplit.varsiwant), receptor, config
         )
@@ -122,7 +129,7 @@ def simulate_trajectories(
             error_dir = root / "error"
             error_dir.mkdir(exist_ok=True)
             write_inputs(error_dir, receptor, hysplit, files, error_run=True)
-            error_file = run_hysplit(error_dir, install, hysplit.timeout)
+            error_file = run_hysplit(error_dir, install, hysplit.timeout, cancelled)
             error_particles = _postprocess(
                 read_particle_file(error_file, hysplit.varsiwant), receptor, config
             )

@@ -2,13 +2,18 @@
 
 The graph is read from the source with :mod:`ast`: every ``import`` and
 ``from … import`` of a module, at its top or inside its functions, relative
-imports resolved; imports only for type checkers (under ``if TYPE_CHECKING:``)
-are left out, since they never run.
+imports resolved, and the package ``__init__`` modules an import runs on the
+way; imports only for type checkers (under ``if TYPE_CHECKING:``) are left out,
+since they never run.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Collection
 from pathlib import Path
 
@@ -68,16 +73,22 @@ def imported_names(path: Path, modules: Collection[str] = ()) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     """Edges between the package's modules, ``{module: modules it imports}``.
 
-    Importing ``a.b.c`` runs ``a`` and ``a.b`` first, but those are the package
-    ``__init__`` modules every submodule passes through; an edge to them would
-    make every package with a re-export look circular, so only the named module
-    counts (and a package's own ``__init__`` importing its submodules does).
+    Importing ``a.b.c`` runs ``a.b/__init__.py`` first, so an import also
+    counts as one of each package on the way, but for the importer's own
+    packages (``a``, for a module of it), which are already being imported.
     """
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
-    return {
-        name: {target for target in imported_names(path, modules) if target in modules} - {name}
-        for name, path in modules.items()
-    }
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for target in imported_names(path, modules):
+            parts = target.split(".")
+            for end in range(1, len(parts) + 1):
+                step = ".".join(parts[:end])
+                if step in modules and not f"{name}.".startswith(f"{step}."):
+                    targets.add(step)
+        graph[name] = targets - {name}
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -154,3 +165,109 @@ def test_the_hysplit_driver_imports_neither_dask_nor_distributed(path):
         name for name in imported_names(path) if name.split(".")[0] in ("dask", "distributed")
     )
     assert not dask_imports, f"{module_name(path)} imports {', '.join(dask_imports)}"
+
+
+# What a process looks like to others: the state importing a library must leave alone.
+STATE_PROBE = """
+import json, logging, os, signal, sys, warnings
+from numba.core import caching
+
+def state():
+    loggers = {"": logging.getLogger()} | {
+        name: logger for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    return {
+        "warnings filters": [repr(f) for f in warnings.filters],
+        "logging": {
+            name: [logger.level, logger.disabled, logger.propagate, repr(logger.handlers)]
+            for name, logger in loggers.items() if name.split(".")[0] != "pystilt_dask"
+        },
+        "logging.disable": logging.root.manager.disable,
+        "environment": dict(os.environ),
+        "signal handlers": {
+            s.name: repr(signal.getsignal(s)) for s in signal.valid_signals()
+            if isinstance(s, signal.Signals)
+        },
+        "excepthook": repr(sys.excepthook),
+        "numba cache locators": [repr(c) for c in caching.CacheImpl._locator_classes],
+    }
+
+# pystilt_dask's dependencies first, in the order it imports them: what they
+# change on import is theirs.
+for name in sys.argv[1:]:
+    try:
+        __import__(name)
+    except Exception:
+        pass
+before = state()
+import pystilt_dask
+after = state()
+print(json.dumps({key: after[key] != before[key] for key in before}))
+"""
+
+
+def test_importing_the_package_changes_no_global_state_of_the_process():
+    listing = subprocess.run(
+        [sys.executable, "-c", "import sys, pystilt_dask; print('\\n'.join(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    dependencies = [name for name in listing if name.split(".")[0] not in (NAME, "__main__")]
+    changed = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", STATE_PROBE, *dependencies],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()[-1]  # fmt: skip
+    )
+    assert [what for what, differs in changed.items() if differs] == []
+
+
+KERNEL_CACHES = """
+import json, sys
+import numba
+from pystilt_dask import defaults
+from pystilt_dask.footprint import kernels
+
+def caches():
+    return sorted({
+        kernel._cache.cache_path for kernel in vars(kernels).values()
+        if hasattr(getattr(kernel, "_cache", None), "cache_path")
+    })
+
+plain = caches()
+if sys.argv[1:] == ["own"]:
+    defaults.use_own_numba_cache()
+    defaults.use_own_numba_cache()
+
+@numba.njit(cache=True)
+def theirs(x):
+    return x
+
+print(json.dumps({"plain": plain, "ours": caches(), "theirs": theirs._cache.cache_path}))
+"""
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["plain-import", "use_own_numba_cache"])
+def test_only_use_own_numba_cache_moves_the_kernel_cache_and_only_ours(tmp_path, own):
+    cache = tmp_path / "xdg" / "pystilt_dask" / "numba"
+    script = tmp_path / "script.py"  # numba caches only functions with a source file
+    script.write_text(KERNEL_CACHES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "NUMBA_"))}
+    found = json.loads(
+        subprocess.run(
+            [sys.executable, str(script), *(["own"] if own else [])],
+            env={**env, "XDG_CACHE_HOME": str(tmp_path / "xdg")},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()[-1]  # fmt: skip
+    )
+    assert found["plain"] and not any(path.startswith(str(cache)) for path in found["plain"])
+    assert not found["theirs"].startswith(str(tmp_path / "xdg"))
+    if own:
+        assert found["ours"] and all(path.startswith(str(cache)) for path in found["ours"])
+    else:
+        assert found["ours"] == found["plain"]

@@ -8,8 +8,10 @@ its first HYSPLIT runs, so neither the start nor a HYSPLIT slot waits for it.
 It also removes the work directories that killed runs left in the compute root
 (:func:`pystilt_dask.defaults.clean_stale_workdirs`), and, in a worker process
 of its own (one a nanny started), tunes glibc's allocator for the way
-simulations use memory. A worker that shares the user's process (a threads
-``LocalCluster``) leaves the allocator alone: that process is the user's.
+simulations use memory and caches the kernels in pystilt_dask's own numba cache
+(:func:`pystilt_dask.defaults.use_own_numba_cache`). A worker that shares the
+user's process (a threads ``LocalCluster``) leaves both alone: that process is
+the user's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DEFAULT_VARSIWANT, FootprintConfig
-from ..defaults import clean_stale_workdirs
+from ..defaults import clean_stale_workdirs, use_own_numba_cache
 from ..footprint import calc_footprint
 from ..hysplit.particles import read_particle_file
 from ..nearfield import apply_hnf_plume
@@ -87,18 +89,20 @@ _STARTED = threading.Lock()
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask's preload hook: clean up, tune the allocator and start warming up.
+    """Dask's preload hook: clean up, tune the process and start warming up.
 
     Parameters
     ----------
     worker : distributed.Worker
-        The worker being started. The allocator is tuned only when it runs in a
-        process of its own, i.e. a nanny started it (``worker.nanny`` is set):
-        ``mallopt`` changes the whole process, and an in-process worker's process
-        is the user's. Everything else happens once per process.
+        The worker being started. The allocator is tuned and numba's cache
+        placed only when it runs in a process of its own, i.e. a nanny started
+        it (``worker.nanny`` is set): both change the whole process, and an
+        in-process worker's process is the user's. Everything else happens
+        once per process.
     """
     global ALLOCATOR_TUNED
     if getattr(worker, "nanny", None):
+        use_own_numba_cache()  # before the warm-up loads the kernels
         ALLOCATOR_TUNED = tune_allocator()
     elif ALLOCATOR_TUNED is None:
         ALLOCATOR_TUNED = False

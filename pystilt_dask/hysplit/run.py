@@ -6,9 +6,9 @@ copies of the particles: the binary PARTICLE.DAT that STILT never reads goes to
 directory lives on a RAM-backed compute root when one exists
 (:func:`pystilt_dask.defaults.compute_root`), so a run writes nothing to disk.
 
-Inside a Dask task, a run is also ended when Dask gives up on the task (the
-future cancelled, its client closed, the coordinator interrupted, the worker
-closing): see :func:`cancellation_probe`.
+A run also ends when its caller gives up on it: :func:`run_hysplit` takes a
+``cancelled`` check, polled while ``hycs_std`` runs (inside a Dask task,
+:func:`pystilt_dask.simulation.cancellation_probe` makes one).
 """
 
 from __future__ import annotations
@@ -19,25 +19,22 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import dask.config
-
-from ..defaults import keep_workdir, new_workdir
+from ..defaults import keep_workdir, new_workdir, setting
 from ..errors import HysplitError
 from .executable import HysplitInstall
 
 LOG_NAME = "hysplit.log"
 PARTICLE_FILE = "PARTICLE_STILT.DAT"
-#: Failure reason of a run ended because Dask cancelled its task.
+#: Failure reason of a run ended because its caller gave up on it.
 CANCELLED = "cancelled"
-#: Seconds between two looks at a Dask task's state while HYSPLIT runs: bounds
-#: how long a cancelled HYSPLIT outlives its task, at four wake-ups a second.
+#: Seconds between two calls of the ``cancelled`` check while HYSPLIT runs: bounds
+#: how long a cancelled HYSPLIT outlives its caller's interest, at four wake-ups a second.
 CANCEL_POLL = 0.25
 
 # Phrases HYSPLIT prints, mapped to failure reasons (first match wins).
@@ -69,7 +66,7 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
         cancelled = isinstance(exc, HysplitError) and exc.reason == CANCELLED
         if cancelled:
             exc.workdir = None  # it is about to be removed
-        if dask.config.get("stilt.keep-failed-workdirs") and not cancelled:
+        if setting("keep-failed-workdirs") and not cancelled:
             keep_workdir(path)  # kept on purpose: not a dead run's leftovers
             # Inputs and logs are what diagnosis needs; the particle tables of a
             # failed run can be hundreds of MB of RAM on a tmpfs compute root.
@@ -81,12 +78,30 @@ def workdir_for(sim_id: str, workdir: str | os.PathLike[str] | None = None) -> I
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
+def run_hysplit(
+    workdir: Path,
+    install: HysplitInstall,
+    timeout: float,
+    cancelled: Callable[[], str | None] | None = None,
+) -> Path:
     """Run ``hycs_std`` in ``workdir`` (inputs already written) and return its particle file.
 
-    The process runs in its own session; on timeout, interruption or (inside a
-    Dask task) cancellation of the task, the whole process group is killed, so
-    no orphaned ``hycs_std`` is left behind.
+    The process runs in its own session; on timeout, interruption or
+    cancellation, the whole process group is killed, so no orphaned
+    ``hycs_std`` is left behind.
+
+    Parameters
+    ----------
+    workdir : pathlib.Path
+        The run's work directory, holding its CONTROL and SETUP files.
+    install : HysplitInstall
+        The ``hycs_std`` to run and its data files.
+    timeout : float
+        Seconds after which ``hycs_std`` is killed.
+    cancelled : callable, optional
+        Called before the run and every :data:`CANCEL_POLL` seconds during it,
+        from another thread: returns why the caller gave up on the run (one
+        line), or ``None`` to let it go on. Default: never cancelled.
 
     Raises
     ------
@@ -95,7 +110,6 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
         ``fortran_runtime_error``, ``no_particle_data``, ``nonzero_exit``…, the
         log tail and the work directory.
     """
-    cancelled = cancellation_probe()
     if cancelled is not None and (why := cancelled()):
         # Cancelled before this run (e.g. between the main and the error run).
         raise HysplitError(CANCELLED, f"{why}; hycs_std was not started", "", str(workdir))
@@ -141,63 +155,10 @@ def run_hysplit(workdir: Path, install: HysplitInstall, timeout: float) -> Path:
     return particle_file
 
 
-def cancellation_probe() -> Callable[[], str | None] | None:
-    """A cheap check of whether Dask has given up on the task running this thread.
-
-    Dask cannot stop a running task: when the scheduler releases it (the future
-    cancelled, its client closed), the worker only marks it ``cancelled`` and
-    discards its result once it returns (distributed's
-    ``WorkerState._transition_executing_released``). Polling that mark lets the
-    task stop its own work instead of finishing it, and publishing it, for no one.
-
-    Returns
-    -------
-    callable or None
-        ``None`` outside a Dask task (plain calls, other schedulers). Inside one, a
-        function returning why the task was given up (one line) or ``None`` while
-        it still runs. It reads two attributes and may be called from any thread.
-
-    Notes
-    -----
-    The task is given up when its worker-side ``TaskState`` is ``cancelled`` (or
-    no longer the worker's: forgotten), or when the worker is closing, which
-    fails its tasks over to other workers anyway. A task that is ``resumed``
-    (cancelled, then asked for again while it still runs) keeps running, as its
-    result is wanted again; one cancelled and re-requested between two polls is
-    back to ``executing`` and is never seen cancelled, rightly.
-    """
-    # A thread of a Dask worker has imported distributed; anything else need not.
-    if "distributed.worker" not in sys.modules:
-        return None
-    from distributed.core import Status
-    from distributed.worker import get_worker, thread_state
-
-    try:
-        worker = get_worker()
-    except ValueError:  # not inside a task
-        return None
-    key = getattr(thread_state, "key", None)
-    task = worker.state.tasks.get(key) if key is not None else None
-    if task is None:
-        return None
-    closing = (Status.closing, Status.closed, Status.failed)
-
-    def given_up() -> str | None:
-        if task.state in ("cancelled", "released", "forgotten"):
-            return f"Dask task {key!r} was cancelled"
-        if worker.state.tasks.get(key) is not task:
-            return f"Dask task {key!r} was forgotten by its worker"
-        if worker.status in closing:
-            return f"Dask worker {worker.address} is {worker.status.name}"
-        return None
-
-    return given_up
-
-
 class _Watchdog(threading.Thread):
     """Kill a HYSPLIT process group on timeout, or once ``cancelled()`` says why.
 
-    Without a probe it sleeps until the deadline; with one it wakes every
+    Without a check it sleeps until the deadline; with one it wakes every
     :data:`CANCEL_POLL` seconds. After :meth:`stop`, ``ended`` is ``None`` (the
     run ended by itself), ``"timeout"`` or :data:`CANCELLED` (``why`` then says why).
     """
@@ -243,7 +204,7 @@ def hysplit_environment() -> dict[str, str]:
     Tunables already in ``GLIBC_TUNABLES`` come after the configured ones, so a
     user's own settings win.
     """
-    tunables = dask.config.get("stilt.hysplit-glibc-tunables")
+    tunables = setting("hysplit-glibc-tunables")
     if not tunables:
         return dict(os.environ)
     given = os.environ.get("GLIBC_TUNABLES")
