@@ -42,12 +42,16 @@ from .migrate import MigrationWarning, from_pystilt, is_pystilt_config
 from .model import Footprint, Model
 from .store import layout
 from .store.completion import STATES, State
+from .store.status import status as status_of
 
 app = typer.Typer(
     name="stilt-dask",
     help="STILT (HYSPLIT-STILT particles, R-STILT footprints) on any Dask cluster.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help: each value is named by its metavar, with no type labels.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
 console = Console()
 error_console = Console(stderr=True)
@@ -154,10 +158,17 @@ def register(
     project: ProjectArg,
     receptors: Annotated[
         str | None,
-        typer.Option(help="Receptor table (CSV or Parquet); default: the config's `receptors`."),
+        typer.Option(
+            help="Receptor table (CSV or Parquet); default: the config's `receptors`.",
+            metavar="TABLE",
+        ),
     ] = None,
-    scene_id: Annotated[str | None, typer.Option(help="Label stored with the new rows.")] = None,
-    met: Annotated[str | None, typer.Option(help="Meteorology name; default: the first.")] = None,
+    scene_id: Annotated[
+        str | None, typer.Option(help="Label stored with the new rows.", metavar="LABEL")
+    ] = None,
+    met: Annotated[
+        str | None, typer.Option(help="Meteorology name; default: the first.", metavar="NAME")
+    ] = None,
 ) -> None:
     """Register receptors not registered yet (existing results are never touched)."""
     model = open_model(project, receptors)
@@ -175,9 +186,11 @@ def status(
 ) -> None:
     """Count simulations per state, overall and per footprint name."""
     model = open_model(project)
-    counts = model.status().counts()
+    known = model.registry()
+    counts = status_of(model.location, known, model.completion).counts()
+    unregistered = model.unregistered(known)
     if as_json:
-        typer.echo(json.dumps(counts))
+        typer.echo(json.dumps({**counts, "unregistered": unregistered}))
         return
     # The path on a line of its own: as a table title, rich would wrap it to the table.
     console.print(model.location.root, soft_wrap=True, markup=False, highlight=False)
@@ -190,6 +203,17 @@ def status(
         per_name = [str(c[state]) for c in counts["footprints"].values()]
         table.add_row(state.value, str(counts[state]), *per_name)
     console.print(table)
+    _say_unregistered(model, unregistered)
+
+
+def _say_unregistered(model: Model, unregistered: int, to: Console = console) -> None:
+    """Say how many receptors of the model's table wait to be registered, if any."""
+    if unregistered:
+        to.print(
+            f"{unregistered} receptors of {model.config.receptors} are not registered yet: "
+            "`stilt-dask run` (or `register`) adds them",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
 
 @command
@@ -197,11 +221,19 @@ def ls(
     project: ProjectArg,
     state: Annotated[
         list[State] | None,
-        typer.Option(help="Only simulations in this state (repeatable); prints ids alone."),
+        typer.Option(
+            help="Only simulations in this state (repeatable); prints ids alone.", metavar="STATE"
+        ),
     ] = None,
 ) -> None:
     """List simulation ids, one per line, with their state (ids for `logs`)."""
-    table = open_model(project).status().table
+    model = open_model(project)
+    known = model.registry()
+    table = status_of(model.location, known, model.completion).table
+    if not len(table):
+        error_console.print(f"no simulations registered in {model.location.root}", markup=False)
+        _say_unregistered(model, model.unregistered(known), error_console)
+        return
     if state:
         # Bare ids, so the output feeds other commands (`xargs -n1 stilt-dask logs P`).
         wanted = table["state"].isin([s.value for s in state]).to_numpy()
@@ -229,7 +261,8 @@ def verify(
 
 
 BackendOption = Annotated[
-    str | None, typer.Option(help="Override the backend: local, slurm or kubernetes.")
+    str | None,
+    typer.Option(help="Override the backend: local, slurm or kubernetes.", metavar="NAME"),
 ]
 
 
@@ -254,11 +287,18 @@ def _run(model: Model, run: Run, scheduler: str | None) -> None:
 def run(
     project: ProjectArg,
     backend: BackendOption = None,
-    n_workers: Annotated[int | None, typer.Option(help="Override the number of workers.")] = None,
-    profile: Annotated[str | None, typer.Option(help="Execution profile from the config.")] = None,
+    n_workers: Annotated[
+        int | None, typer.Option(help="Override the number of workers.", metavar="N")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Execution profile from the config.", metavar="NAME")
+    ] = None,
     no_skip: Annotated[bool, typer.Option("--no-skip", help="Redo complete simulations.")] = False,
     scheduler: Annotated[
-        str | None, typer.Option(help="Use this running Dask scheduler instead of a new cluster.")
+        str | None,
+        typer.Option(
+            help="Use this running Dask scheduler instead of a new cluster.", metavar="ADDRESS"
+        ),
     ] = None,
 ) -> None:
     """Register pending receptors and run every incomplete simulation on a Dask cluster."""
@@ -275,7 +315,7 @@ def init(
         bool, typer.Option("--demo", help="Write the demo project (idealized met) instead.")
     ] = False,
     n_receptors: Annotated[
-        int, typer.Option(help="Receptors of the demo project (with --demo).")
+        int, typer.Option(help="Receptors of the demo project (with --demo).", metavar="N")
     ] = 8,
 ) -> None:
     """Write a commented config.yaml and receptors.csv (runs nothing; never overwrites)."""
@@ -284,21 +324,21 @@ def init(
         console.print(
             f"demo project written to {directory}/ (config: {config}); "
             f"run it with: stilt-dask run {directory}",
-            markup=False, highlight=False,
+            markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         return
     config = write_template_project(directory)
     console.print(
         f"project written to {directory}/: point `mets` in {config} at your ARL files, "
         f"replace the example row of receptors.csv, then: stilt-dask run {directory}",
-        markup=False, highlight=False,
+        markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
 
 
 @command
 def demo(
     directory: Annotated[str, typer.Argument(help="Folder for the demo project.")] = "demo-project",
-    n_receptors: Annotated[int, typer.Option(help="Receptors to simulate.")] = 8,
+    n_receptors: Annotated[int, typer.Option(help="Receptors to simulate.", metavar="N")] = 8,
 ) -> None:
     """Write a demo project on idealized meteorology and run it (init --demo, then run)."""
     config = make_demo_project(directory, n_receptors)
@@ -318,8 +358,12 @@ def demo(
 @command
 def serve(
     project: ProjectArg,
-    scheduler: Annotated[str, typer.Option(help="Address of the running Dask scheduler.")],
-    poll: Annotated[float, typer.Option(help="Seconds between looks at an idle store.")] = 10.0,
+    scheduler: Annotated[
+        str, typer.Option(help="Address of the running Dask scheduler.", metavar="ADDRESS")
+    ],
+    poll: Annotated[
+        float, typer.Option(help="Seconds between looks at an idle store.", metavar="SECONDS")
+    ] = 10.0,
 ) -> None:
     """Attach to a scheduler and keep running newly registered simulations (Ctrl-C stops)."""
     model = open_model(project)
@@ -364,13 +408,18 @@ def logs(
 @command
 def submit(
     config: Annotated[str, typer.Argument(help="The project's config.yaml, or its folder.")],
-    profile: Annotated[str | None, typer.Option(help="Execution profile for the run.")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Execution profile for the run.", metavar="NAME")
+    ] = None,
     walltime: Annotated[
-        str, typer.Option(help="Slurm time limit of the coordinator job.")
+        str, typer.Option(help="Slurm time limit of the coordinator job.", metavar="TIME")
     ] = "1-00:00:00",
-    memory: Annotated[str, typer.Option(help="Memory of the coordinator job.")] = "2G",
+    memory: Annotated[
+        str, typer.Option(help="Memory of the coordinator job.", metavar="SIZE")
+    ] = "2G",
     sbatch: Annotated[
-        list[str] | None, typer.Option(help="Extra sbatch option, e.g. --sbatch=--account=x.")
+        list[str] | None,
+        typer.Option(help="Extra sbatch option, e.g. --sbatch=--account=x.", metavar="OPTION"),
     ] = None,
 ) -> None:
     """Submit `stilt-dask run` itself as a Slurm batch job (fire and forget)."""
@@ -398,10 +447,12 @@ def export(
     directory: Annotated[
         str, typer.Argument(help="Folder (or fsspec URL) for the <sim_id>_foot.nc files.")
     ],
-    footprint: Annotated[str, typer.Option(help="The footprint name to export.")],
+    footprint: Annotated[str, typer.Option(help="The footprint name to export.", metavar="NAME")],
     ids: Annotated[
         list[str] | None,
-        typer.Option("--ids", help="Only this simulation (repeatable); each must be complete."),
+        typer.Option(
+            "--ids", help="Only this simulation (repeatable); each must be complete.", metavar="ID"
+        ),
     ] = None,
 ) -> None:
     """Write one footprint as R-STILT's <sim_id>_foot.nc files (exit 1 if some are not done)."""
@@ -451,17 +502,23 @@ def convolve(
     flux: Annotated[
         str, typer.Argument(help="Flux field (netCDF or zarr, path or fsspec URL), µmol m⁻² s⁻¹.")
     ],
-    footprint: Annotated[str, typer.Option(help="The footprint name to convolve.")],
+    footprint: Annotated[str, typer.Option(help="The footprint name to convolve.", metavar="NAME")],
     variable: Annotated[
-        str | None, typer.Option(help="The flux variable, when the file holds several.")
+        str | None,
+        typer.Option(help="The flux variable, when the file holds several.", metavar="NAME"),
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option(help="Write the table here (.csv or .parquet); default: print CSV."),
+        typer.Option(
+            help="Write the table here (.csv or .parquet); default: print CSV.", metavar="FILE"
+        ),
     ] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Compute on this running Dask scheduler (default: local threads)."),
+        typer.Option(
+            help="Compute on this running Dask scheduler (default: local threads).",
+            metavar="ADDRESS",
+        ),
     ] = None,
 ) -> None:
     """Modelled enhancement (footprint × flux) of every simulation, as a table."""
@@ -503,14 +560,21 @@ def migrate(
         str | None, typer.Argument(help="Where to write our config.yaml; default: print it.")
     ] = None,
     variant: Annotated[
-        str | None, typer.Option(help="The PYSTILT variant to migrate (when they differ).")
+        str | None,
+        typer.Option(help="The PYSTILT variant to migrate (when they differ).", metavar="NAME"),
     ] = None,
     mets: Annotated[
         str | None,
-        typer.Option(help="A YAML file whose mets: mapping gives the met files (_settings.yaml)."),
+        typer.Option(
+            help="A YAML file whose mets: mapping gives the met files (_settings.yaml).",
+            metavar="FILE",
+        ),
     ] = None,
     output: Annotated[
-        str | None, typer.Option(help="The project store; default: PYSTILT's output + -stilt-dask.")
+        str | None,
+        typer.Option(
+            help="The project store; default: PYSTILT's output + -stilt-dask.", metavar="STORE"
+        ),
     ] = None,
 ) -> None:
     """Translate a PYSTILT configuration into ours (each dropped setting is named)."""
