@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import ModelConfig
+from .defaults import use_own_numba_cache
 from .demo import CONFIG_NAME, make_demo_project, write_template_project
 from .errors import ConfigError, StiltError, StoreError
 from .execution.clusters import WORKER_ARGS
@@ -615,6 +616,7 @@ def _read_mets(path: str | None) -> dict[str, Any] | None:
 
 def main() -> None:
     """The ``stilt-dask`` console script."""
+    use_own_numba_cache()  # this process is ours: keep our kernels' cache out of site-packages
     try:
         app()
     finally:
