@@ -10,6 +10,10 @@ byte for byte.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,7 +30,12 @@ from pystilt_dask.config import ModelConfig
 from pystilt_dask.errors import ConfigError
 from pystilt_dask.migrate import MigrationWarning, from_pystilt
 from pystilt_dask.model import Model
-from pystilt_dask.receptors import ColumnReceptor, PointReceptor
+from pystilt_dask.receptors import (
+    ColumnReceptor,
+    MultiPointReceptor,
+    PointReceptor,
+    read_receptors,
+)
 
 stilt = pytest.importorskip("stilt", reason="PYSTILT (the pystilt wheel) runs the reference")
 
@@ -103,20 +112,27 @@ def test_resolved_pystilt_settings_give_byte_identical_particles(
     model = Model(config.output, OURS, config)
     assert set(model.run(client=client, quiet=True).values()) == {"complete"}
     for ours, theirs in zip(OURS, THEIRS, strict=True):
-        mine = model.trajectories.load(ours.sim_id)
-        reference = pystilt_particles(pystilt_project, variant, theirs.id)
-        assert len(mine) == len(reference) > 0
-        hysplit = reference.columns.drop(["receptor", "release_height", "foot"], errors="ignore")
-        assert "foot_no_hnf_dilution" in hysplit  # HYSPLIT's own foot
-        for column in hysplit:
-            np.testing.assert_array_equal(
-                mine[COLUMNS.get(column, column)].to_numpy(float),
-                reference[column].to_numpy(float),
-                err_msg=f"{ours.sim_id} {column}",
-            )
-        # The near-field correction is computed here in R-STILT's order of operations,
-        # in PYSTILT vectorised: a few rows differ in the last bit.
-        np.testing.assert_allclose(mine["foot"], reference["foot"], rtol=1e-15, atol=0)
+        assert_particles_equal(
+            model.trajectories.load(ours.sim_id),
+            pystilt_particles(pystilt_project, variant, theirs.id),
+            ours.sim_id,
+        )
+
+
+def assert_particles_equal(mine: pd.DataFrame, reference: pd.DataFrame, sim_id: str) -> None:
+    """Every column HYSPLIT wrote equal byte for byte; the near-field ``foot`` to 1e-15."""
+    assert len(mine) == len(reference) > 0
+    hysplit = reference.columns.drop(["receptor", "release_height", "foot"], errors="ignore")
+    assert "foot_no_hnf_dilution" in hysplit  # HYSPLIT's own foot
+    for column in hysplit:
+        np.testing.assert_array_equal(
+            mine[COLUMNS.get(column, column)].to_numpy(float),
+            reference[column].to_numpy(float),
+            err_msg=f"{sim_id} {column}",
+        )
+    # The near-field correction is computed here in R-STILT's order of operations,
+    # in PYSTILT vectorised: a few rows differ in the last bit.
+    np.testing.assert_allclose(mine["foot"], reference["foot"], rtol=1e-15, atol=0)
 
 
 def test_pystilt_config_yaml_loads_as_the_resolved_settings(pystilt_project, idealized_met):
@@ -247,3 +263,187 @@ def test_cli_migrate_writes_a_config_that_loads(pystilt_project, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing was dropped
         from_pystilt(pystilt_project, variant="base")
+
+
+#: A PYSTILT receptor table grouping rows by r_idx: a point, a column (its rows
+#: top first), a multipoint of three locations, and the point listed again.
+R_IDX_TABLE = """r_idx,time,longitude,latitude,altitude
+0,2019-05-30 10:00,-111.848,40.766,5
+col,2019-05-30 10:00,-111.9,40.7,1000
+col,2019-05-30 10:00,-111.9,40.7,0
+slant,2019-05-30 10:00,-111.85,40.75,10
+slant,2019-05-30 10:00,-111.8,40.78,50
+slant,2019-05-30 10:00,-111.75,40.8,100
+3,2019-05-30 10:00,-111.848,40.766,5
+"""
+R_IDX_RECEPTORS = [
+    PointReceptor(time=TIME, longitude=-111.848, latitude=40.766, altitude=5),
+    ColumnReceptor(time=TIME, longitude=-111.9, latitude=40.7, bottom=0, top=1000),
+    MultiPointReceptor(
+        time=TIME, longitudes=(-111.85, -111.8, -111.75), latitudes=(40.75, 40.78, 40.8),
+        altitudes=(10, 50, 100),
+    ),
+]  # fmt: skip
+
+
+def write_r_idx_project(folder: Path, met_directory: str, **settings) -> Path:
+    """A PYSTILT project (config.yaml, receptors.csv) with r_idx receptor groups."""
+    folder.mkdir(parents=True)
+    config = {
+        "mets": {"idealized": {"directory": met_directory, "file_format": "%Y%m%d_%H",
+                               "file_tres": "6h"}},
+        "variants": {"base": {}},
+        "n_hours": -2, "numpar": 50, "seed": 7, "krand": 2, "grid": GRID,
+        **settings,
+    }  # fmt: skip
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "receptors.csv").write_text(R_IDX_TABLE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def r_idx_project(tmp_path_factory, idealized_met) -> Path:
+    """The r_idx project, run by PYSTILT."""
+    folder = write_r_idx_project(
+        tmp_path_factory.mktemp("pystilt-r-idx") / "project", idealized_met["directory"]
+    )
+    project = stilt.Project(folder)
+    with pystilt_accessor():
+        project.run()
+    assert set(project.status()["state"]) == {"complete"}, project.status()
+    return folder
+
+
+def test_r_idx_groups_become_our_column_and_multipoint_receptors(r_idx_project, client, tmp_path):
+    config = from_pystilt(r_idx_project, output=str(tmp_path / "store"))
+    assert read_receptors(config.receptors) == R_IDX_RECEPTORS
+    reference = stilt.Project(r_idx_project).footprints()
+    theirs = [str(r) for r in reference["receptor"].values]
+    assert len(theirs) == len(R_IDX_RECEPTORS)  # the point listed again is one receptor
+    model = Model(config.output, config.receptors, config)
+    assert set(model.run(client=client, quiet=True).values()) == {"complete"}
+    foot = model.footprints["base"].load()
+    assert list(foot["simulation"].values) == [r.sim_id for r in R_IDX_RECEPTORS]
+    np.testing.assert_array_equal(foot["lag"], reference["hour"])
+    for dim in ("lat", "lon"):
+        np.testing.assert_allclose(foot[dim], reference[dim], rtol=1e-12)
+    for ours, their_id in zip(R_IDX_RECEPTORS, theirs, strict=True):
+        assert_particles_equal(
+            model.trajectories.load(ours.sim_id),
+            pystilt_particles(r_idx_project, "base", their_id),
+            ours.sim_id,
+        )
+        mine = foot.sel(simulation=ours.sim_id).values
+        expected = reference["foot"].sel(receptor=their_id).values
+        assert expected.sum() > 0
+        np.testing.assert_allclose(mine, expected, rtol=1e-6, atol=0, err_msg=ours.sim_id)
+
+
+def test_cli_migrate_of_a_relative_folder_runs_from_any_folder(tmp_path, idealized_met, env):
+    met = Path(idealized_met["directory"])
+    project = write_r_idx_project(
+        tmp_path / "pyst", os.path.relpath(met, tmp_path / "pyst"), output="out", numpar=10
+    )
+    stilt_dask = str(Path(sys.executable).parent / "stilt-dask")
+    migrated = subprocess.run(
+        [stilt_dask, "migrate", "pyst", "ours/config.yaml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert migrated.returncode == 0, migrated.stderr
+    written = yaml.safe_load((tmp_path / "ours" / "config.yaml").read_text())
+    project = project.resolve()
+    assert written["receptors"] == str(project / "receptors-stilt-dask.csv")
+    assert written["mets"]["idealized"]["directory"] == str(met.resolve())
+    assert written["output"] == f"{project / 'out'}-stilt-dask"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = subprocess.run(
+        [stilt_dask, "run", "../ours/config.yaml", "--n-workers", "1"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    model = Model.from_yaml(tmp_path / "ours" / "config.yaml")
+    assert model.simulations.ids() == [r.sim_id for r in R_IDX_RECEPTORS]
+    assert model.simulations.incomplete() == []
+
+
+def csv(header: str, *rows: str) -> str:
+    """A receptor table; ``@`` in a row is the receptor time."""
+    return "\n".join([header, *rows]).replace("@", "2019-05-30 10:00") + "\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (csv("time,lon,lat,zmsl", "@,-111.9,40.7,1500"), "row 1: heights above sea level"),
+        (csv("r_idx,time,lon,lat,z,height_ref", "a,@,-111.9,40.7,5,msl"),
+         "r_idx=a: heights above sea level"),
+        (csv("r_idx,time,lon,lat,z", "c,@,-111.9,40.7,0", "c,2019-05-30 11:00,-111.9,40.7,9"),
+         "r_idx=c: rows of one receptor need one time"),
+        (csv("r_idx,time,lon,lat,z", "c,@,-111.9,40.7,5", "c,@,-111.9,40.7,5"),
+         "r_idx=c: a column's two heights must differ"),
+        (csv("r_idx,time,lon,lat,z", "m,@,-111.9,40.7,0", "m,@,-111.8,40.7,9",
+             "m,@,-111.9,40.7,20"),
+         "r_idx=m: a multipoint receptor's points need distinct horizontal locations"),
+        (csv("r_idx,time,lon,lat,z", "a,@,-111.9,40.7,0", "a,@,-111.9,40.7,9",
+             "b,@,-111.9,40.7,0", "b,@,-111.9,40.7,20"),
+         "two receptors become one simulation 201905301000_-111.9_40.7_X"),
+        (csv("time,lon,lat", "@,-111.9,40.7"), "lack the columns ['altitude']"),
+    ],
+    ids=["zmsl", "altitude_ref", "times", "flat-column", "repeated-location", "same-id", "columns"],
+)  # fmt: skip
+def test_receptor_tables_pystilt_refuses_or_we_cannot_hold_are_one_line_errors(
+    tmp_path, table, message
+):
+    path = write_pystilt_config(tmp_path)
+    (tmp_path / "receptors.csv").write_text(table)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_pystilt(path)
+    assert not (tmp_path / "receptors-stilt-dask.csv").exists()
+
+
+def test_receptor_table_without_r_idx_is_points_and_may_go_elsewhere(tmp_path):
+    path = write_pystilt_config(tmp_path)
+    (tmp_path / "receptors.csv").write_text(
+        csv(
+            "TIME,Long,Lati,zagl",
+            "2019-05-30T03:00-07:00,-111.9,40.7,0",
+            "2019-05-30T03:00-07:00,-111.9,40.7,9",
+        )
+    )
+    config = from_pystilt(path, receptors=tmp_path / "ours" / "receptors.csv")
+    assert config.receptors == str(tmp_path / "ours" / "receptors.csv")
+    assert read_receptors(config.receptors) == [
+        PointReceptor(time=TIME, longitude=-111.9, latitude=40.7, altitude=z) for z in (0, 9)
+    ]
+
+
+def test_relative_paths_start_from_the_pystilt_project_folder(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    write_pystilt_config(
+        project,
+        exe_dir="hysplit/exec",
+        output="s3://bucket/out/",
+        grid=GRID,
+        transforms=[
+            {"kind": "averaging_kernel", "table": "kernels"},
+            {"kind": "averaging_kernel", "table": "soundings/ak.csv"},
+            {"kind": "averaging_kernel", "table": "/data/ak.parquet"},
+        ],
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSTILT_HOME", str(project))
+    config = from_pystilt("project")
+    project = project.resolve()
+    assert config.mets["hrrr"].directory == str(project / "met")
+    assert config.hysplit.executable == str(project / "hysplit" / "exec" / "hycs_std")
+    assert config.output == "s3://bucket/out-stilt-dask"
+    tables = [t.table for t in config.footprints["hrrr"].transforms]
+    assert tables == [
+        str(project / "tables" / "kernels.parquet"),
+        str(project / "soundings" / "ak.csv"),
+        "/data/ak.parquet",
+    ]
+    assert from_pystilt("$PYSTILT_HOME/config.yaml") == config
