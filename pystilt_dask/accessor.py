@@ -10,6 +10,14 @@ Importing :mod:`pystilt_dask` registers it. Drawing is in :mod:`pystilt_dask.plo
     foot.stilt.plot(simulation=sim_id)  # one simulation, summed over lag
     enhancement = foot.stilt.convolve(flux)  # lazy (simulation,), ppm
     H = foot.stilt.jacobian(flux_grid, time_bins)  # lazy (simulation, state)
+
+PYSTILT (``import stilt``) registers an accessor of the same name. Imported
+before pystilt_dask, its accessor is replaced by ours, which says so once
+(:class:`StiltAccessorWarning`) and answers the names it lacks with PYSTILT's
+(``foot.stilt.receptor``, ``.config``, ``.grid``, ``.to_netcdf``…), so that
+PYSTILT's own code keeps working. Imported after pystilt_dask, PYSTILT's
+registration replaces ours (xarray warns, ``AccessorRegistrationWarning``) and
+``foot.stilt`` is PYSTILT's alone; :func:`register` takes the name back.
 """
 
 from __future__ import annotations
@@ -21,15 +29,29 @@ from typing import Any, Literal
 import pandas as pd
 import xarray as xr
 
-__all__ = ["FootprintAccessor", "register"]
+__all__ = ["FootprintAccessor", "StiltAccessorWarning", "register"]
+
+
+class StiltAccessorWarning(UserWarning):
+    """pystilt_dask's ``DataArray.stilt`` accessor replaced another package's (PYSTILT's).
+
+    Filter it by its message before pystilt_dask is imported (it is emitted then)::
+
+        warnings.filterwarnings("ignore", message="pystilt_dask's DataArray.stilt")
+    """
+
+
+#: The accessor ours replaced (PYSTILT's), which answers the names ours lacks.
+_replaced: type | None = None
 
 
 class FootprintAccessor:
     """STILT helpers on a footprint :class:`~xarray.DataArray`: ``foot.stilt``.
 
-    PYSTILT's ``stilt`` package registers an accessor of the same name when it is
-    imported; imported after pystilt_dask, it replaces this one (xarray warns).
-    :func:`register` puts this one back.
+    Where it replaced another package's ``stilt`` accessor (PYSTILT's), the
+    names it lacks are that accessor's, on the same array; where both have a
+    name (``plot``, ``enhancement``, ``aggregate`` for PYSTILT's), this one
+    answers. See the module's notes for the import order.
 
     The maps work on the lazy ``foot(simulation, lag, lat, lon)`` of
     :meth:`pystilt_dask.model.Footprint.load` (``y, x`` on projected grids) and
@@ -40,6 +62,17 @@ class FootprintAccessor:
 
     def __init__(self, obj: xr.DataArray) -> None:
         self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        # Only names this class lacks get here: the replaced accessor's, if any.
+        if _replaced is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        theirs = self.__dict__.get("_theirs")
+        if theirs is None:
+            # One per array, as xarray keeps one accessor per array: what the
+            # replaced accessor caches (PYSTILT parses attributes once) stays cached.
+            theirs = self.__dict__["_theirs"] = _replaced(self._obj)
+        return getattr(theirs, name)
 
     def to_map(
         self,
@@ -190,12 +223,35 @@ def register() -> None:
     """Register (again) :class:`FootprintAccessor` as ``DataArray.stilt``.
 
     Done when pystilt_dask is imported; call it after importing PYSTILT's ``stilt``
-    package, whose own ``stilt`` accessor replaces ours.
+    package, whose own ``stilt`` accessor replaces ours. An accessor of another
+    package found in its place is kept to answer the names ours lacks.
+
+    Warns
+    -----
+    StiltAccessorWarning
+        The first time it replaces a given package's accessor, naming what still
+        answers through ours and what ours shadows.
     """
+    global _replaced
+    current = getattr(xr.DataArray, "stilt", None)  # the accessor class, when registered
+    if isinstance(current, type) and current not in (FootprintAccessor, _replaced):
+        _replaced = current
+        warnings.warn(_replacement_note(current), StiltAccessorWarning, stacklevel=2)
     with warnings.catch_warnings():
         # Replacing PYSTILT's accessor (or our own, again) is the point here.
         warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
         xr.register_dataarray_accessor("stilt")(FootprintAccessor)
+
+
+def _replacement_note(theirs: type) -> str:
+    names = {name for name in dir(theirs) if not name.startswith("_")}
+    ours = {name for name in dir(FootprintAccessor) if not name.startswith("_")}
+    where = f"{theirs.__module__}.{theirs.__qualname__}"
+    return (
+        f"pystilt_dask's DataArray.stilt accessor replaces {where}: its "
+        f"{', '.join(sorted(names - ours)) or 'nothing'} still answer through foot.stilt; "
+        f"for its own {', '.join(sorted(names & ours)) or 'nothing'} use {where}(foot)"
+    )
 
 
 register()
