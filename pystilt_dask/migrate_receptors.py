@@ -102,7 +102,8 @@ def _translate(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             where = f"r_idx={keys.iloc[row]}" if spelling["r_idx"] else f"row {row + 1}"
             raise ConfigError(f"PYSTILT receptors {source}, {where}: {message}")
 
-    refuse((reference != "agl").to_numpy(), "heights above sea level (msl) are not supported")
+    refuse(~reference.isin(("agl", "msl")).to_numpy(), "altitude_ref must be 'agl' or 'msl'")
+    refuse((reference == "msl").to_numpy(), "heights above sea level (msl) are not supported")
     try:
         lon, lat, alt = (
             raw[spelling[f]].astype(float) for f in ("longitude", "latitude", "altitude")
@@ -157,10 +158,11 @@ def _drop_repeated(table: pd.DataFrame, receptors: list[Receptor], source: str) 
     for receptor in receptors:
         other = seen.setdefault(receptor.sim_id, receptor)
         if other != receptor:
+            why = " (a column's id here has no heights)" if receptor.kind == "column" else ""
             raise ConfigError(
                 f"PYSTILT receptors {source}: two receptors become one simulation "
-                f"{receptor.sim_id} here ({_describe(other)} and {_describe(receptor)}); "
-                "a column's id has no heights: keep one of them"
+                f"{receptor.sim_id}{why}: {_describe(other)} and {_describe(receptor)}; "
+                "keep one of them"
             )
     first = {sim_id: i for i, sim_id in reversed(list(enumerate(r.sim_id for r in receptors)))}
     kept = sorted(first.values())

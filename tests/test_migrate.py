@@ -379,6 +379,8 @@ def csv(header: str, *rows: str) -> str:
         (csv("time,lon,lat,zmsl", "@,-111.9,40.7,1500"), "row 1: heights above sea level"),
         (csv("r_idx,time,lon,lat,z,height_ref", "a,@,-111.9,40.7,5,msl"),
          "r_idx=a: heights above sea level"),
+        (csv("r_idx,time,lon,lat,z,altitude_ref", "a,@,-111.9,40.7,5,agl", "b,@,-111.8,40.7,5,"),
+         "r_idx=b: altitude_ref must be 'agl' or 'msl'"),
         (csv("r_idx,time,lon,lat,z", "c,@,-111.9,40.7,0", "c,2019-05-30 11:00,-111.9,40.7,9"),
          "r_idx=c: rows of one receptor need one time"),
         (csv("r_idx,time,lon,lat,z", "c,@,-111.9,40.7,5", "c,@,-111.9,40.7,5"),
@@ -391,7 +393,8 @@ def csv(header: str, *rows: str) -> str:
          "two receptors become one simulation 201905301000_-111.9_40.7_X"),
         (csv("time,lon,lat", "@,-111.9,40.7"), "lack the columns ['altitude']"),
     ],
-    ids=["zmsl", "altitude_ref", "times", "flat-column", "repeated-location", "same-id", "columns"],
+    ids=["zmsl", "msl", "no-reference", "times", "flat-column", "repeated-location", "same-id",
+         "columns"],
 )  # fmt: skip
 def test_receptor_tables_pystilt_refuses_or_we_cannot_hold_are_one_line_errors(
     tmp_path, table, message
