@@ -63,9 +63,12 @@ def demo_run(tmp_path_factory, env) -> Path:
     assert "stilt-dask run demo" in init.stdout
     # init runs nothing: no store yet, and status of the folder reports nothing done.
     assert not (home / "demo" / "output").exists()
-    assert counts("demo", home, env)["complete"] == 0
+    before = counts("demo", home, env)
+    # Nothing registered yet, and status says how many receptors wait for it.
+    assert before["pending"] == before["complete"] == 0 and before["unregistered"] == 8
     run = stilt("run", "demo", cwd=home, env=env, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stderr == ""  # no warnings on a normal run
     return home
 
 
@@ -79,6 +82,7 @@ def test_init_demo_run_status(demo_run, env):
     cells = [line.strip("│ ").split("│") for line in status.stdout.splitlines() if "│" in line]
     rows = {row[0].strip(): [c.strip() for c in row[1:]] for row in cells}
     assert rows["complete"] == ["8", "8"] and rows["pending"] == ["0", "0"], status.stdout
+    assert "not registered" not in status.stdout
 
 
 def test_ls_lists_ids_and_states(demo_run, env):
