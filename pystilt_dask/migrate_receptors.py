@@ -13,6 +13,7 @@ multipoint's rows (:func:`pystilt_dask.receptors.read_receptors`); PYSTILT's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -64,27 +65,31 @@ def migrate_receptors(source: str | Path, target: str | Path) -> list[Receptor]:
     try:
         raw = pd.read_csv(source, dtype=str)
     except (OSError, pd.errors.ParserError) as exc:
-        raise ConfigError(f"cannot read PYSTILT receptors {source}: {exc}") from None
-    table = _translate(raw, str(source))
+        _refuse(source, f"cannot be read ({exc})")
+    table = _translate(raw, source)
     try:
         receptors = receptors_from_frame(table, source=str(source))
-    except ReceptorError as exc:
-        raise ConfigError(f"PYSTILT {exc}") from None
-    table = _drop_repeated(table, receptors, str(source))
+    except ReceptorError as exc:  # names a row of the table written, not of PYSTILT's
+        _refuse(source, f"rewritten for pystilt_dask, {str(exc).removeprefix(f'{source} ')}")
+    table = _drop_repeated(table, receptors, source)
     text = table.to_csv(index=False, columns=list(COLUMNS), lineterminator="\n")
     if not target.is_file() or target.read_text() != text:
         Location(str(target.parent)).write_bytes(target.name, text.encode())
     return list({r.sim_id: r for r in receptors}.values())
 
 
-def _translate(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+def _refuse(source: Path, message: str) -> NoReturn:
+    raise ConfigError(f"PYSTILT receptors {source}: {message}") from None
+
+
+def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
     spelling = {
         field: next((c for c in raw.columns if str(c).lower() in aliases), None)
         for field, aliases in PYSTILT_COLUMNS.items()
     }
     missing = [f for f in ("time", "longitude", "latitude", "altitude") if spelling[f] is None]
     if missing:
-        raise ConfigError(f"PYSTILT receptors {source} lack the columns {missing}")
+        _refuse(source, f"no column for {missing}")
     if spelling["altitude_ref"] is not None:
         reference = raw[spelling["altitude_ref"]].astype(str).str.lower()
     else:
@@ -100,7 +105,7 @@ def _translate(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             where = f"r_idx={keys.iloc[row]}" if spelling["r_idx"] else f"row {row + 1}"
-            raise ConfigError(f"PYSTILT receptors {source}, {where}: {message}")
+            _refuse(source, f"{where}: {message}")
 
     refuse(~reference.isin(("agl", "msl")).to_numpy(), "altitude_ref must be 'agl' or 'msl'")
     refuse((reference == "msl").to_numpy(), "heights above sea level (msl) are not supported")
@@ -110,7 +115,7 @@ def _translate(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         )
         time = pd.to_datetime(raw[spelling["time"]])
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"PYSTILT receptors {source}: {exc}") from None
+        _refuse(source, str(exc))
     if time.dt.tz is not None:
         time = time.dt.tz_convert("UTC").dt.tz_localize(None)
     refuse(~lon.between(-180, 180).to_numpy(), "longitude must be within [-180, 180]")
@@ -152,17 +157,17 @@ def _translate(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     return table[~(column & pd.Series(codes).duplicated().to_numpy())].reset_index(drop=True)
 
 
-def _drop_repeated(table: pd.DataFrame, receptors: list[Receptor], source: str) -> pd.DataFrame:
+def _drop_repeated(table: pd.DataFrame, receptors: list[Receptor], source: Path) -> pd.DataFrame:
     """Drop a receptor listed again; refuse two receptors that share one id here."""
     seen: dict[str, Receptor] = {}
     for receptor in receptors:
         other = seen.setdefault(receptor.sim_id, receptor)
         if other != receptor:
             why = " (a column's id here has no heights)" if receptor.kind == "column" else ""
-            raise ConfigError(
-                f"PYSTILT receptors {source}: two receptors become one simulation "
-                f"{receptor.sim_id}{why}: {_describe(other)} and {_describe(receptor)}; "
-                "keep one of them"
+            _refuse(
+                source,
+                f"two receptors become one simulation {receptor.sim_id}{why}: "
+                f"{_describe(other)} and {_describe(receptor)}; keep one of them",
             )
     first = {sim_id: i for i, sim_id in reversed(list(enumerate(r.sim_id for r in receptors)))}
     kept = sorted(first.values())

@@ -391,7 +391,7 @@ def csv(header: str, *rows: str) -> str:
         (csv("r_idx,time,lon,lat,z", "a,@,-111.9,40.7,0", "a,@,-111.9,40.7,9",
              "b,@,-111.9,40.7,0", "b,@,-111.9,40.7,20"),
          "two receptors become one simulation 201905301000_-111.9_40.7_X"),
-        (csv("time,lon,lat", "@,-111.9,40.7"), "lack the columns ['altitude']"),
+        (csv("time,lon,lat", "@,-111.9,40.7"), "no column for ['altitude']"),
     ],
     ids=["zmsl", "msl", "no-reference", "times", "flat-column", "repeated-location", "same-id",
          "columns"],
