@@ -1,9 +1,10 @@
 """PYSTILT's setting groups translated one at a time (for :mod:`pystilt_dask.migrate`).
 
 Meteorology, HYSPLIT, footprint and execution settings, each from PYSTILT's
-spelling to ours. Paths are resolved as PYSTILT resolves them, from the project
-folder. What has no equivalent is appended to ``problems`` when it would change
-results, or dropped with a :class:`MigrationWarning` when it would not.
+spelling to ours. Paths are resolved as PYSTILT resolves them, from ``folder``, the
+PYSTILT project folder (``None`` for a ``_settings.yaml``, which names none: the
+working directory). What has no equivalent is appended to ``problems`` when it
+would change results, or dropped with a :class:`MigrationWarning` when it would not.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def hysplit_section(
             if factors is not None:
                 hysplit["ziscale"] = factors
         elif key == "exe_dir":
-            if value is not None:  # PYSTILT: from the working directory of `stilt run`
+            # PYSTILT starts it from `stilt run`'s working directory; a config here
+            # must not depend on one.
+            if value is not None:
                 hysplit["executable"] = str(absolute(value, folder) / "hycs_std")
         elif key == "data_dir":
             if value is not None:
