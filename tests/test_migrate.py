@@ -450,3 +450,15 @@ def test_relative_paths_start_from_the_pystilt_project_folder(tmp_path, monkeypa
         "/data/ak.parquet",
     ]
     assert from_pystilt("$PYSTILT_HOME/config.yaml") == config
+
+
+def test_a_relative_settings_file_gives_an_absolute_store(
+    pystilt_project, idealized_met, monkeypatch
+):
+    """The store is found from the file's own place; a relative met from the working folder."""
+    monkeypatch.chdir(pystilt_project.parent)
+    met = {**idealized_met, "directory": os.path.relpath(idealized_met["directory"])}
+    settings = settings_file(pystilt_project, "base").relative_to(pystilt_project.parent)
+    config = from_pystilt(settings, mets={"idealized": met})
+    assert config.output == f"{pystilt_project.resolve() / 'output'}-stilt-dask"
+    assert config.mets["idealized"].directory == str(Path(idealized_met["directory"]).resolve())
