@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import threading
 from typing import Any
 
 import dask.config
 from distributed import LocalCluster, Nanny, Scheduler, Worker
-from distributed.utils import format_dashboard_link
+from distributed.utils import clean_dashboard_address, format_dashboard_link
 
 from .. import defaults
 from ..config import ExecutionConfig
@@ -73,6 +74,19 @@ class TunedScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         with dask.config.set(defaults.cluster_config()):
             super().__init__(*args, **kwargs)
+
+    def start_http_server(
+        self, routes: Any, dashboard_address: Any, default_port: int = 0, ssl_options: Any = None
+    ) -> None:
+        """Serve the dashboard on its port, or quietly on a free one when another has it.
+
+        Dask moves a dashboard whose port is taken (by a second cluster on the
+        machine) to a free port itself, but warns, which a user cannot act on;
+        the link names the port either way.
+        """
+        if dashboard_address is not None:
+            dashboard_address = _free_or_any(dashboard_address)
+        super().start_http_server(routes, dashboard_address, default_port, ssl_options)
 
 
 class TunedWorker(Worker):
@@ -220,6 +234,34 @@ def _kubernetes(execution: ExecutionConfig) -> Any:
     from .kubernetes import kube_cluster
 
     return kube_cluster(execution)
+
+
+def _free_or_any(dashboard_address: Any) -> Any:
+    """``dashboard_address``, or the same host with port 0 when its port is taken."""
+    try:
+        (wanted,) = clean_dashboard_address(dashboard_address)
+    except (TypeError, ValueError):
+        return dashboard_address  # several addresses, or a form Dask will judge itself
+    host, port = wanted["address"], wanted["port"]
+    if port == 0 or _bindable(host or "0.0.0.0", port):
+        return dashboard_address
+    return _join(host, 0)
+
+
+def _bindable(host: str, port: int) -> bool:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return True  # an address Dask will report on itself
+    for family, kind, protocol, _, address in found:
+        with socket.socket(family, kind, protocol) as probe:
+            # As tornado binds a listener: a port left in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                return False
+    return True
 
 
 def _join(host: str, port: int) -> str:
