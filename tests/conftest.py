@@ -1,4 +1,5 @@
-"""Shared fixtures: the read-only data in ../shared, the package's idealized met, stand-ins.
+"""Shared fixtures: the read-only data in ../shared, the package's idealized met, stand-ins,
+a Dask client, and ``stilt-dask`` run as a user runs it.
 
 Tests that only need *some* meteorology to run HYSPLIT on use ``idealized_met``
 (written here, no download, no ``../shared``); only tests whose point is parity
@@ -11,13 +12,16 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import dask.config
 import pytest
+from distributed import Client, LocalCluster
 
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.hysplit.executable import resolve_hysplit
@@ -25,18 +29,9 @@ from pystilt_dask.meteorology.idealized import write_idealized_met
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SHARED = CHECKOUT.parent / "shared"
-
-#: Set by tests/test_fresh_clone.py for the suite it runs in a fresh clone, which
-#: must not clone and run itself again.
-FRESH_CLONE_ENV = "STILT_FRESH_CLONE"
-collect_ignore = ["test_fresh_clone.py"] if os.environ.get(FRESH_CLONE_ENV) == "1" else []
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: runs the whole suite again (deselect with -m 'not slow'); CI runs it"
-    )
-
+#: The console script of the installed package (which imports the code under test:
+#: see ``env``).
+STILT = str(Path(sys.executable).parent / "stilt-dask")
 
 #: The idealized stand-in for the HRRR crop: the same morning (2019-05-30 00–11 UTC,
 #: two 6-hourly files named like HRRR's, ``20190530_00-05_ideal``), over the Salt
@@ -76,14 +71,101 @@ def env(_scratch_under_pytest_tmp) -> dict[str, str]:
     }
 
 
+def _default_sigint() -> None:
+    # A pytest started in the background by a script ignores SIGINT, children inherit
+    # that, and Python then never raises KeyboardInterrupt: restore the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def stilt(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``stilt-dask ARGS`` to the end as a user would: ``stilt(*args, cwd=, env=, timeout=)``.
+
+    The subprocess gets the ``env`` fixture unless given another environment, its
+    output is captured as text, and ``timeout`` (seconds) only guards against a hang.
+    """
+
+    def run(
+        *args: object,
+        cwd: Path | None = None,
+        env: dict[str, str] = env,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [STILT, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=timeout, preexec_fn=_default_sigint,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def cluster(_scratch_under_pytest_tmp) -> Iterator[LocalCluster]:
+    """A LocalCluster of two one-thread workers with one ``hysplit`` slot each.
+
+    Threads, not processes: HYSPLIT runs in a process of its own anyway, and the
+    workers start at once and see this process's settings (the compute root).
+    """
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, resources={"hysplit": 1},
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:  # fmt: skip
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster) -> Iterator[Client]:
+    """A client of ``cluster``, shared by the tests of a module."""
+    with Client(cluster) as client:
+        yield client
+
+
+def _slurm_answers() -> str | None:
+    """Why Slurm cannot run jobs here, or None when a controller answers with a free node."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no sinfo/sbatch on PATH"
+    try:
+        state = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo got no answer from the Slurm controller"
+    if state.returncode != 0:
+        return " ".join(state.stderr.split()) or f"sinfo exit status {state.returncode}"
+    if not ("idle" in state.stdout or "mix" in state.stdout):
+        return "no idle Slurm node"
+    return None
+
+
 @pytest.fixture(scope="session")
 def slurm() -> None:
-    """Skip unless a Slurm with an idle node is running (``.ci/run`` starts one)."""
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        pytest.skip("needs a running Slurm (.ci/run starts one): no sinfo/sbatch")
-    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    if state.returncode != 0 or not ("idle" in state.stdout or "mix" in state.stdout):
-        pytest.skip("needs a running Slurm with an idle node (.ci/run starts one)")
+    """Skip unless a Slurm controller answers and has an idle node (``.ci/run`` starts one)."""
+    reason = _slurm_answers()
+    if reason is not None:
+        pytest.skip(f"needs a running Slurm (.ci/run starts one): {reason}")
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory, env) -> Path:
+    """The documentation site, built once as CI builds it; its HTML folder.
+
+    ``sphinx -W`` executes the notebooks (see docs/conf.py); their executed copies
+    are in ``jupyter_execute/notebooks`` beside the HTML folder. The notebooks put
+    their projects in ``tempfile.mkdtemp()``: ``TMPDIR`` keeps those here too.
+    """
+    folder = tmp_path_factory.mktemp("docs")
+    (folder / "tmp").mkdir()
+    build = {key: value for key, value in env.items() if key != "MPLBACKEND"}  # inline figures
+    build["TMPDIR"] = str(folder / "tmp")
+    notebooks = set((CHECKOUT / "notebooks").iterdir())
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
+         "-d", str(folder / "doctrees"), str(CHECKOUT / "docs"), str(folder / "html")],
+        env=build, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert set((CHECKOUT / "notebooks").iterdir()) <= notebooks, "a notebook wrote notebooks/"
+    return folder / "html"
 
 
 @pytest.fixture(scope="session")
