@@ -262,7 +262,9 @@ def test_cluster_env_spells_dask_environment_variables():
         assert defaults.cluster_env() == {} and defaults.cluster_config() == {}
 
 
-def test_slurm_jobs_get_the_tunings_in_their_script():
+@pytest.mark.slurm
+def test_slurm_jobs_get_the_tunings_in_their_script(slurm):
+    # Building the cluster asks the real sbatch to check the worker job (--test-only).
     pytest.importorskip("dask_jobqueue")
     from pystilt_dask.execution.clusters import _slurm
 
