@@ -3,14 +3,12 @@
 HYSPLIT is a stand-in shell script set as ``hysplit.executable``: it writes its
 PID to a file (what the tests wait for, instead of a time) and then either sleeps
 for ten minutes or kills the Dask worker running it. The demo project (idealized
-met) provides everything before HYSPLIT starts.
+met) provides everything before HYSPLIT starts. Waits are bounded only to turn a
+hang into a failure: a stand-in HYSPLIT nobody kills would sleep for ten minutes.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,18 +17,14 @@ import dask
 import dask.config
 import pytest
 import yaml
-from distributed import Client, LocalCluster
+from distributed import Client
 
-import pystilt_dask
 from pystilt_dask.demo import make_demo_project
-from pystilt_dask.hysplit.run import CANCEL_POLL, cancellation_probe
+from pystilt_dask.hysplit.run import CANCEL_POLL
 from pystilt_dask.model import Model
+from pystilt_dask.simulation import cancellation_probe
 from pystilt_dask.store import claims, layout
 from pystilt_dask.store.completion import State
-
-BIN = Path(sys.executable).parent
-CHECKOUT = Path(pystilt_dask.__file__).resolve().parents[1]
-STILT = str(BIN / "stilt-dask")
 
 # Stands in for hycs_std: publish the PID atomically (a reader never sees it half
 # written), then become a long sleep with that PID, in HYSPLIT's process group.
@@ -72,6 +66,7 @@ def demo_project(folder: Path, script: str, **execution) -> Path:
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Wait until ``condition()``; ``timeout`` (seconds) only guards against a hang."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -95,39 +90,32 @@ def test_outside_a_dask_task_nothing_is_watched():
 
 
 @pytest.mark.parametrize("ending", ["cancel", "close-client"])
-def test_cancel_kills_hysplit_at_once_and_publishes_nothing(tmp_path, ending):
+def test_cancel_kills_hysplit_and_publishes_nothing(tmp_path, ending, cluster):
     pids = tmp_path / "hycs_std.pid"
     model = Model.from_yaml(demo_project(tmp_path, SLEEPER.format(pids=pids)))
     scratch = tmp_path / "compute"
-    with (
-        dask.config.set({"stilt.compute-root": str(scratch)}),
-        LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
-        ) as cluster,
-    ):
-        (worker,) = cluster.workers.values()
+    # The cluster's workers are threads of this process: they see this setting.
+    with dask.config.set({"stilt.compute-root": str(scratch)}):
         client = Client(cluster)
         try:
             futures = model.run(client=client, wait=False)
-            wait_for(pids.exists, 60, "hycs_std started")
+            wait_for(pids.exists, 120, "hycs_std started")
             pid = int(pids.read_text())
             assert alive(pid)
             # A task still wanted is left alone, however often the watchdog looks.
             time.sleep(4 * CANCEL_POLL)
             assert alive(pid)
-            started = time.monotonic()
             if ending == "cancel":
                 client.cancel(futures)
             else:
                 client.close()
-            wait_for(lambda: not alive(pid), 30, f"end of hycs_std (PID {pid})")
-            latency = time.monotonic() - started
+            # Killed, not left to sleep its ten minutes.
+            wait_for(lambda: not alive(pid), 120, f"end of hycs_std (PID {pid})")
             # The worker forgets a cancelled task once it has returned.
-            wait_for(lambda: not worker.state.tasks, 30, "end of the cancelled task")
+            workers = cluster.workers.values()
+            wait_for(lambda: not any(w.state.tasks for w in workers), 120, "end of the task")
         finally:
             client.close()
-    print(f"hycs_std killed {latency:.3f} s after {ending}")
-    assert latency < 2
 
     (sim_id,) = model.simulations.ids()
     row = int(model.registry().table.loc[sim_id, "row"])
@@ -143,7 +131,7 @@ def test_cancel_kills_hysplit_at_once_and_publishes_nothing(tmp_path, ending):
     assert model.status().table.loc[sim_id, "state"] == "pending"
 
 
-def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path):
+def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path, stilt, env):
     killed = tmp_path / "killed-workers"
     config = demo_project(
         tmp_path,
@@ -153,18 +141,12 @@ def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path):
         cluster={"processes": True, "dashboard_address": ":0"},
     )
     env = {
-        **os.environ,
-        # The console script imports whichever checkout is installed (editable); make
-        # it and its workers run the code under test instead.
-        "PYTHONPATH": os.pathsep.join([str(CHECKOUT), *filter(None, [os.getenv("PYTHONPATH")])]),
+        **env,
         "DASK_STILT__COMPUTE_ROOT": str(tmp_path / "compute"),
         # KilledWorker after the second death, not the fourth.
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
-        "COLUMNS": "200",
     }
-    result = subprocess.run(
-        [STILT, "run", str(config)], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = stilt("run", config, env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     workers = killed.read_text().split()
     assert len(workers) == 2 and len(set(workers)) == 2, workers

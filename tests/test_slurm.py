@@ -1,9 +1,12 @@
-"""The Slurm backend against the real single-node Slurm that .ci/run starts (idealized met)."""
+"""The Slurm backend against the real single-node Slurm that .ci/run starts (idealized met).
+
+``stilt-dask`` runs as a subprocess with the ``env`` fixture's environment (the code
+under test), which Slurm hands on to the jobs it starts.
+"""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -58,13 +61,10 @@ def _jobs(name: str) -> list[str]:
     return [line for line in shown.stdout.splitlines() if f"JobName={name} " in line]
 
 
-def test_cli_run_with_slurm_backend(tmp_path, idealized_met):
+def test_cli_run_with_slurm_backend(tmp_path, idealized_met, stilt):
     config = _project(tmp_path, idealized_met, n_workers=2)
     before = len(_jobs("stilt-dask"))
-    run = subprocess.run(
-        ["stilt-dask", "run", str(config), "--profile", "hpc"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    run = stilt("run", config, "--profile", "hpc", timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Dask dashboard" in run.stdout
     assert Model.from_yaml(config).status().counts()["complete"] == 3
@@ -74,16 +74,13 @@ def test_cli_run_with_slurm_backend(tmp_path, idealized_met):
     assert sum("Registered to" in log for log in logs) == 2
 
 
-def test_coordinator_as_a_batch_job(tmp_path, idealized_met):
+def test_coordinator_as_a_batch_job(tmp_path, idealized_met, stilt):
     # 2 CPUs: one for the coordinator job, one for its single worker job.
     config = _project(tmp_path, idealized_met, n_workers=1)
-    submitted = subprocess.run(
-        ["stilt-dask", "submit", str(config), "--profile", "hpc", "--walltime", "00:10:00"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    submitted = stilt("submit", config, "--profile", "hpc", "--walltime", "00:10:00")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.split("coordinator job ")[1].split()[0]
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # guards against a job that never ends
     while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout:
         assert time.monotonic() < deadline, "coordinator job did not finish"
         time.sleep(1)
@@ -108,7 +105,7 @@ def test_a_users_own_adaptive_slurm_cluster(tmp_path):
     assert model.status().counts()["complete"] == 4
 
 
-def test_a_job_slurm_refuses_is_one_line_and_exit_2(tmp_path):
+def test_a_job_slurm_refuses_is_one_line_and_exit_2(tmp_path, stilt):
     from pystilt_dask.demo import make_demo_project
 
     config = make_demo_project(tmp_path / "demo", 1)
@@ -118,10 +115,7 @@ def test_a_job_slurm_refuses_is_one_line_and_exit_2(tmp_path):
         "scheduler_options": {"host": "127.0.0.1"},
     }}}  # fmt: skip
     config.write_text(yaml.safe_dump(data))
-    stilt = Path(sys.executable).parent / "stilt-dask"
-    result = subprocess.run(
-        [stilt, "run", config, "--profile", "bad"], capture_output=True, text=True, timeout=120
-    )
+    result = stilt("run", config, "--profile", "bad", timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: sbatch refuses the worker job: ")
     assert "no-such-partition" in result.stderr or "partition" in result.stderr
