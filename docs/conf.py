@@ -6,15 +6,18 @@ At build time this file writes two things that are never committed:
 
 - ``_generated/config_reference.md``: the configuration reference, rendered from the
   pydantic models by ``_ext/config_reference.py`` (included by ``configuration.md``);
-- ``notebooks/``: copies of ``../notebooks/*.ipynb`` (or of ``$STILT_DOCS_NOTEBOOKS/*.ipynb``,
-  e.g. copies CI executed) and an index page listing them (a page saying there are
-  none when that folder is empty or absent). Notebooks are rendered with the outputs
-  they hold: myst-nb never executes them here (CI executes them separately).
+- ``notebooks/``: copies of ``../notebooks/*.ipynb`` and an index page listing them (a
+  page saying there are none when that folder is empty or absent).
+
+Notebooks are committed without outputs; the build executes them (myst-nb, a fresh
+IPython kernel each, in a temporary directory) so that their pages show outputs and
+figures, and a notebook that fails fails the build. ``hpc.ipynb`` is the exception: it
+needs a Slurm cluster, which a docs build does not have; its page shows the code only
+(``tests/test_notebooks.py`` runs it against the Slurm that ``.ci/run`` starts).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -42,8 +45,12 @@ exclude_patterns = ["_build", "_generated", "_ext", ".gitignore", "**.ipynb_chec
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 
-# Notebooks: rendered with their stored outputs, never executed by the docs build.
-nb_execution_mode = "off"
+# Notebooks: executed on every build, whatever outputs a copy holds; any error fails it.
+nb_execution_mode = "force"
+nb_execution_timeout = 600  # seconds per cell: guards against a hang only
+nb_execution_raise_on_error = True
+nb_execution_in_temp = True  # nothing a notebook writes lands in the docs tree
+nb_execution_excludepatterns = ["notebooks/hpc.ipynb"]  # needs Slurm (see above)
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 # Headings in notebooks written by others may skip a level; outputs may hold widget
@@ -68,9 +75,7 @@ html_sidebars = {"**": []}
 
 
 def _write_notebook_pages() -> None:
-    # STILT_DOCS_NOTEBOOKS: a folder of executed copies (e.g. written by CI's notebook
-    # run with nbclient), so the site shows real outputs without executing them twice.
-    source = Path(os.environ.get("STILT_DOCS_NOTEBOOKS") or HERE.parent / "notebooks")
+    source = HERE.parent / "notebooks"
     target = HERE / "notebooks"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
@@ -80,9 +85,9 @@ def _write_notebook_pages() -> None:
     lines = [
         "# Notebooks",
         "",
-        "Worked examples from the repository's `notebooks/` folder, shown with the",
-        "outputs they were saved with. CI executes every notebook separately; the",
-        "documentation build does not run them.",
+        "Worked examples from the repository's `notebooks/` folder, executed when this",
+        "site was built (on a `LocalCluster`). `hpc` needs a Slurm cluster, so its page",
+        "shows the code without outputs; run it on a Slurm login node.",
         "",
     ]
     if notebooks:
