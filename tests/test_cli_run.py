@@ -268,7 +268,8 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env
     status = stilt("status", config, "--json", env=env)
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
-    assert list(counts) == [*STATE_KEYS, "footprints"]
+    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered"]
+    assert counts["unregistered"] == 0
     per_state = dict(zip(STATE_KEYS, [0, 0, 1, 0, 1], strict=True))
     assert {k: counts[k] for k in STATE_KEYS} == per_state
     assert counts["footprints"] == {"default": per_state}

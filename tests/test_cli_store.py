@@ -51,8 +51,9 @@ def test_register_status_json(config_file, tmp_path):
     result = invoke("status", tmp_path / "project", "--json")
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output)
-    assert list(counts) == [*STATE_KEYS, "footprints"]
-    assert [counts[k] for k in STATE_KEYS] == [3, 0, 2, 0, 0]
+    # A store given alone has no receptor table: nothing waits to be registered.
+    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered"]
+    assert [counts[k] for k in STATE_KEYS] == [3, 0, 2, 0, 0] and counts["unregistered"] == 0
     assert list(counts["footprints"]) == ["coarse", "fine"]
     assert counts["footprints"]["fine"] == dict(zip(STATE_KEYS, [3, 0, 1, 1, 0], strict=True))
     table = invoke("status", config_file).output

@@ -1,0 +1,148 @@
+"""Commands that look at a project: register, status, ls, verify, logs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import StoreError
+from ..model import Model
+from ..store.completion import STATES, State
+from ..store.status import status as status_of
+from .app import (
+    ProjectArg,
+    command,
+    console,
+    error_console,
+    open_model,
+)
+
+
+@command
+def register(
+    project: ProjectArg,
+    receptors: Annotated[
+        str | None,
+        typer.Option(
+            help="Receptor table (CSV or Parquet); default: the config's `receptors`.",
+            metavar="TABLE",
+        ),
+    ] = None,
+    scene_id: Annotated[
+        str | None, typer.Option(help="Label stored with the new rows.", metavar="LABEL")
+    ] = None,
+    met: Annotated[
+        str | None, typer.Option(help="Meteorology name; default: the first.", metavar="NAME")
+    ] = None,
+) -> None:
+    """Register receptors not registered yet (existing results are never touched)."""
+    model = open_model(project, receptors)
+    new = model.register_pending(scene_id=scene_id, met=met)
+    total = len(model.simulations)
+    console.print(
+        f"registered {len(new)} new simulations ({total} in total) in {model.location.root}"
+    )
+
+
+@command
+def status(
+    project: ProjectArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+) -> None:
+    """Count simulations per state, overall and per footprint name."""
+    model = open_model(project)
+    known = model.registry()
+    counts = status_of(model.location, known, model.completion).counts()
+    unregistered = model.unregistered(known)
+    if as_json:
+        typer.echo(json.dumps({**counts, "unregistered": unregistered}))
+        return
+    # The path on a line of its own: as a table title, rich would wrap it to the table.
+    console.print(model.location.root, soft_wrap=True, markup=False, highlight=False)
+    table = Table()
+    table.add_column("state")
+    table.add_column("simulations", justify="right")
+    for name in counts["footprints"]:
+        table.add_column(f"footprint {name}", justify="right")
+    for state in STATES:
+        per_name = [str(c[state]) for c in counts["footprints"].values()]
+        table.add_row(state.value, str(counts[state]), *per_name)
+    console.print(table)
+    _say_unregistered(model, unregistered)
+
+
+def _say_unregistered(model: Model, unregistered: int, to: Console = console) -> None:
+    """Say how many receptors of the model's table wait to be registered, if any."""
+    if unregistered:
+        to.print(
+            f"{unregistered} receptors of {model.config.receptors} are not registered yet: "
+            "`stilt-dask run` (or `register`) adds them",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+@command
+def ls(
+    project: ProjectArg,
+    state: Annotated[
+        list[State] | None,
+        typer.Option(
+            help="Only simulations in this state (repeatable); prints ids alone.", metavar="STATE"
+        ),
+    ] = None,
+) -> None:
+    """List simulation ids, one per line, with their state (ids for `logs`)."""
+    model = open_model(project)
+    known = model.registry()
+    table = status_of(model.location, known, model.completion).table
+    if not len(table):
+        error_console.print(f"no simulations registered in {model.location.root}", markup=False)
+        _say_unregistered(model, model.unregistered(known), error_console)
+        return
+    if state:
+        # Bare ids, so the output feeds other commands (`xargs -n1 stilt-dask logs P`).
+        wanted = table["state"].isin([s.value for s in state]).to_numpy()
+        for sim_id in table.index[wanted]:
+            typer.echo(sim_id)
+        return
+    width = max((len(sim_id) for sim_id in table.index), default=0)
+    for sim_id, current in table["state"].items():
+        typer.echo(f"{sim_id:<{width}}  {current}")
+
+
+@command
+def verify(
+    project: ProjectArg,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove damaged results and restore lost entries.")
+    ] = False,
+) -> None:
+    """Read back every result; name damaged simulations (exit 1 when any)."""
+    model = open_model(project)
+    report = model.verify(repair=repair)
+    console.print(report.summary(), markup=False, highlight=False)
+    if not report.ok and not repair:
+        raise typer.Exit(1)
+
+
+@command
+def logs(
+    project: ProjectArg,
+    sim_id: Annotated[str, typer.Argument(help="Simulation id.")],
+) -> None:
+    """Show a simulation's failure record and HYSPLIT log."""
+    model = open_model(project)
+    if sim_id not in set(model.simulations.ids()):
+        raise StoreError(f"no simulation {sim_id!r} in {model.location.root}")
+    record = model.simulations.failure(sim_id)
+    if record:
+        console.print(f"[red]failed[/red] at {record['time']} in {record['step']}: "
+                      f"{record['reason']}: {record['message']}")  # fmt: skip
+        if record.get("log_tail"):
+            console.print(record["log_tail"], markup=False, highlight=False)
+    log = model.simulations.log(sim_id)
+    console.print(log if log else "no HYSPLIT log stored", markup=False, highlight=False)
