@@ -25,8 +25,8 @@ PACKAGE = Path(pystilt_dask.__file__).parent
 NAME = "pystilt_dask"
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -36,13 +36,15 @@ def is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def imported_names(path: Path, modules: Collection[str] = ()) -> set[str]:
+def imported_names(
+    path: Path, modules: Collection[str] = (), root: Path = PACKAGE.parent
+) -> set[str]:
     """Every module ``path`` imports (dotted, absolute), type-only imports excluded.
 
     ``from package import name`` counts as an import of ``package.name`` when
     that is one of ``modules``, else of ``package``.
     """
-    module = module_name(path)
+    module = module_name(path, root)
     # A package's own relative imports start from the package; a module's from its parent.
     base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found: set[str] = set()
@@ -70,18 +72,18 @@ def imported_names(path: Path, modules: Collection[str] = ()) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Edges between the package's modules, ``{module: modules it imports}``.
 
     Importing ``a.b.c`` runs ``a.b/__init__.py`` first, so an import also
     counts as one of each package on the way, but for the importer's own
     packages (``a``, for a module of it), which are already being imported.
     """
-    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    modules = {module_name(path, package.parent): path for path in package.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for target in imported_names(path, modules):
+        for target in imported_names(path, modules, package.parent):
             parts = target.split(".")
             for end in range(1, len(parts) + 1):
                 step = ".".join(parts[:end])
@@ -137,16 +139,30 @@ def test_the_graph_sees_imports_inside_functions_and_skips_type_only_ones(tmp_pa
         "    from ..late import g\n"
         "    import json\n"
     )
-    global PACKAGE
-    saved, PACKAGE = PACKAGE, tmp_path / "pkg"
-    try:
-        names = imported_names(source, {"pkg.other", "pkg.sub.sibling", "pkg.late"})
-    finally:
-        PACKAGE = saved
+    names = imported_names(source, {"pkg.other", "pkg.sub.sibling", "pkg.late"}, tmp_path)
     assert {"pkg.other", "pkg.sub.sibling", "pkg.late", "json"} <= names
     assert not any(name.startswith("pkg.typed") for name in names)
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_an_import_runs_the_packages_on_its_way(tmp_path):
+    # sim's import of sub.probe runs sub/__init__ first, which imports sub.run,
+    # which imports sim: a circle at run time that the named modules alone hide.
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/sim.py": "def task():\n    from .sub.probe import probe\n",
+        "pkg/sub/__init__.py": "from .run import Run\n",
+        "pkg/sub/run.py": "from ..sim import task\n",
+        "pkg/sub/probe.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = import_graph(tmp_path / "pkg")
+    assert graph["pkg.sim"] == {"pkg.sub", "pkg.sub.probe"}
+    assert graph["pkg.sub.run"] == {"pkg.sim"}  # its own package is already running
+    assert find_cycle(graph) == ["pkg.sim", "pkg.sub", "pkg.sub.run", "pkg.sim"]
 
 
 def test_the_package_has_no_import_circles():
