@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .fingerprint import transport_changes
 from .footprint import crs
+from .footprint.grid import Grid
 from .footprint.transforms import AveragingKernel, PressureWeighting, Transform
 
 #: The particle variables R-STILT writes by default (``run_stilt.r``).
@@ -36,6 +37,9 @@ KNOWN_VARSIWANT = (
 #: Variables the near-field (hnf_plume) correction needs.
 HNF_VARIABLES = ("dens", "samt", "sigw", "tlgr", "foot", "mlht")
 
+
+#: Most cells a footprint grid may have per layer (a layer of 10⁸ float32 cells is 400 MB).
+MAX_CELLS = 100_000_000
 
 WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
 ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
@@ -320,6 +324,25 @@ class FootprintConfig(_Section):
             object.__setattr__(self, "yres", self.xres)
         if self.ymax <= self.ymin:
             raise ValueError(f"ymax ({self.ymax}) must exceed ymin ({self.ymin})")
+        # R-STILT's way across the antimeridian: xmin east of it, xmax west (170, -170).
+        crossing = self.is_longlat and self.xmin >= 0 > self.xmax
+        if self.xmax <= self.xmin and not crossing:
+            raise ValueError(
+                f"xmax ({self.xmax}) must exceed xmin ({self.xmin}); a grid across the "
+                "antimeridian goes from an xmin east of it to an xmax west of it (170, -170)"
+            )
+        units = crs.axis_units(self.projection)
+        if units == "metre" and min(self.xres, self.yres) < 1:
+            raise ValueError(
+                f"xres/yres ({self.xres:g}, {self.yres:g}) are metres in this projection: "
+                "cells under 1 m (degrees where metres were meant? 0.01° is about 1000 m)"
+            )
+        grid = Grid.from_config(self)
+        if grid.nx * grid.ny > MAX_CELLS:
+            raise ValueError(
+                f"the grid has {grid.nx} x {grid.ny} cells, more than {MAX_CELLS:.0e}: "
+                "a coarser xres/yres or smaller bounds"
+            )
         return self
 
     def needed_variables(self) -> set[str]:

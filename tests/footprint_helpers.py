@@ -187,7 +187,7 @@ def pystilt_accessor() -> Iterator[None]:
     """
     from stilt.footprint.accessor import FootprintAccessor as PystiltAccessor
 
-    from pystilt_dask.accessor import register
+    from pystilt_dask.accessor import StiltAccessorWarning, register
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xr.core.extensions.AccessorRegistrationWarning)
@@ -195,4 +195,6 @@ def pystilt_accessor() -> Iterator[None]:
     try:
         yield
     finally:
-        register()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StiltAccessorWarning)  # taking it back is the point
+            register()

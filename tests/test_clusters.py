@@ -194,6 +194,8 @@ IMPORT_PROBE = textwrap.dedent(
     import pystilt_dask
     from pystilt_dask.footprint import kernels
     after = dask.config.config
+    # Where stilt-dask and our worker processes put the kernels' cache.
+    pystilt_dask.defaults.use_own_numba_cache()
 
     def flat(tree, prefix=""):
         out = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import warnings
 
 import dask
 import numpy as np
@@ -21,7 +22,7 @@ from matplotlib.collections import LineCollection, QuadMesh  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 import pystilt_dask as stilt  # noqa: E402
-from pystilt_dask.accessor import register  # noqa: E402
+from pystilt_dask.accessor import StiltAccessorWarning, register  # noqa: E402
 from pystilt_dask.demo import make_demo_project  # noqa: E402
 from pystilt_dask.plot import tracks  # noqa: E402
 
@@ -37,7 +38,9 @@ def test_register_takes_the_accessor_back_from_pystilt():
     import stilt  # noqa: F401  (PYSTILT registers its own `stilt` accessor on import)
     import xarray as xr
 
-    register()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StiltAccessorWarning)  # said once; expected here
+        register()
     assert type(xr.DataArray([1.0]).stilt).__module__ == "pystilt_dask.accessor"
 
 

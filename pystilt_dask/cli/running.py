@@ -15,12 +15,12 @@ import typer
 from ..config import ModelConfig
 from ..demo import CONFIG_NAME, make_demo_project, write_template_project
 from ..errors import ConfigError
-from ..execution.clusters import WORKER_ARGS
 from ..execution.console import summary
 from ..execution.preload import tune_allocator
 from ..execution.run import Run, connect
 from ..execution.serve import serve as serve_forever
 from ..execution.slurm import coordinator_script
+from ..execution.workers import WORKER_ARGS
 from ..model import Model
 from .app import (
     ProjectArg,

@@ -30,7 +30,7 @@ from distributed.utils import clean_dashboard_address, format_dashboard_link
 
 from .. import defaults
 from ..config import ExecutionConfig
-from .workers import PRELOAD, WORKER_ARGS  # noqa: F401  (WORKER_ARGS: cli imports it from here)
+from .workers import PRELOAD
 
 # Addresses that mean "every interface": a link to one names no reachable host.
 _WILDCARDS = ("", "0.0.0.0", "::")
