@@ -131,6 +131,7 @@ def test_cancel_kills_hysplit_and_publishes_nothing(tmp_path, ending, cluster):
     assert model.status().table.loc[sim_id, "state"] == "pending"
 
 
+@pytest.mark.slow
 def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path, stilt, env):
     killed = tmp_path / "killed-workers"
     config = demo_project(

@@ -91,6 +91,7 @@ def test_two_runs_at_once_run_each_hysplit_once_and_match_a_single_run(tmp_path,
     assert model.location.list_names(layout.CLAIMS) == []
 
 
+@pytest.mark.slow
 def test_claims_of_a_killed_coordinator_expire_and_another_finishes(tmp_path, env):
     held = tmp_path / "held"
     # hycs_std that announces itself and never finishes: its coordinator holds claims.
@@ -117,6 +118,7 @@ def test_claims_of_a_killed_coordinator_expire_and_another_finishes(tmp_path, en
     assert model.verify().ok
 
 
+@pytest.mark.slow
 def test_run_beside_serve_runs_each_hysplit_once(tmp_path, env):
     from test_cli_run import BIN, _scheduler_address, started, wait_for
 

@@ -175,6 +175,7 @@ def test_transport_error_particles_are_a_completion_key(tmp_path, idealized_met)
     assert model.location.exists(layout.error_particles_key(sim_id))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_only_the_missing_work(model, stand_in):
     # A coordinator whose workers are its own threads: SIGKILL ends the whole run. Its
     # hycs_std ($STILT_HYSPLIT_EXE; the resuming run here uses the real one) runs the

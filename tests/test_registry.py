@@ -23,6 +23,7 @@ def _register(barrier, roots, receptors, config, results) -> None:
         results.put((root, Model(root, receptors, config).register_pending()))
 
 
+@pytest.mark.slow
 def test_concurrent_registrants_register_every_receptor_exactly_once(tmp_path):
     config = make_config(tmp_path)
     receptors = make_receptors(20)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from store_helpers import expected_chunk, make_config, make_receptors
 
 from pystilt_dask.model import Model
@@ -77,6 +78,7 @@ def test_sigkill_mid_write_leaves_simulation_incomplete(tmp_path):
     assert_footprints_exact(model, range(len(ids)))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path):
     config = make_config(tmp_path, names=("coarse", "fine"))
     model = Model(tmp_path / "project", make_receptors(48), config)
