@@ -8,8 +8,9 @@ its first HYSPLIT runs, so neither the start nor a HYSPLIT slot waits for it.
 It also removes the work directories that killed runs left in the compute root
 (:func:`pystilt_dask.defaults.clean_stale_workdirs`), and, in a worker process
 of its own (one a nanny started), tunes glibc's allocator for the way
-simulations use memory and caches the kernels in pystilt_dask's own numba cache
-(:func:`pystilt_dask.defaults.use_own_numba_cache`). A worker that shares the
+simulations use memory, caches the kernels in pystilt_dask's own numba cache
+(:func:`pystilt_dask.defaults.use_own_numba_cache`) and keeps distributed's notes
+on cancelled tasks from the terminal (:mod:`.quiet`). A worker that shares the
 user's process (a threads ``LocalCluster``) leaves both alone: that process is
 the user's.
 """
@@ -36,6 +37,7 @@ from ..hysplit.particles import read_particle_file
 from ..nearfield import apply_hnf_plume
 from ..receptors import PointReceptor
 from ..simulation import run_simulation  # noqa: F401  (the task's imports)
+from .quiet import quiet_cancels_in_worker_process
 
 #: glibc ``mallopt`` parameters, and the values set by :func:`tune_allocator`.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -105,6 +107,7 @@ def dask_setup(worker: Any) -> None:
     if getattr(worker, "nanny", None):
         use_own_numba_cache()  # before the warm-up loads the kernels
         ALLOCATOR_TUNED = tune_allocator()
+        quiet_cancels_in_worker_process()
     elif ALLOCATOR_TUNED is None:
         ALLOCATOR_TUNED = False
     # Workers that share a process (threads of one LocalCluster) share the kernels.

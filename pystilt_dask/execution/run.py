@@ -13,7 +13,6 @@ and :meth:`Run.to_delayed`, all building their tasks with :meth:`Run.task`.
 from __future__ import annotations
 
 import html
-import logging
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..store.registry import Registry
 from ..store.status import status
 from .clusters import make_cluster
 from .console import follow
+from .quiet import quiet_cancels
 from .waves import Outcome, run_waves
 
 if TYPE_CHECKING:
@@ -290,31 +290,8 @@ def connect(client: Client | Cluster | str | None, execution: ExecutionConfig) -
     if given is not None:
         yield given
         return
-    with _quiet_cancels(), make_cluster(execution) as cluster, Client(cluster) as own:
+    with quiet_cancels(), make_cluster(execution) as cluster, Client(cluster) as own:
         yield own
-
-
-class _CancelledTaskNote(logging.Filter):
-    """Drops distributed's warning that a cancelled task's coroutine ended cancelled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "ended with CancelledError" not in record.getMessage()
-
-
-@contextmanager
-def _quiet_cancels() -> Iterator[None]:
-    """While a cluster of ours runs: an interrupted run cancels its tasks, which is no news.
-
-    Its workers may be threads of this process (the default local cluster), whose
-    logs then reach the user's terminal.
-    """
-    logger = logging.getLogger("distributed.worker.state_machine")
-    note = _CancelledTaskNote()
-    logger.addFilter(note)
-    try:
-        yield
-    finally:
-        logger.removeFilter(note)
 
 
 def start_client(execution: ExecutionConfig) -> Client:
