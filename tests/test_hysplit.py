@@ -44,6 +44,12 @@ def test_rerun_reproduces_the_reference_particles(shared, tmp_path, case):
     (tmp_path / "met").symlink_to(shared / "met")
     config = CASES[case]
     write_inputs(workdir, WBB, config, MET_FILES)
+    # CONTROL names links to the met files, the rest is byte for byte the reference's.
+    written = (workdir / "CONTROL").read_text().splitlines()
+    reference = (shared / "hysplit_runs" / case / "CONTROL").read_text().splitlines()
+    assert written[7:11] == ["met/", "m0", "met/", "m1"]
+    assert written[:7] + written[11:] == reference[:7] + reference[11:]
+    assert (workdir / "met" / "m1").resolve() == (shared / "met" / "20190530_06-11_hrrr").resolve()
     particle_file = run_hysplit(workdir, resolve_hysplit(), 60)
     particles = read_particle_file(particle_file, config.varsiwant)
     reference_file = shared / "hysplit_runs" / case / "PARTICLE_STILT.DAT"

@@ -16,6 +16,8 @@ from ..config import HysplitConfig
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor
 
 Receptor = PointReceptor | ColumnReceptor | MultiPointReceptor
+#: The folder of a work directory holding links to the run's met files.
+MET_FOLDER = "met"
 
 # R-STILT's namelist order; VARSIWANT and IVMAX come from `varsiwant`, the two
 # switches last, from the transport-error and ziscale settings.
@@ -121,6 +123,25 @@ def control_text(receptor: Receptor, config: HysplitConfig, met_files: Sequence[
     )
 
 
+def link_met_files(workdir: Path, met_files: Sequence[str | Path]) -> list[str]:
+    """Link each met file into ``workdir`` under a short name; return those names.
+
+    HYSPLIT cannot open a met file in a folder of more than 256 characters (it
+    exits with status 132 before writing a line), so CONTROL names links in
+    :data:`MET_FOLDER` instead. Each link points to the path as given (relative
+    paths taken from ``workdir``), so a symlink made to shorten a path still works.
+    """
+    folder = Path(workdir) / MET_FOLDER
+    folder.mkdir(exist_ok=True)
+    names = []
+    for index, path in enumerate(met_files):
+        link = folder / f"m{index}"
+        link.unlink(missing_ok=True)  # an explicit work directory may be run again
+        link.symlink_to(Path(workdir).absolute() / path)
+        names.append(f"{MET_FOLDER}/{link.name}")
+    return names
+
+
 def write_inputs(
     workdir: Path,
     receptor: Receptor,
@@ -130,10 +151,12 @@ def write_inputs(
 ) -> None:
     """Write every input file a run of ``receptor`` needs into ``workdir``.
 
-    With ``error_run``, write the transport-error pass (WINDERR/ZIERR and the switch).
+    The met files are linked in under short names (:func:`link_met_files`). With
+    ``error_run``, write the transport-error pass (WINDERR/ZIERR and the switch).
     """
     workdir = Path(workdir)
-    (workdir / "CONTROL").write_text(control_text(receptor, config, met_files))
+    names = link_met_files(workdir, met_files)
+    (workdir / "CONTROL").write_text(control_text(receptor, config, names))
     (workdir / "SETUP.CFG").write_text(setup_text(config, receptor, error_run))
     if config.ziscale is not None:
         factors = "\n".join(format_value(float(v)) for v in config.ziscale)

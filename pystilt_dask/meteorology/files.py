@@ -78,10 +78,14 @@ def _matching(directory: Path, patterns: list[str]) -> list[Path]:
 @lru_cache(maxsize=64)
 def _listing(directory: str, mtime_ns: int) -> tuple[Path, ...]:
     # One recursive walk per directory version, shared by every simulation in a process.
-    paths = []
-    for root, _, names in os.walk(directory, followlinks=True):
+    # Paths are kept as found, not resolved: a file is matched by the name it is
+    # found under (a link into a content-addressed store resolves to a hash), and
+    # one reached twice through linked folders is listed once.
+    paths: dict[Path, Path] = {}
+    for root, _, names in os.walk(Path(directory).absolute(), followlinks=True):
         for file_name in names:
             if ".lock" in file_name or file_name.endswith(_EXCLUDED_SUFFIXES):
                 continue
-            paths.append(Path(root, file_name).resolve())
-    return tuple(paths)
+            path = Path(root, file_name)
+            paths.setdefault(path.resolve(), path)
+    return tuple(paths.values())
