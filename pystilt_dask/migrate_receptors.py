@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, ReceptorError
-from .receptors import Receptor, receptors_from_frame
+from .receptors import Receptor, parse_time, receptor_rows
 from .store.paths import Location
 
 #: PYSTILT's spellings of each column, in any case; the first matching column counts.
@@ -68,7 +68,7 @@ def migrate_receptors(source: str | Path, target: str | Path) -> list[Receptor]:
         _refuse(source, f"cannot be read ({exc})")
     table = _translate(raw, source)
     try:
-        receptors = receptors_from_frame(table, source=str(source))
+        receptors = [receptor for _, receptor in receptor_rows(table, source=str(source))]
     except ReceptorError as exc:  # names a row of the table written, not of PYSTILT's
         _refuse(source, f"rewritten for pystilt_dask, {str(exc).removeprefix(f'{source} ')}")
     table = _drop_repeated(table, receptors, source)
@@ -113,11 +113,9 @@ def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
         lon, lat, alt = (
             raw[spelling[f]].astype(float) for f in ("longitude", "latitude", "altitude")
         )
-        time = pd.to_datetime(raw[spelling["time"]])
+        time = pd.to_datetime(raw[spelling["time"]].map(parse_time))
     except (ValueError, TypeError) as exc:
         _refuse(source, str(exc))
-    if time.dt.tz is not None:
-        time = time.dt.tz_convert("UTC").dt.tz_localize(None)
     refuse(~lon.between(-180, 180).to_numpy(), "longitude must be within [-180, 180]")
     refuse(~lat.between(-90, 90).to_numpy(), "latitude must be within [-90, 90]")
     refuse(~(alt >= 0).to_numpy(), "heights above ground must be >= 0")
@@ -163,17 +161,12 @@ def _drop_repeated(table: pd.DataFrame, receptors: list[Receptor], source: Path)
     for receptor in receptors:
         other = seen.setdefault(receptor.sim_id, receptor)
         if other != receptor:
-            why = " (a column's id here has no heights)" if receptor.kind == "column" else ""
             _refuse(
                 source,
-                f"two receptors become one simulation {receptor.sim_id}{why}: "
-                f"{_describe(other)} and {_describe(receptor)}; keep one of them",
+                f"two receptors become one simulation {receptor.sim_id}: "
+                f"{other.describe()} and {receptor.describe()}; keep one of them",
             )
     first = {sim_id: i for i, sim_id in reversed(list(enumerate(r.sim_id for r in receptors)))}
     kept = sorted(first.values())
     # Receptors come in the order of their groups' first rows, numbered 0, 1, ...
     return table[table["group"].isin(pd.unique(table["group"])[kept])]
-
-
-def _describe(receptor: Receptor) -> str:
-    return ", ".join(f"{k}={v}" for k, v in receptor.model_dump(exclude={"time"}).items())

@@ -13,6 +13,13 @@ A simulation's ``row`` is its index along the ``simulation`` dimension of every
 footprint array, and the name of its chunks. :class:`Registry` is the one mapping
 between simulations and rows; status, tasks, loading and verification all use it.
 The registry records *what* to simulate, never whether it is done.
+
+A receptor never changes under its id: registering a receptor whose id is
+registered with other fields is refused. Registries written before column ids
+carried their extent hold columns as ``…_X``; a column whose time, place, bottom
+and top match such an entry is that simulation (its results are reused), and
+:func:`receptor` rebuilds it under that id. A ``…_X`` entry with other heights
+stays a simulation of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import StoreError
+from ..errors import ReceptorError, StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from . import layout
 from .paths import Location
@@ -103,6 +110,48 @@ class Registry:
     def row(self, sim_id: str) -> int:
         """The row of one simulation."""
         return int(self.entry(sim_id)["row"])
+
+    def pending(self, receptors: Sequence[Receptor]) -> dict[str, Receptor]:
+        """The receptors not registered yet, by id (each id once).
+
+        A receptor is registered under its own id, or, for a column, under the
+        legacy ``…_X`` id of an entry with its fields.
+
+        Raises
+        ------
+        ReceptorError
+            When a receptor's id is registered, or given twice, with other fields.
+        """
+        receptors = list(receptors)
+        ids = [given.sim_id for given in receptors]
+        found = self.table.index.get_indexer(ids) if len(self) else np.full(len(ids), -1)
+        times = self.table["time"].to_numpy()
+        fresh: dict[str, Receptor] = {}
+        for given, sim_id, position in zip(receptors, ids, found, strict=True):
+            if position >= 0:
+                # A point's or column's id prints its numbers as it keeps them; its time
+                # only to the minute in ids written before seconds were stamped.
+                if given.kind == "multipoint" or times[position] != np.datetime64(given.time):
+                    self._same(sim_id, given)
+                continue
+            legacy = getattr(given, "legacy_sim_id", None)
+            if legacy in self and receptor(self.entry(legacy)) == given:
+                continue
+            first = fresh.setdefault(sim_id, given)
+            if first != given:
+                raise ReceptorError(
+                    f"two receptors have one simulation id {sim_id}: "
+                    f"{first.describe()} and {given.describe()}; keep one"
+                )
+        return fresh
+
+    def _same(self, sim_id: str, given: Receptor) -> None:
+        registered = receptor(self.entry(sim_id))
+        if registered != given:
+            raise ReceptorError(
+                f"simulation {sim_id} is registered as {registered.describe()}, not "
+                f"{given.describe()}; a receptor cannot change under its id"
+            )
 
     def positions(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Positions (in :attr:`sim_ids`) of ``rows``; ``-1`` for rows nobody holds."""
@@ -186,13 +235,15 @@ def register(
         Ids this call registered (in row order).
     registry : Registry
         The registry as of this call's commit (or the newest read, when nothing was new).
+
+    Raises
+    ------
+    ReceptorError
+        When a receptor's id is registered with other fields (see :meth:`Registry.pending`).
     """
     registry = read(location)
-    fresh: dict[str, Receptor] = {}
-    for receptor in receptors:
-        fresh.setdefault(receptor.sim_id, receptor)
     while True:
-        fresh = {sim_id: r for sim_id, r in fresh.items() if sim_id not in registry}
+        fresh = registry.pending(receptors)
         if not fresh:
             return [], registry
         now, start = datetime.now(UTC), registry.next_row
@@ -251,12 +302,17 @@ def record(
 
 
 def receptor(entry: pd.Series) -> Receptor:
-    """Rebuild the receptor of one registry entry."""
+    """Rebuild the receptor of one registry entry; its ``sim_id`` is the entry's."""
     fields: dict = {"time": entry["time"]}
+    built: Receptor
     if entry["kind"] == "multipoint":
         fields.update({name: list(entry[name]) for name in _LISTS})
-        return MultiPointReceptor(**fields)
-    fields.update({"longitude": entry["longitude"], "latitude": entry["latitude"]})
-    if entry["kind"] == "column":
-        return ColumnReceptor(**fields, bottom=entry["bottom"], top=entry["top"])
-    return PointReceptor(**fields, altitude=entry["altitude"])
+        built = MultiPointReceptor(**fields)
+    else:
+        fields.update({"longitude": entry["longitude"], "latitude": entry["latitude"]})
+        if entry["kind"] == "column":
+            built = ColumnReceptor(**fields, bottom=entry["bottom"], top=entry["top"])
+        else:
+            built = PointReceptor(**fields, altitude=entry["altitude"])
+    sim_id = str(entry["sim_id"])
+    return built if built.sim_id == sim_id else built.registered_as(sim_id)  # type: ignore[return-value]
