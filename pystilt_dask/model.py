@@ -143,9 +143,11 @@ class Model:
         met = met or next(iter(self.config.mets))
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
+        receptors = self.receptors()
+        _check_heights(receptors, self.config.hysplit.z_top)
         self._store_config()
         new, committed = registry.register(
-            self.location, self.receptors(), met, list(self.config.footprints), scene_id
+            self.location, receptors, met, list(self.config.footprints), scene_id
         )
         return new, self.sync(committed)
 
@@ -458,6 +460,16 @@ def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
     """Simulation ids for a message: the first ``shown`` of them, and how many more."""
     more = f" and {len(sim_ids) - shown} more" if len(sim_ids) > shown else ""
     return ", ".join(repr(i) for i in sim_ids[:shown]) + more
+
+
+def _check_heights(receptors: Sequence[Receptor], z_top: float) -> None:
+    """Refuse receptors released at or above HYSPLIT's model top (it would stop at once)."""
+    high = [r for r in receptors if max(z for _, _, z in r.release_points) >= z_top]
+    if high:
+        raise ConfigError(
+            f"receptors released at or above hysplit.z_top ({z_top:g} m above ground): "
+            f"{_ids([r.sim_id for r in high], 3)} ({len(high)} in all); raise z_top or lower them"
+        )
 
 
 def _stored_config(location: Location) -> ModelConfig | None:

@@ -295,8 +295,14 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env
         ),
         ([("not a time", *VALLEY[0])], {}, "receptors.csv row 1, field 'time': "),
         ([at(8, VALLEY[0]), at(9, (-111.85, 95))], {}, "receptors.csv row 2, field 'latitude': "),
+        (
+            [at(8, VALLEY[0]), at(9, VALLEY[0])],
+            {"z_top": 4},  # the receptors are 5 m above ground
+            "receptors released at or above hysplit.z_top (4 m above ground): "
+            "'201905300800_-111.85_40.77_5', '201905300900_-111.85_40.77_5' (2 in all)",
+        ),
     ],
-    ids=["unknown-key", "bad-time", "latitude-95"],
+    ids=["unknown-key", "bad-time", "latitude-95", "above-z-top"],
 )
 def test_bad_input_is_one_line_at_register_and_run(
     tmp_path, idealized_met, env, command, receptors, hysplit, message
@@ -305,6 +311,27 @@ def test_bad_input_is_one_line_at_register_and_run(
     result = stilt(command, config, env=env)
     assert_one_line_error(result, message)
     assert result.stdout == ""  # `run` started no cluster
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({**GRID, "xmin": GRID["xmax"], "xmax": GRID["xmin"]}, "footprints.default: xmax ("),
+        (
+            {**GRID, "projection": "+proj=lcc +lat_1=33 +lat_2=45 +lon_0=-97", "xres": 0.01},
+            "footprints.default: xres/yres (0.01, 0.01) are metres in this projection",
+        ),
+        ({**GRID, "xres": 1e-6}, "footprints.default: the grid has 1299999 x 900000 cells"),
+    ],
+    ids=["swapped-bounds", "degrees-for-metres", "too-many-cells"],
+)
+def test_a_bad_grid_is_one_line_before_anything_runs(tmp_path, idealized_met, env, grid, message):
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0])])
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "footprints": {"default": grid}}))
+    result = stilt("run", config, env=env)
+    assert_one_line_error(result, message)
+    assert result.stdout == "" and not (tmp_path / "project").exists()
 
 
 @pytest.mark.parametrize(
