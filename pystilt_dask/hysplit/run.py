@@ -41,8 +41,18 @@ CANCEL_POLL = 0.25
 _FAILURE_PHRASES = (
     ("met_coverage", re.compile(r"start point not within|all source points off all meteo grids")),
     ("met_coverage", re.compile(r"start time before start of meteorology")),
+    # Met that ends before the run does: HYSPLIT stops its particles there and still
+    # prints its normal ending.
+    ("met_coverage", re.compile(r"no more meteorology")),
     ("fortran_runtime_error", re.compile(r"Fortran runtime error|forrtl|Segmentation fault")),
 )
+
+#: What hycs_std prints on its console when it reaches the end of the run.
+COMPLETED = "Complete Hysplit"
+# HYSPLIT warns once, when the first particle leaves the met grid; after the last has
+# left, its per-step line in MESSAGE (grid, minute, particles, mass) shows no mass.
+_LEFT_GRID = "off spatial domain of all grids"
+_STEP = re.compile(r"^\s*NOTICE\s+main:\s+\d+\s+\d+\s+\d+\s+(\S+)\s*$", re.MULTILINE)
 
 
 @contextmanager
@@ -107,8 +117,8 @@ def run_hysplit(
     ------
     HysplitError
         With reason ``timeout``, ``cancelled``, ``met_coverage``,
-        ``fortran_runtime_error``, ``no_particle_data``, ``nonzero_exit``…, the
-        log tail and the work directory.
+        ``fortran_runtime_error``, ``nonzero_exit``, ``no_particle_data`` or
+        ``incomplete_run`` (see :func:`classify`), the log tail and the work directory.
     """
     if cancelled is not None and (why := cancelled()):
         # Cancelled before this run (e.g. between the main and the error run).
@@ -212,7 +222,12 @@ def hysplit_environment() -> dict[str, str]:
 
 
 def classify(workdir: Path, returncode: int) -> tuple[str, str] | None:
-    """Return ``(reason, message)`` for a failed run, or ``None`` when it produced particles."""
+    """Return ``(reason, message)`` for a failed run, or ``None`` when it completed.
+
+    A run completed when it exited 0, wrote particles, printed :data:`COMPLETED`,
+    and its particles reach the run length of its CONTROL, or HYSPLIT said they
+    all left the met grid before.
+    """
     text = log_text(workdir)
     for reason, pattern in _FAILURE_PHRASES:
         match = pattern.search(text)
@@ -228,7 +243,47 @@ def classify(workdir: Path, returncode: int) -> tuple[str, str] | None:
         f.readline()
         if not f.readline().strip():
             return "no_particle_data", f"{PARTICLE_FILE} holds no trajectory data"
+    # An exit status of 0 is not enough: a Fortran STOP also exits 0, and particles
+    # cut short mean a footprint of fewer hours than asked (uataq/stilt#139).
+    asked, reached = run_length(workdir), last_minute(workdir)
+    if COMPLETED not in text:
+        return "incomplete_run", (
+            f"hycs_std ended without printing '{COMPLETED}': particles reach "
+            f"{reached:g} of {asked} min"
+        )
+    if abs(reached) < abs(asked) and not _all_left_grid(text):
+        return "incomplete_run", (
+            f"particles reach {reached:g} of {asked} min, and HYSPLIT did not say they "
+            "all left the met grid"
+        )
     return None
+
+
+def run_length(workdir: Path) -> int:
+    """The run length its CONTROL asks for, in signed minutes (negative: backward)."""
+    lines = (workdir / "CONTROL").read_text().splitlines()
+    return 60 * int(lines[2 + int(lines[1])])  # after the start time and the release points
+
+
+def last_minute(workdir: Path) -> float:
+    """The time (minutes since release) of the last complete row of the particle file.
+
+    HYSPLIT writes rows by time step, so this is how far its particles got.
+    """
+    setup = (workdir / "SETUP.CFG").read_text()
+    varsiwant = re.search(r"^VARSIWANT=(.*),$", setup, re.MULTILINE)
+    column = [v.strip(" '") for v in varsiwant.group(1).split(",")].index("time")
+    with (workdir / PARTICLE_FILE).open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 65536))
+        tail = f.read().split(b"\n")[1:-1]  # whole lines only: the first may be cut
+    rows = [line.split() for line in tail if line.strip()]
+    return float(rows[-1][column]) if rows else 0.0
+
+
+def _all_left_grid(text: str) -> bool:
+    steps = _STEP.findall(text)
+    return _LEFT_GRID in text and bool(steps) and float(steps[-1]) == 0.0
 
 
 def log_text(workdir: Path) -> str:
