@@ -147,10 +147,22 @@ class _Receptor(BaseModel):
     @property
     def sim_id(self) -> str:
         """The simulation id (the one it is registered under, when that differs)."""
-        return self._registered_id or self._own_id()
+        return self._registered_id or self._own_id(self.time_id)
 
-    def _own_id(self) -> str:
+    @property
+    def legacy_sim_id(self) -> str | None:
+        """The id registries written before this id scheme may hold it under, if another.
+
+        Those ids stamped the time to the minute and a column's height as ``X``.
+        """
+        legacy = self._legacy_id(self.time.strftime("%Y%m%d%H%M"))
+        return legacy if legacy != self._own_id(self.time_id) else None
+
+    def _own_id(self, time_id: str) -> str:
         raise NotImplementedError
+
+    def _legacy_id(self, time_id: str) -> str:
+        return self._own_id(time_id)
 
     def _identity(self) -> tuple:
         return tuple(self.model_dump().values())
@@ -204,9 +216,9 @@ class PointReceptor(_Receptor):
     latitude: Latitude
     altitude: Height
 
-    def _own_id(self) -> str:
+    def _own_id(self, time_id: str) -> str:
         lon, lat, z = (format_number(v) for v in (self.longitude, self.latitude, self.altitude))
-        return f"{self.time_id}_{lon}_{lat}_{z}"
+        return f"{time_id}_{lon}_{lat}_{z}"
 
     @property
     def release_points(self) -> list[tuple[float, float, float]]:
@@ -238,17 +250,14 @@ class ColumnReceptor(_Receptor):
             raise ValueError(f"top ({self.top}) must exceed bottom ({self.bottom})")
         return self
 
-    def _own_id(self) -> str:
+    def _own_id(self, time_id: str) -> str:
         lon, lat, bottom, top = (
             format_number(v) for v in (self.longitude, self.latitude, self.bottom, self.top)
         )
-        return f"{self.time_id}_{lon}_{lat}_X{bottom}-{top}"
+        return f"{time_id}_{lon}_{lat}_X{bottom}-{top}"
 
-    @property
-    def legacy_sim_id(self) -> str:
-        """The id registries written before extents were in ids hold: ``…_X``, to the minute."""
-        lon, lat = format_number(self.longitude), format_number(self.latitude)
-        return f"{self.time:%Y%m%d%H%M}_{lon}_{lat}_X"
+    def _legacy_id(self, time_id: str) -> str:
+        return f"{time_id}_{format_number(self.longitude)}_{format_number(self.latitude)}_X"
 
     @property
     def release_points(self) -> list[tuple[float, float, float]]:
@@ -290,12 +299,12 @@ class MultiPointReceptor(_Receptor):
     def _identity(self) -> tuple:
         return (self.kind, self.time, tuple(sorted(self._points())))
 
-    def _own_id(self) -> str:
+    def _own_id(self, time_id: str) -> str:
         points = sorted(
             (round(lon, 5), round(lat, 5), round(z, 2)) for lon, lat, z in self._points()
         )
         digest = hashlib.sha256(repr(points).encode()).hexdigest()[:10]
-        return f"{self.time_id}_multi_{digest}"
+        return f"{time_id}_multi_{digest}"
 
     @property
     def release_points(self) -> list[tuple[float, float, float]]:

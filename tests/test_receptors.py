@@ -39,6 +39,11 @@ def test_seconds_are_in_the_id_and_fractions_refused():
     at = {"longitude": -111.9, "latitude": 40.7, "altitude": 5}
     assert PointReceptor(time="2019-05-30 10:00:45", **at).sim_id == "20190530100045_-111.9_40.7_5"
     assert PointReceptor(time="2019-05-30 10:00:00", **at).sim_id == "201905301000_-111.9_40.7_5"
+    # Ids written before seconds were stamped, which a registry may hold.
+    assert PointReceptor(time="2019-05-30 10:00:45", **at).legacy_sim_id == (
+        "201905301000_-111.9_40.7_5"
+    )
+    assert PointReceptor(time="2019-05-30 10:00", **at).legacy_sim_id is None
     with pytest.raises(ValueError, match="fraction of a second"):
         PointReceptor(time="2019-05-30 10:00:00.5", **at)
 

@@ -15,11 +15,11 @@ between simulations and rows; status, tasks, loading and verification all use it
 The registry records *what* to simulate, never whether it is done.
 
 A receptor never changes under its id: registering a receptor whose id is
-registered with other fields is refused. Registries written before column ids
-carried their extent hold columns as ``…_X``; a column whose time, place, bottom
-and top match such an entry is that simulation (its results are reused), and
-:func:`receptor` rebuilds it under that id. A ``…_X`` entry with other heights
-stays a simulation of its own.
+registered with other fields is refused. Registries written before ids carried a
+column's extent and a time's seconds hold columns as ``…_X`` and times to the
+minute; a receptor whose fields match such an entry is that simulation (its
+results are reused), and :func:`receptor` rebuilds it under that id. A ``…_X``
+entry with other heights stays a simulation of its own.
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ class Registry:
     def pending(self, receptors: Sequence[Receptor]) -> dict[str, Receptor]:
         """The receptors not registered yet, by id (each id once).
 
-        A receptor is registered under its own id, or, for a column, under the
-        legacy ``…_X`` id of an entry with its fields.
+        A receptor is registered under its own id, or under its legacy id (see
+        :attr:`~pystilt_dask.receptors.PointReceptor.legacy_sim_id`) by an entry
+        with its fields.
 
         Raises
         ------
@@ -134,8 +135,8 @@ class Registry:
                 if given.kind == "multipoint" or times[position] != np.datetime64(given.time):
                     self._same(sim_id, given)
                 continue
-            legacy = getattr(given, "legacy_sim_id", None)
-            if legacy in self and receptor(self.entry(legacy)) == given:
+            legacy = given.legacy_sim_id
+            if legacy is not None and legacy in self and receptor(self.entry(legacy)) == given:
                 continue
             first = fresh.setdefault(sim_id, given)
             if first != given:
