@@ -9,6 +9,7 @@ specifics) use ``shared``/``hrrr_met`` and skip without the shared folder.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -120,6 +121,7 @@ def client(cluster: LocalCluster) -> Iterator[Client]:
         yield client
 
 
+@functools.cache
 def _slurm_answers() -> str | None:
     """Why Slurm cannot run jobs here, or None when a controller answers with a free node."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
@@ -137,12 +139,25 @@ def _slurm_answers() -> str | None:
     return None
 
 
+def _without_slurm() -> str:
+    return f"needs a running Slurm (.ci/run starts one): {_slurm_answers()}"
+
+
 @pytest.fixture(scope="session")
 def slurm() -> None:
     """Skip unless a Slurm controller answers and has an idle node (``.ci/run`` starts one)."""
-    reason = _slurm_answers()
-    if reason is not None:
-        pytest.skip(f"needs a running Slurm (.ci/run starts one): {reason}")
+    if _slurm_answers() is not None:
+        pytest.skip(_without_slurm())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The slurm marker alone skips too: a marked test never fails for want of Slurm.
+    marked = [item for item in items if item.get_closest_marker("slurm") is not None]
+    if not marked or _slurm_answers() is None:
+        return
+    skip = pytest.mark.skip(reason=_without_slurm())
+    for item in marked:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
