@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pystilt_dask.errors import ReceptorError
+from pystilt_dask.migrate_receptors import migrate_receptors
 from pystilt_dask.receptors import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -193,3 +194,36 @@ def test_different_multipoints_sharing_an_id_are_refused():
     )  # fmt: skip
     with pytest.raises(ReceptorError, match=r"t rows 1, 2 and rows 3, 4 are different receptors"):
         receptors_from_frame(frame, "t")
+
+
+#: Ids PYSTILT 0.1.0a25 gives these receptors (``stilt.ColumnReceptor(...).id``), copied
+#: here: importing ``stilt`` would replace our ``.stilt`` accessor for the whole session.
+PYSTILT_IDS = [
+    ({"longitude": -111.848, "latitude": 40.766, "altitude": 5.0},
+     "201905301000_-111.848_40.766_5"),
+    ({"longitude": -111.9, "latitude": 40.7, "bottom": 0, "top": 3000},
+     "201905301000_-111.9_40.7_X0-3000"),
+    ({"longitude": -111.848, "latitude": 40.766, "bottom": 2.5, "top": 3000.25},
+     "201905301000_-111.848_40.766_X2.5-3000.25"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "pystilt_id"), PYSTILT_IDS)
+def test_point_and_column_ids_are_pystilts(fields, pystilt_id):
+    kind = ColumnReceptor if "top" in fields else PointReceptor
+    assert kind(time="2019-05-30 10:00", **fields).sim_id == pystilt_id
+
+
+def test_two_pystilt_columns_at_one_place_migrate_as_two(tmp_path):
+    source = tmp_path / "receptors.csv"
+    source.write_text(
+        "r_idx,time,lon,lat,z\n"
+        "a,201905301000,-111.9,40.7,0\na,201905301000,-111.9,40.7,3000\n"
+        "b,2019-05-30 10:00,-111.9,40.7,6000\nb,2019-05-30 10:00,-111.9,40.7,3000\n"
+    )
+    receptors = migrate_receptors(source, tmp_path / "ours.csv")
+    assert [r.sim_id for r in receptors] == [
+        "201905301000_-111.9_40.7_X0-3000",
+        "201905301000_-111.9_40.7_X3000-6000",
+    ]
+    assert read_receptors(tmp_path / "ours.csv") == receptors

@@ -9,8 +9,9 @@ import pytest
 import xarray as xr
 from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
 
-from pystilt_dask.errors import ConfigError
+from pystilt_dask.errors import ConfigError, ReceptorError
 from pystilt_dask.model import Model
+from pystilt_dask.receptors import MultiPointReceptor
 from pystilt_dask.store import layout, registry
 
 TRIALS = 8
@@ -102,3 +103,27 @@ def test_the_registry_layout(tmp_path):
     model.register_pending()
     assert model.location.exists(layout.registry_key(0))
     assert layout.registry_key(12) == ".stilt/registry/000000012.parquet"
+
+
+def test_receptors_that_share_an_id_without_being_the_same_are_refused(tmp_path):
+    model = Model(tmp_path / "p", make_receptors(1), make_config(tmp_path))
+    model.register_pending()
+    # Multipoint ids round points to 1e-5 degrees: these two are apart, their ids are not.
+    one, other = (
+        MultiPointReceptor(time="2023-07-15 18:00", longitudes=[-111.8, lon], latitudes=[40.7] * 2,
+                           altitudes=[5, 5])
+        for lon in (-111.9, -111.9000001)
+    )  # fmt: skip
+    assert one.sim_id == other.sim_id and one != other
+    with pytest.raises(ReceptorError, match=rf"^two receptors have one simulation id {one.sim_id}"):
+        registry.register(model.location, [one, other], "synthetic", ["coarse"])
+    assert registry.register(model.location, [one], "synthetic", ["coarse"])[0] == [one.sim_id]
+    with pytest.raises(
+        ReceptorError, match=rf"^simulation {one.sim_id} is registered as .*-111\.9\]"
+    ):
+        registry.register(model.location, [other], "synthetic", ["coarse"])
+    # The same points in another order are the same receptor.
+    again = MultiPointReceptor(time="2023-07-15 18:00", longitudes=[-111.9, -111.8],
+                               latitudes=[40.7] * 2, altitudes=[5, 5])  # fmt: skip
+    assert registry.register(model.location, [again], "synthetic", ["coarse"])[0] == []
+    assert registry.versions(model.location) == [0, 1]
