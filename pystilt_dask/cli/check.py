@@ -1,0 +1,24 @@
+"""The ``check`` command: everything that would stop a run, before any run."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import preflight
+from .app import ProjectArg, command, console, open_model
+
+
+@command
+def check(project: ProjectArg) -> None:
+    """List what would stop a run, one line each (exit 1 when any); starts no cluster.
+
+    Checks the receptor table, each receptor's met (directory, files, time
+    coverage, domain), the met time steps the runs read (ARL checksums),
+    hycs_std and whether the output takes writes.
+    """
+    report = preflight.check(open_model(project))
+    for problem in report.problems:
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
