@@ -40,6 +40,12 @@ HNF_VARIABLES = ("dens", "samt", "sigw", "tlgr", "foot", "mlht")
 
 #: Most cells a footprint grid may have per layer (a layer of 10⁸ float32 cells is 400 MB).
 MAX_CELLS = 100_000_000
+#: Largest footprint of one simulation, in bytes (its hourly layers as float32).
+MAX_FOOTPRINT_BYTES = 4 * 2**30
+#: Longest run, in hours either way (a year).
+MAX_HOURS = 8784
+#: Most particles per release (R-STILT runs use hundreds to a few thousand).
+MAX_PARTICLES = 10_000_000
 
 WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
 ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
@@ -137,8 +143,8 @@ class HysplitConfig(_Section):
 
     # Run settings (CONTROL and the Python wrapper).
     executable: str | None = None
-    n_hours: int = -24
-    numpar: int = Field(1000, gt=0)
+    n_hours: int = Field(-24, ge=-MAX_HOURS, le=MAX_HOURS)
+    numpar: int = Field(1000, gt=0, le=MAX_PARTICLES)
     seed: int | None = None
     hnf_plume: bool = True
     timeout: float = Field(3600, gt=0)
@@ -440,6 +446,21 @@ class ModelConfig(_Section):
         return value
 
     @model_validator(mode="after")
+    def _footprint_sizes(self) -> ModelConfig:
+        for name, footprint in self.footprints.items():
+            grid = Grid.from_config(footprint)
+            layers = 1 if footprint.time_integrate else abs(self.hysplit.n_hours) + 1
+            size = layers * grid.nx * grid.ny * 4
+            if size > MAX_FOOTPRINT_BYTES:
+                raise ValueError(
+                    f"footprint {name!r}: {layers} hourly layers of {grid.nx} x {grid.ny} cells "
+                    f"are {size / 2**30:.0f} GiB per simulation, more than "
+                    f"{MAX_FOOTPRINT_BYTES // 2**30} GiB: fewer hours (hysplit.n_hours), a "
+                    "coarser grid, or time_integrate"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _transform_variables(self) -> ModelConfig:
         for name, footprint in self.footprints.items():
             missing = sorted(footprint.needed_variables() - set(self.hysplit.varsiwant))
@@ -461,11 +482,10 @@ class ModelConfig(_Section):
         """
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text()
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        data = load_yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings")
         return cls.from_dict(data, base=path.parent)
@@ -527,6 +547,66 @@ class ModelConfig(_Section):
             known = ", ".join(self.profiles) or "none defined"
             raise ConfigError(f"unknown execution profile {profile!r} (profiles: {known})")
         return self.profiles[profile]
+
+
+#: Most values a YAML document may hold once its aliases are expanded.
+MAX_YAML_VALUES = 100_000
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse one YAML document safely, refusing one whose aliases expand past reason.
+
+    An alias repeats a node without copying it, so a few lines of nested aliases
+    (a "billion laughs" document) stand for more values than memory holds once
+    anything walks them. The expanded size is counted on the parsed graph, each
+    node once, before any Python object is built.
+
+    Raises
+    ------
+    ConfigError
+        For invalid YAML, or more than :data:`MAX_YAML_VALUES` values expanded.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded = _expanded_size(node, {})
+        if expanded > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{source}: its YAML aliases expand to more than {MAX_YAML_VALUES} values; "
+                "write the settings out instead"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    # Iterative, with each node's size kept once: a shared node counts every time it
+    # is used (as it would be expanded) but is visited once.
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        if id(current) in seen:
+            continue
+        children = _children(current)
+        if children_done or not children:
+            seen[id(current)] = 1 + sum(seen[id(c)] for c in children)
+            continue
+        stack.append((current, True))
+        stack.extend((c, False) for c in children if id(c) not in seen)
+    return seen[id(node)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _default_receptors(base: Path) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .config import ModelConfig
+from .config import ModelConfig, load_yaml
 from .errors import ConfigError
 from .migrate_receptors import migrate_receptors
 from .migrate_sections import (
@@ -129,19 +129,17 @@ def is_pystilt_config(path: str | Path) -> bool:
     ``variants`` is required by PYSTILT and unknown here, so it tells the two apart.
     """
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = load_yaml(Path(path).read_text(), str(path))
+    except (OSError, ConfigError):
         return False
     return isinstance(data, dict) and "variants" in data
 
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), str(path))
     except FileNotFoundError:
         raise ConfigError(f"PYSTILT config {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     return data

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
-import yaml
 
-from .config import ModelConfig
+from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .footprint import to_rstilt_netcdf
 from .receptors import Receptor, read_receptors, receptors_from_frame
@@ -477,4 +476,4 @@ def _stored_config(location: Location) -> ModelConfig | None:
         text = location.read_bytes(layout.CONFIG)
     except FileNotFoundError:
         return None
-    return ModelConfig.from_dict(yaml.safe_load(text) or {})
+    return ModelConfig.from_dict(load_yaml(text.decode(), location.url(layout.CONFIG)) or {})

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
+from ..config import load_yaml
 from ..errors import ConfigError
 from ..execution.run import connect
 from ..footprint import to_rstilt_netcdf
@@ -184,8 +184,8 @@ def _read_mets(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(Path(path).read_text(), path) or {}
+    except OSError as exc:
         raise ConfigError(f"cannot read mets from {path}: {exc}") from None
     found = data.get("mets", data) if isinstance(data, dict) else None
     if not isinstance(found, dict) or not all(isinstance(m, dict) for m in found.values()):
