@@ -121,11 +121,13 @@ def check(model: Model) -> Report:
     """
     report = Report()
     config = model.config
+    output = output_problem(model.location)
     known: Registry | None = None
-    try:
-        known = model.registry()
-    except StoreError as exc:
-        report.problems.append(Problem("registry", str(exc)))
+    if output is None:  # a registry under an output that is a file is not read
+        try:
+            known = model.registry()
+        except StoreError as exc:
+            report.problems.append(Problem("registry", str(exc)))
     points: pd.DataFrame | None = None
     if model.has_receptors:
         try:
@@ -150,9 +152,8 @@ def check(model: Model) -> Report:
         report.hysplit = str(resolve_hysplit(config.hysplit.executable).executable)
     except HysplitNotFoundError as exc:
         report.problems.append(Problem("hysplit.executable", str(exc)))
-    problem = output_problem(model.location)
-    if problem is not None:
-        report.problems.append(problem)
+    if output is not None:
+        report.problems.append(output)
     return report
 
 

@@ -1,0 +1,187 @@
+"""``stilt-dask check`` and the pre-flight of a run: what would stop a run, before any run.
+
+Every check here is the installed console script in a subprocess on a project
+over a private copy of the idealized met of conftest, damaged as each test needs.
+No HYSPLIT runs: a check starts no cluster and writes nothing into the output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import arlmet
+import pandas as pd
+import pytest
+import yaml
+from arlmet.header import Header
+
+from pystilt_dask import preflight
+from pystilt_dask.errors import MeteorologyError
+from pystilt_dask.model import Model
+
+VALLEY = (-111.85, 40.77)
+# Within two cells of the idealized met's southern edge (39.75 N, 0.05° cells).
+EDGE = (-111.85, 39.8)
+FAR = (-105.0, 40.0)
+GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
+FIRST_FILE = "20190530_00-05_ideal"
+SECOND_FILE = "20190530_06-11_ideal"
+
+
+def sim_id(when: str, site: tuple[float, float]) -> str:
+    return f"{pd.Timestamp(when):%Y%m%d%H%M}_{site[0]:g}_{site[1]:g}_5"
+
+
+@pytest.fixture
+def met_copy(idealized_met: dict, tmp_path: Path) -> Path:
+    """A private, writable copy of the idealized met."""
+    folder = Path(shutil.copytree(idealized_met["directory"], tmp_path / "met"))
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    return folder
+
+
+def write_project(folder: Path, met: Path, receptors, **config) -> Path:
+    """config.yaml (1 h backward, store ``project/``) and receptors.csv; return the config."""
+    settings = {
+        "mets": {"idealized": {"directory": str(met), "file_format": "%Y%m%d_%H"}},
+        "hysplit": {"n_hours": -1, "numpar": 20},
+        "footprints": {"default": GRID},
+        "output": "project",
+        **config,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    rows = [f"{when},{lon},{lat},5" for when, (lon, lat) in receptors]
+    (folder / "receptors.csv").write_text("\n".join(["time,longitude,latitude,altitude", *rows]))
+    return path
+
+
+def damage(path: Path, time: str, variable: str, level: int) -> None:
+    """Change ten bytes inside one record's packed data, its header intact."""
+    with arlmet.File(path) as met:
+        record = met[pd.Timestamp(time)][(level, variable)]
+        start = record.position + Header.N_BYTES + 10
+    data = bytearray(path.read_bytes())
+    data[start : start + 10] = bytes((b + 1) % 256 for b in data[start : start + 10])
+    path.write_bytes(bytes(data))
+
+
+def problem_lines(stdout: str) -> list[str]:
+    """The problem lines of a check's output (all but the summary)."""
+    *lines, summary = stdout.strip().splitlines()
+    assert summary == f"{len(lines)} problems would stop a run", stdout
+    return lines
+
+
+def assert_nothing_started(result, folder: Path) -> None:
+    """No cluster (no dashboard, no worker noise) and no output store written."""
+    assert "dashboard" not in (result.stdout + result.stderr).lower()
+    assert result.stderr == ""
+    assert not (folder / "project").exists()
+
+
+def test_clean_project_has_no_problems(stilt, tmp_path, met_copy):
+    # 05:00–06:00 reads both files.
+    config = write_project(tmp_path, met_copy, [("2019-05-30 06:00", VALLEY)])
+    result = stilt("check", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("no problems: 1 receptors inside their met in space and time")
+    assert "2 met files intact" in result.stdout and "output writable" in result.stdout
+    assert_nothing_started(result, tmp_path)
+
+
+def test_outside_domain_missing_hour_and_damaged_file_each_named(stilt, tmp_path, met_copy):
+    damage(met_copy / FIRST_FILE, "2019-05-30 03:00", "UWND", 1)
+    receptors = [
+        ("2019-05-30 08:00", VALLEY),  # fine
+        ("2019-05-30 04:00", VALLEY),  # reads 03:00 and 04:00 of the damaged file
+        ("2019-05-30 00:00", VALLEY),  # one hour back: 2019-05-29 23:00, before the met
+        ("2019-05-30 08:00", FAR),
+        ("2019-05-30 09:00", EDGE),
+    ]
+    config = write_project(tmp_path, met_copy, receptors)
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(problem_lines(result.stdout)) == sorted(
+        [
+            f"{sim_id('2019-05-30 00:00', VALLEY)}: met 'idealized' does not cover the run "
+            "2019-05-29 23:00–2019-05-30 00:00: no data for 2019-05-29 23:00",
+            f"{sim_id('2019-05-30 08:00', FAR)}: receptor (-105.0, 40.0) is outside the domain "
+            f"of met 'idealized', or within 2 cells of its edge ({SECOND_FILE}: 41×41 grid)",
+            f"{sim_id('2019-05-30 09:00', EDGE)}: receptor (-111.85, 39.8) is outside the "
+            f"domain of met 'idealized', or within 2 cells of its edge ({SECOND_FILE}: 41×41 grid)",
+            f"met file {met_copy / FIRST_FILE} is damaged: 2019-05-30 03:00 UWND level 1 fails "
+            "its checksum",
+        ]
+    )
+    assert_nothing_started(result, tmp_path)
+
+
+def test_a_left_out_met_file_is_a_missing_hour_or_no_file(stilt, tmp_path, met_copy):
+    (met_copy / SECOND_FILE).unlink()
+    receptors = [
+        ("2019-05-30 05:00", VALLEY),  # fine: 04:00–05:00
+        ("2019-05-30 06:00", VALLEY),  # 05:00–06:00: 06:00 was in the file left out
+        ("2019-05-30 08:00", VALLEY),  # no file matches 20190530_06
+    ]
+    config = write_project(tmp_path, met_copy, receptors)
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert problem_lines(result.stdout) == [
+        f"{sim_id('2019-05-30 06:00', VALLEY)}: met 'idealized' does not cover the run "
+        "2019-05-30 05:00–2019-05-30 06:00: no data for 2019-05-30 06:00",
+        f"{sim_id('2019-05-30 08:00', VALLEY)}: met 'idealized': no file under {met_copy} "
+        "matches 20190530_06 (file_format '%Y%m%d_%H')",
+    ]
+    assert_nothing_started(result, tmp_path)
+
+
+def test_setup_problems_each_named(stilt, tmp_path, met_copy):
+    (tmp_path / "project").write_text("not a folder")
+    config = write_project(
+        tmp_path,
+        tmp_path / "no-met",
+        [("2019-05-30 08:00", VALLEY)],
+        hysplit={"n_hours": -1, "executable": str(tmp_path / "hycs_std")},
+    )
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = tmp_path / "project"
+    assert problem_lines(result.stdout) == [
+        f"met 'idealized': directory {tmp_path / 'no-met'} does not exist",
+        f"hysplit.executable points to {tmp_path / 'hycs_std'}, which is not an executable file",
+        f"output {output}: {output} is a file, not a folder",
+    ]
+    assert output.read_text() == "not a folder"
+
+
+def test_unreadable_receptor_table_is_a_problem_and_bad_config_exit_2(stilt, tmp_path, met_copy):
+    config = write_project(tmp_path, met_copy, [("not a time", VALLEY)])
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = problem_lines(result.stdout)
+    assert line.startswith(f"{tmp_path / 'receptors.csv'} row 1, field 'time': ")
+
+    config.write_text(config.read_text().replace("numpar", "numparr"))
+    result = stilt("check", config)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: hysplit: unknown key 'numparr' in HysplitConfig")
+
+
+def test_check_run_and_a_store_from_the_registry(stilt, tmp_path, met_copy):
+    """The run's pre-flight reads the registry; ``check STORE`` checks what is registered."""
+    receptors = [("2019-05-30 08:00", VALLEY), ("2019-05-30 08:00", FAR)]
+    model = Model.from_yaml(write_project(tmp_path, met_copy, receptors))
+    ids, known = model.register()
+    problems = preflight.check_run(model, known, ids)
+    assert [p.subject for p in problems] == [sim_id("2019-05-30 08:00", FAR)]
+    assert preflight.check_run(model, known, [sim_id("2019-05-30 08:00", VALLEY)]) == []
+    with pytest.raises(MeteorologyError, match=r"^1 problems stop this run") as info:
+        preflight.require(problems)
+    assert str(info.value).splitlines()[1] == str(problems[0])
+
+    result = stilt("check", tmp_path / "project")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert problem_lines(result.stdout) == [str(problems[0])]
