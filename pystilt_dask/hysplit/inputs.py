@@ -1,8 +1,9 @@
 """Write HYSPLIT-STILT input files (CONTROL, SETUP.CFG, ZICONTROL, WINDERR, ZIERR).
 
 The layouts are R-STILT's (``write_control.r``, ``write_setup.r``), so a run
-directory written here reads exactly like one R-STILT wrote. One addition:
-``SEED=`` closes the namelist when a seed is set (R-STILT never writes it).
+directory written here reads like one R-STILT wrote, with two differences:
+``SEED=`` closes the namelist when a seed is set (R-STILT never writes it), and
+CONTROL names links to the met files in the run directory, not their paths.
 """
 
 from __future__ import annotations
