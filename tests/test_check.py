@@ -139,22 +139,23 @@ def test_a_left_out_met_file_is_a_missing_hour_or_no_file(stilt, tmp_path, met_c
 
 
 def test_setup_problems_each_named(stilt, tmp_path, met_copy):
-    (tmp_path / "project").write_text("not a folder")
+    (tmp_path / "blocker").write_text("not a folder")
     config = write_project(
         tmp_path,
         tmp_path / "no-met",
         [("2019-05-30 08:00", VALLEY)],
         hysplit={"n_hours": -1, "executable": str(tmp_path / "hycs_std")},
+        output="blocker/project",
     )
     result = stilt("check", config)
     assert result.returncode == 1, result.stdout + result.stderr
-    output = tmp_path / "project"
+    blocker = tmp_path / "blocker"
     assert problem_lines(result.stdout) == [
         f"met 'idealized': directory {tmp_path / 'no-met'} does not exist",
         f"hysplit.executable points to {tmp_path / 'hycs_std'}, which is not an executable file",
-        f"output {output}: {output} is a file, not a folder",
+        f"output {blocker / 'project'}: {blocker} is a file, not a folder",
     ]
-    assert output.read_text() == "not a folder"
+    assert blocker.read_text() == "not a folder"
 
 
 def test_unreadable_receptor_table_is_a_problem_and_bad_config_exit_2(stilt, tmp_path, met_copy):
