@@ -49,9 +49,9 @@ _FAILURE_PHRASES = (
 
 #: What hycs_std prints on its console when it reaches the end of the run.
 COMPLETED = "Complete Hysplit"
-# HYSPLIT warns once, when the first particle leaves the met grid; after the last has
-# left, its per-step line in MESSAGE (grid, minute, particles, mass) shows no mass.
-_LEFT_GRID = "off spatial domain of all grids"
+# HYSPLIT warns only once, when the first particle leaves the met grid ("off spatial
+# domain of all grids"); that none is left shows in its per-step line in MESSAGE
+# (grid, minute, particles released, mass still on the grid).
 _STEP = re.compile(r"^\s*NOTICE\s+main:\s+\d+\s+\d+\s+\d+\s+(\S+)\s*$", re.MULTILINE)
 
 
@@ -225,8 +225,9 @@ def classify(workdir: Path, returncode: int) -> tuple[str, str] | None:
     """Return ``(reason, message)`` for a failed run, or ``None`` when it completed.
 
     A run completed when it exited 0, wrote particles, printed :data:`COMPLETED`,
-    and its particles reach the run length of its CONTROL, or HYSPLIT said they
-    all left the met grid before.
+    and its particles reach the run length of its CONTROL, or HYSPLIT's last step
+    shows none left on the met grid (the met running out is caught before, by
+    its own message).
     """
     text = log_text(workdir)
     for reason, pattern in _FAILURE_PHRASES:
@@ -283,7 +284,7 @@ def last_minute(workdir: Path) -> float:
 
 def _all_left_grid(text: str) -> bool:
     steps = _STEP.findall(text)
-    return _LEFT_GRID in text and bool(steps) and float(steps[-1]) == 0.0
+    return bool(steps) and float(steps[-1]) == 0.0
 
 
 def log_text(workdir: Path) -> str:
