@@ -293,17 +293,31 @@ def _one_met(
     if not directory.is_dir():
         return [Problem(f"mets.{name}", f"met {name!r}: directory {directory} does not exist")]
     problems: list[Problem] = []
-    inverse, unique = pd.factorize(pd.DatetimeIndex(points["time"]))
-    # Receptors at times whose windows name the same files share one look at them.
-    by_patterns: dict[tuple[str, ...], list[int]] = {}
-    for i, time in enumerate(unique):
-        patterns = tuple(requested_patterns(time, n_hours, met))
-        by_patterns.setdefault(patterns, []).append(i)
+    times = pd.DatetimeIndex(points["time"])
+    # The files a run needs follow from where its window starts and ends relative to
+    # the file periods (and, backward, the hour of its end): one look per such key.
+    ends = times + pd.Timedelta(hours=n_hours)
+    last = times.where(times >= ends, ends)
+    key = pd.DataFrame(
+        {
+            "start": times.where(times <= ends, ends).floor(met.period),
+            "floor": last.floor(met.period),
+            "ceil": last.ceil(met.period),
+            "hour": last.hour,
+        }
+    )
+    codes = key.groupby(list(key.columns), sort=False).ngroup().to_numpy()
+    firsts = pd.Series(np.arange(len(codes))).groupby(codes).first()
+    # Keys that still name the same files (e.g. hours inside one period) are merged.
+    by_patterns: dict[tuple[str, ...], int] = {}
+    group_of = np.empty(len(firsts), dtype=np.int64)
+    for code, j in firsts.items():
+        patterns = tuple(requested_patterns(times[j], n_hours, met))
+        group_of[code] = by_patterns.setdefault(patterns, len(by_patterns))
     bad_files: set[Path] = set()
-    for members in by_patterns.values():
-        in_group = np.isin(inverse, members)
-        group = points[in_group]
-        first_time = unique[members[0]]
+    for rows in pd.Series(group_of[codes]).groupby(group_of[codes]).indices.values():
+        group = points.iloc[rows]
+        first_time = times[rows[0]]
         try:
             files = find_met_files(first_time, n_hours, met, name)
         except MeteorologyError as exc:
