@@ -2,17 +2,20 @@
 
 HYSPLIT cannot open a met file in a folder of more than 256 characters (a fact
 about the real hycs_std, checked here); the runs below read the idealized met
-(conftest) under a 300-character path and through a short symlink to it.
+(conftest) under a 300-character path and through a short symlink to it, with
+``run_trajectory`` and with ``stilt-dask run`` as a user runs it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.errors import HysplitError
@@ -22,6 +25,7 @@ from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.trajectory import run_trajectory
 
 POINT = PointReceptor(time="2019-05-30 10:00", longitude=-111.848, latitude=40.766, altitude=5)
+GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 
 
 def _long_folder(root: Path, length: int) -> Path:
@@ -95,3 +99,30 @@ def test_met_files_are_matched_by_the_name_they_are_found_under(tmp_path, ideali
     pd.testing.assert_frame_equal(
         particles, run_trajectory(POINT, _config(idealized_met)), check_exact=True
     )
+
+
+@pytest.mark.parametrize("route", ["long", "symlink"])
+def test_stilt_dask_run_completes_on_met_under_a_long_path(tmp_path, long_met, stilt, route):
+    directory = long_met["directory"]
+    if route == "symlink":
+        (tmp_path / "m").symlink_to(directory)
+        directory = str(tmp_path / "m")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "mets": {"m": {**long_met, "directory": directory}},
+                "hysplit": {"n_hours": -1, "numpar": 20, "seed": 7},
+                "footprints": {"default": GRID},
+                "execution": {"n_workers": 1, "cluster": {"dashboard_address": ":0"}},
+                "output": "project",
+            }
+        )
+    )
+    (tmp_path / "receptors.csv").write_text(
+        "time,longitude,latitude,altitude\n2019-05-30 10:00,-111.848,40.766,5\n"
+    )
+    result = stilt("run", config)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    counts = json.loads(stilt("status", config, "--json").stdout)
+    assert counts["complete"] == 1 and counts["failed"] == 0
