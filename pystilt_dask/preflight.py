@@ -19,12 +19,14 @@ here would fail there.
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fsspec
 import numpy as np
 import pandas as pd
 
@@ -207,15 +209,13 @@ def output_problem(location: Location) -> Problem | None:
 
     A local store gets a probe file created and removed in it, or in its nearest
     existing parent folder when it does not exist yet (nothing else is created).
-    A remote store is listed, which needs the credentials and endpoint to work.
+    A remote store is listed, or its nearest existing parent up to the bucket, which
+    needs the endpoint, the credentials and the bucket to be right; whether the
+    credentials allow writing shows only when writing.
     """
-    root = location.root
     if not location.is_local:
-        try:
-            location.list_names("")
-        except Exception as exc:  # fsspec filesystems raise their own types
-            return Problem("output", f"output {root} cannot be listed: {type(exc).__name__}: {exc}")
-        return None
+        return _remote_problem(location)
+    root = location.root
     folder = Path(root)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -228,6 +228,23 @@ def output_problem(location: Location) -> Problem | None:
     except OSError as exc:
         return Problem("output", f"output {root} is not writable: {exc.strerror} in {folder}")
     return None
+
+
+def _remote_problem(location: Location) -> Problem | None:
+    root = location.root
+    try:
+        fs, path = fsspec.core.url_to_fs(root, **(location.storage_options or {}))
+        while True:
+            try:
+                fs.ls(path, detail=False)
+                return None
+            except FileNotFoundError:
+                parent = posixpath.dirname(path.rstrip("/"))
+                if parent == path.rstrip("/") or not parent:
+                    return Problem("output", f"output {root}: {path} does not exist")
+                path = parent
+    except Exception as exc:  # fsspec filesystems raise their own types
+        return Problem("output", f"output {root} cannot be listed: {type(exc).__name__}: {exc}")
 
 
 def _receptor_points(

@@ -19,6 +19,7 @@ from arlmet.header import Header
 from pystilt_dask import preflight
 from pystilt_dask.errors import MeteorologyError
 from pystilt_dask.model import Model
+from pystilt_dask.store.paths import Location
 
 VALLEY = (-111.85, 40.77)
 # Within two cells of the idealized met's southern edge (39.75 N, 0.05° cells).
@@ -186,3 +187,19 @@ def test_check_run_and_a_store_from_the_registry(stilt, tmp_path, met_copy):
     result = stilt("check", tmp_path / "project")
     assert result.returncode == 1, result.stdout + result.stderr
     assert problem_lines(result.stdout) == [str(problems[0])]
+
+
+def test_remote_output_is_listed_up_to_its_bucket(s3_options):
+    assert preflight.output_problem(Location("s3://stilt-test/new/project", s3_options)) is None
+    problem = preflight.output_problem(Location("s3://no-such-bucket/project", s3_options))
+    assert str(problem) == "output s3://no-such-bucket/project: no-such-bucket does not exist"
+
+
+def test_a_long_list_of_problems_is_cut_in_a_run_error():
+    problems = [preflight.Problem(f"sim{i}", f"sim{i}: outside") for i in range(25)]
+    with pytest.raises(MeteorologyError) as info:
+        preflight.require(problems)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("25 problems stop this run before it starts")
+    assert lines[1:21] == [f"sim{i}: outside" for i in range(20)]
+    assert lines[21:] == ["… and 5 more"]
