@@ -27,6 +27,14 @@ class StoreError(StiltError):
     """A project store is missing, malformed or inconsistent with its configuration."""
 
 
+class StoreUnwritable(StoreError):
+    """The store refused a write: it is full, read-only, or not ours to write.
+
+    Nothing else can be stored there either, so a run stops at the first one,
+    leaving the simulations it did not finish pending.
+    """
+
+
 class HysplitNotFoundError(StiltError, FileNotFoundError):
     """No ``hycs_std`` executable could be resolved."""
 

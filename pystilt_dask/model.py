@@ -66,6 +66,8 @@ class Model:
         if storage_options is None and config is not None:
             storage_options = config.storage_options or None
         self.location = Location(str(project), storage_options)
+        if self.location.is_local and Path(self.location.root).is_file():
+            raise StoreError(f"{self.location.root} is a file: a project store is a folder")
         if config is None:
             config = _stored_config(self.location)
             if config is None:
@@ -165,15 +167,21 @@ class Model:
             current = registry.read(self.location, since=current)
 
     def _store_config(self) -> None:
-        stored = _stored_config(self.location)
+        text = self.config.to_yaml().encode()
+        try:
+            stored = self.location.read_bytes(layout.CONFIG)
+        except FileNotFoundError:
+            stored = None
+        if stored == text:
+            return  # nothing new to write: a read-only store stays usable
         if stored is not None:
-            changes = stored.result_changes(self.config)
+            changes = _parse_config(stored, self.location).result_changes(self.config)
             if changes:
                 raise ConfigError(
                     f"{self.location.root} was made with other settings that change results "
                     f"({'; '.join(changes)}); use a new project for them"
                 )
-        self.location.write_bytes(layout.CONFIG, self.config.to_yaml().encode())
+        self.location.write_bytes(layout.CONFIG, text)
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Read back every result and name the simulations whose results are damaged.
@@ -476,4 +484,8 @@ def _stored_config(location: Location) -> ModelConfig | None:
         text = location.read_bytes(layout.CONFIG)
     except FileNotFoundError:
         return None
+    return _parse_config(text, location)
+
+
+def _parse_config(text: bytes, location: Location) -> ModelConfig:
     return ModelConfig.from_dict(load_yaml(text.decode(), location.url(layout.CONFIG)) or {})

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from .config import ModelConfig
-from .errors import HysplitError, StiltError
+from .errors import HysplitError, StiltError, StoreUnwritable
 from .footprint import footprint_layers
 from .hysplit.run import CANCELLED
 from .receptors import Receptor
@@ -145,6 +145,8 @@ def _attempt(
             # Dask gave up on this task (cancelled, client closed, worker closing):
             # the simulation did not fail and stays pending; Dask drops the error.
             raise
+        if isinstance(exc, StoreUnwritable):
+            raise  # not this simulation's failure, and no record could be written
         records.write_failure(location, records.failure(exc, sim_id, step))
         if isinstance(exc, StiltError):
             return State.FAILED.value

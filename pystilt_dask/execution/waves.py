@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client, as_completed
 
+from ..errors import StoreUnwritable
 from ..store import claims, records
 from ..store.completion import State
 from ..store.paths import Location
@@ -120,6 +121,12 @@ def _outcome(location: Location, sim_id: str, future: Any, owner: str) -> Outcom
     # An attempt that died with its worker never released this run's claim.
     claims.release_owned(location, sim_id, owner)
     error = future.exception() if future.status == "error" else None
+    if isinstance(error, StoreUnwritable):
+        # Every other simulation would meet the same refusal: stop the run here.
+        raise StoreUnwritable(
+            f"{error}; the run stopped, its unfinished simulations stay pending "
+            "(run again once the store takes writes)"
+        )
     detail = f"{type(error).__name__}: {error}" if error else f"task {future.status}"
     if records.read_failure(location, sim_id) is None:
         # The task never ran to its own error handling (worker killed, cancelled, lost).

@@ -36,7 +36,7 @@ from ..errors import ConfigError, StoreError
 from ..fingerprint import footprint_settings
 from ..footprint import UNITS, Grid
 from . import layout
-from .paths import Location
+from .paths import Location, refused_writes
 from .registry import Registry
 
 #: Rows per chunk of the per-simulation coordinate arrays.
@@ -129,15 +129,37 @@ def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
     for name, fp in config.footprints.items():
         ensure_group(location, name, fp, config.hysplit)
         group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
-        lag = group["lag"][:].astype("int64")
-        # Coordinates first, extents last: a reader never sees a row without its id.
-        _extended(group["simulation"], n)[:n] = sim_ids.astype(str)
-        _extended(group["time"], n)[:n] = minutes[:, None] + 60 * lag[None, :]
-        for array in (group["simulation"], group["time"], group[layout.FOOT]):
-            if array.shape[0] != n:
-                # Never delete chunks: a smaller extent here comes from an older registry.
-                new_shape = (n, *array.shape[1:])
-                _sync(array._async_array.resize(new_shape, delete_outside_chunks=False))
+        if _describes(group, sim_ids):
+            continue  # written for these rows already (a read-only store stays usable)
+        with refused_writes(location.root):
+            _describe_rows(group, sim_ids, minutes)
+
+
+def _describe_rows(group: zarr.Group, sim_ids: np.ndarray, minutes: np.ndarray) -> None:
+    """Write ``group``'s coordinates and extents for these rows."""
+    n = len(sim_ids)
+    lag = group["lag"][:].astype("int64")
+    # Coordinates first, extents last: a reader never sees a row without its id.
+    _extended(group["simulation"], n)[:n] = sim_ids.astype(str)
+    _extended(group["time"], n)[:n] = minutes[:, None] + 60 * lag[None, :]
+    for array in (group["simulation"], group["time"], group[layout.FOOT]):
+        if array.shape[0] != n:
+            # Never delete chunks: a smaller extent here comes from an older registry.
+            new_shape = (n, *array.shape[1:])
+            _sync(array._async_array.resize(new_shape, delete_outside_chunks=False))
+
+
+def _describes(group: zarr.Group, sim_ids: np.ndarray) -> bool:
+    """Whether ``group`` holds these simulation ids with its extents set for them.
+
+    Extents are written last, and a row's time follows from its id, which never
+    changes: equal ids at full extent mean every coordinate is written.
+    """
+    n = len(sim_ids)
+    arrays = (group["simulation"], group["time"], group[layout.FOOT])
+    if any(array.shape[0] != n for array in arrays):
+        return False
+    return n == 0 or bool(np.array_equal(group["simulation"][:], sim_ids.astype(str)))
 
 
 def _extended(array: zarr.Array, n: int) -> zarr.Array:
@@ -307,7 +329,8 @@ def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> N
     array = foot_array(location, name, row + 1).with_config({"write_empty_chunks": True})
     # A selection with the chunk's own shape is a whole-chunk write: zarr then
     # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
-    array[row : row + 1] = chunk[np.newaxis]
+    with refused_writes(location.root):
+        array[row : row + 1] = chunk[np.newaxis]
 
 
 def chunk_reader(array: zarr.Array) -> ChunkReader:

@@ -12,9 +12,12 @@ publish each object atomically.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,25 @@ from typing import Any
 import fsspec
 import zarr.storage
 
+from ..errors import StoreUnwritable
+
 #: Suffix of temporary files; zarr's LocalStore uses the same one.
 PARTIAL_SUFFIX = ".partial"
+
+
+#: What a store's refusal to take a write looks like: full, read-only, not permitted.
+REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextmanager
+def refused_writes(root: str) -> Iterator[None]:
+    """Turn the store's refusal of a write into :class:`~pystilt_dask.errors.StoreUnwritable`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in REFUSED:
+            raise
+        raise StoreUnwritable(f"cannot write to {root}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -98,21 +118,28 @@ class Location:
         return self._fs.cat_file(self._path(key))
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        """Write ``data`` to ``key`` atomically: readers see the old or the new, never part."""
+        """Write ``data`` to ``key`` atomically: readers see the old or the new, never part.
+
+        Raises
+        ------
+        StoreUnwritable
+            When the store refuses the write (full, read-only, not permitted).
+        """
         path = self._path(key)
-        if not self.is_local:
-            self._fs.pipe_file(path, data)
-            return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with refused_writes(self.root):
+            if not self.is_local:
+                self._fs.pipe_file(path, data)
+                return
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
 
     def create(self, key: str, data: bytes) -> bool:
         """Write ``key`` only if it does not exist yet; return whether this call wrote it.
@@ -124,26 +151,27 @@ class Location:
         is a conditional put (``If-None-Match: *`` on S3, through fsspec's ``"xb"``).
         """
         path = self._path(key)
-        if not self.is_local:
-            self._fs.invalidate_cache(posixpath.dirname(path))
+        with refused_writes(self.root):
+            if not self.is_local:
+                self._fs.invalidate_cache(posixpath.dirname(path))
+                try:
+                    with self._fs.open(path, "xb") as f:
+                        f.write(data)
+                except FileExistsError:
+                    return False
+                return True
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
             try:
-                with self._fs.open(path, "xb") as f:
+                with open(tmp, "wb") as f:
                     f.write(data)
+                os.link(tmp, path)
             except FileExistsError:
                 return False
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
             return True
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return True
 
     def delete(self, key: str) -> None:
         """Delete ``key`` if it exists."""
