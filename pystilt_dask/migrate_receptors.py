@@ -113,9 +113,15 @@ def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
         lon, lat, alt = (
             raw[spelling[f]].astype(float) for f in ("longitude", "latitude", "altitude")
         )
-        time = pd.to_datetime(raw[spelling["time"]].map(parse_time))
     except (ValueError, TypeError) as exc:
         _refuse(source, str(exc))
+    times = []
+    for value in raw[spelling["time"]]:
+        try:
+            times.append(parse_time(value))
+        except ValueError as exc:
+            refuse(np.arange(len(raw)) == len(times), f"time {value!r}: {exc}")
+    time = pd.Series(pd.to_datetime(times), index=raw.index)
     refuse(~lon.between(-180, 180).to_numpy(), "longitude must be within [-180, 180]")
     refuse(~lat.between(-90, 90).to_numpy(), "latitude must be within [-90, 90]")
     refuse(~(alt >= 0).to_numpy(), "heights above ground must be >= 0")

@@ -8,7 +8,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from pystilt_dask.errors import ReceptorError
+from pystilt_dask.errors import ConfigError, ReceptorError
 from pystilt_dask.migrate_receptors import migrate_receptors
 from pystilt_dask.receptors import (
     ColumnReceptor,
@@ -227,3 +227,13 @@ def test_two_pystilt_columns_at_one_place_migrate_as_two(tmp_path):
         "201905301000_-111.9_40.7_X3000-6000",
     ]
     assert read_receptors(tmp_path / "ours.csv") == receptors
+
+
+def test_a_pystilt_time_we_cannot_read_names_its_receptor(tmp_path):
+    source = tmp_path / "receptors.csv"
+    source.write_text(
+        "r_idx,time,lon,lat,z\na,201905301000,-111.9,40.7,5\nb,30/05/2019,-111.9,40.7,5\n"
+    )
+    with pytest.raises(ConfigError, match=r"receptors.csv: r_idx=b: time '30/05/2019': not a time"):
+        migrate_receptors(source, tmp_path / "ours.csv")
+    assert not (tmp_path / "ours.csv").exists()
