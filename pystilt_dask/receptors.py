@@ -7,7 +7,7 @@ id exactly when they are the same receptor:
 - column: ``yyyymmddHHMM_<lon>_<lat>_X<bottom>-<top>``, as PYSTILT writes it;
 - multipoint: ``yyyymmddHHMM_multi_<hash>``, ``<hash>`` the first 10 hex digits of
   the SHA-256 of its sorted points (lon, lat rounded to 1e-5 degrees, altitude to
-  1 cm), as PYSTILT's.
+  1 cm); PYSTILT's hash is another.
 
 Numbers print like R's ``as.character`` (15 significant digits, no trailing zeros),
 and a receptor keeps its numbers as printed: ``-111.84800000000001`` is
