@@ -295,8 +295,11 @@ def _met_problems(
             )
             continue
         problems += _one_met(config.hysplit.n_hours, str(met_name), met, group, needed)
-    order = {sim_id: i for i, sim_id in enumerate(dict.fromkeys(points["sim_id"]))}
-    return sorted(problems, key=lambda p: order.get(p.subject, -1))
+    if not problems:
+        return problems
+    # In table order; problems of a met or a file (no row) first.
+    ranks = pd.Index(points["sim_id"]).drop_duplicates().get_indexer([p.subject for p in problems])
+    return [problems[i] for i in np.argsort(ranks, kind="stable")]
 
 
 def _one_met(
