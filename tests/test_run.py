@@ -105,16 +105,16 @@ def test_to_delayed_on_any_scheduler(tmp_path, reference, scheduler):
 
 
 def test_progress_line_says_when_it_waits_for_workers(tmp_path):
-    from pystilt_dask.execution.console import cluster_line
+    from pystilt_dask.execution.console import cluster_text, cluster_threads
 
     with LocalCluster(
         n_workers=0, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:  # fmt: skip
         with Client(cluster) as client:
-            assert cluster_line(client).startswith("waiting for workers")
+            assert cluster_text(*cluster_threads(client)).startswith("waiting for workers")
             cluster.scale(1)
             client.wait_for_workers(1)
-            assert cluster_line(client) == "running 0 on 1 workers (1 threads)"
+            assert cluster_text(*cluster_threads(client)) == "on 1 workers (1 threads)"
 
 
 def test_progress_and_dashboard_link_unless_quiet(tmp_path, capsys):
