@@ -1,0 +1,292 @@
+"""Receptor models, their simulation ids, and the times and numbers they keep."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
+
+#: Compact digit times, as R-STILT scripts write them (``r_run_time=2019010106``).
+_COMPACT = {10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+_MONTH_FIRST = re.compile(r"\s*(\d{1,2})/(\d{1,2})/\d{4}\b")
+_NOT_A_TIME = (
+    "not a time: write ISO 8601 (2019-05-30T10:00Z, 2019-05-30 10:00, 20190530T1000), "
+    "yyyy/mm/dd HH:MM, mm/dd/yyyy HH:MM or digits yyyymmddHH[MM]"
+)
+
+
+def parse_time(value: Any) -> datetime:
+    """A receptor time as a naive UTC datetime.
+
+    Accepts datetimes (aware ones are converted to UTC), ISO 8601 text with or
+    without a zone (``Z``, ``+02:00``, `` UTC``), ``yyyy/mm/dd HH:MM``,
+    ``mm/dd/yyyy HH:MM`` (month first) and compact digits ``yyyymmddHH``,
+    ``yyyymmddHHMM`` or ``yyyymmddHHMMSS``, as text or integer; an integer is never
+    read as an epoch.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a time with a fraction of a second.
+    """
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)  # an integer column with gaps reads as floats
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        if isinstance(value, str):
+            stamp = _parse_text(value.strip())
+        elif isinstance(value, datetime | np.datetime64):
+            stamp = pd.Timestamp(value)
+        else:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise ValueError(_NOT_A_TIME) from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if stamp.microsecond or stamp.nanosecond:
+        raise ValueError("a fraction of a second is not kept: round the time to the second")
+    return stamp.to_pydatetime()
+
+
+def _parse_text(text: str) -> pd.Timestamp:
+    if text.isdigit():
+        if len(text) not in _COMPACT:
+            raise ValueError
+        return pd.Timestamp(datetime.strptime(text, _COMPACT[len(text)]))
+    if not text[:1].isdigit():  # pandas reads 'now' and 'today'
+        raise ValueError
+    stamp = pd.Timestamp(text)
+    slashed = _MONTH_FIRST.match(text)
+    # pandas reads 30/05/2019 day first rather than fail; 05/06/2019 stays ambiguous.
+    if slashed and (stamp.month, stamp.day) != (int(slashed[1]), int(slashed[2])):
+        raise ValueError
+    if pd.isna(stamp):
+        raise ValueError
+    return stamp
+
+
+def format_number(value: float) -> str:
+    """Format a number as R's ``as.character`` does (15 significant digits)."""
+    return f"{float(value) + 0.0:.15g}"  # + 0.0: -0.0 prints as 0
+
+
+def canonical_number(value: float) -> float:
+    """The number a receptor keeps: ``value`` as its id prints it."""
+    return float(format_number(value))
+
+
+def canonical_longitude(value: float) -> float:
+    """A longitude in [-180, 180), as its id prints it."""
+    if not -180 <= value < 180:
+        value = (value + 180) % 360 - 180
+    return canonical_number(value)
+
+
+UTCTime = Annotated[datetime, BeforeValidator(parse_time)]
+Longitude = Annotated[
+    float, Field(ge=-360, le=360, allow_inf_nan=False), AfterValidator(canonical_longitude)
+]
+Latitude = Annotated[
+    float, Field(ge=-90, le=90, allow_inf_nan=False), AfterValidator(canonical_number)
+]
+Height = Annotated[float, Field(ge=0, allow_inf_nan=False), AfterValidator(canonical_number)]
+
+
+class _Receptor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: UTCTime
+    _registered_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def time_id(self) -> str:
+        """The time part of the simulation id: ``yyyymmddHHMM``, ``yyyymmddHHMMSS`` with seconds."""
+        return self.time.strftime("%Y%m%d%H%M%S" if self.time.second else "%Y%m%d%H%M")
+
+    @property
+    def release_points(self) -> list[tuple[float, float, float]]:
+        """``(latitude, longitude, height)`` lines for HYSPLIT's CONTROL file."""
+        raise NotImplementedError
+
+    @property
+    def sim_id(self) -> str:
+        """The simulation id (the one it is registered under, when that differs)."""
+        return self._registered_id or self._own_id(self.time_id)
+
+    @property
+    def legacy_sim_id(self) -> str | None:
+        """The id registries written before this id scheme may hold it under, if another.
+
+        Those ids stamped the time to the minute and a column's height as ``X``.
+        """
+        legacy = self._legacy_id(self.time.strftime("%Y%m%d%H%M"))
+        return legacy if legacy != self._own_id(self.time_id) else None
+
+    def _own_id(self, time_id: str) -> str:
+        raise NotImplementedError
+
+    def _legacy_id(self, time_id: str) -> str:
+        return self._own_id(time_id)
+
+    def _identity(self) -> tuple:
+        return tuple(self.model_dump().values())
+
+    def registered_as(self, sim_id: str) -> _Receptor:
+        """This receptor, answering ``sim_id`` as its id: a registry entry under an older id."""
+        copy = self.model_copy()
+        copy._registered_id = sim_id
+        return copy
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._identity() == other._identity()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Flat attributes describing the receptor (for netCDF/zarr metadata)."""
+        data = self.model_dump(mode="json")
+        data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+        return {"sim_id": self.sim_id, **data}
+
+    def describe(self) -> str:
+        """The receptor's fields in one line, for messages."""
+        fields = self.model_dump(exclude={"kind"})
+        fields["time"] = f"{self.time:%Y-%m-%d %H:%M:%S}"
+        return ", ".join(f"{k}={_shown(v)}" for k, v in fields.items())
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"[{', '.join(format_number(v) for v in value)}]"
+    return format_number(value) if isinstance(value, float) else str(value)
+
+
+class PointReceptor(_Receptor):
+    """A measurement at one place and height.
+
+    Parameters
+    ----------
+    time : datetime or str
+        Measurement time (UTC; aware times are converted; see :func:`parse_time`).
+    longitude, latitude : float
+        Position in degrees.
+    altitude : float
+        Height above ground in metres.
+    """
+
+    kind: Literal["point"] = "point"
+    longitude: Longitude
+    latitude: Latitude
+    altitude: Height
+
+    def _own_id(self, time_id: str) -> str:
+        lon, lat, z = (format_number(v) for v in (self.longitude, self.latitude, self.altitude))
+        return f"{time_id}_{lon}_{lat}_{z}"
+
+    @property
+    def release_points(self) -> list[tuple[float, float, float]]:
+        return [(self.latitude, self.longitude, self.altitude)]
+
+
+class ColumnReceptor(_Receptor):
+    """A vertical column (e.g. a satellite sounding) released as a HYSPLIT line source.
+
+    Parameters
+    ----------
+    time : datetime or str
+        Measurement time (UTC).
+    longitude, latitude : float
+        Position in degrees.
+    bottom, top : float
+        Column bounds above ground in metres.
+    """
+
+    kind: Literal["column"] = "column"
+    longitude: Longitude
+    latitude: Latitude
+    bottom: Height
+    top: Height
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ColumnReceptor:
+        if self.top <= self.bottom:
+            raise ValueError(f"top ({self.top}) must exceed bottom ({self.bottom})")
+        return self
+
+    def _own_id(self, time_id: str) -> str:
+        lon, lat, bottom, top = (
+            format_number(v) for v in (self.longitude, self.latitude, self.bottom, self.top)
+        )
+        return f"{time_id}_{lon}_{lat}_X{bottom}-{top}"
+
+    def _legacy_id(self, time_id: str) -> str:
+        return f"{time_id}_{format_number(self.longitude)}_{format_number(self.latitude)}_X"
+
+    @property
+    def release_points(self) -> list[tuple[float, float, float]]:
+        return [
+            (self.latitude, self.longitude, self.bottom),
+            (self.latitude, self.longitude, self.top),
+        ]
+
+
+class MultiPointReceptor(_Receptor):
+    """Several release points sharing one time (slant columns, plume transects).
+
+    Two multipoint receptors with the same points in another order are the same
+    receptor.
+
+    Parameters
+    ----------
+    time : datetime or str
+        Measurement time (UTC).
+    longitudes, latitudes, altitudes : sequence of float
+        Release points; heights above ground in metres.
+    """
+
+    kind: Literal["multipoint"] = "multipoint"
+    longitudes: tuple[Longitude, ...]
+    latitudes: tuple[Latitude, ...]
+    altitudes: tuple[Height, ...]
+
+    @model_validator(mode="after")
+    def _aligned(self) -> MultiPointReceptor:
+        n = len(self.longitudes)
+        if n < 2 or len(self.latitudes) != n or len(self.altitudes) != n:
+            raise ValueError("longitudes, latitudes and altitudes need the same length, at least 2")
+        return self
+
+    def _points(self) -> list[tuple[float, float, float]]:
+        return list(zip(self.longitudes, self.latitudes, self.altitudes, strict=True))
+
+    def _identity(self) -> tuple:
+        return (self.kind, self.time, tuple(sorted(self._points())))
+
+    def _own_id(self, time_id: str) -> str:
+        points = sorted(
+            (round(lon, 5), round(lat, 5), round(z, 2)) for lon, lat, z in self._points()
+        )
+        digest = hashlib.sha256(repr(points).encode()).hexdigest()[:10]
+        return f"{time_id}_multi_{digest}"
+
+    @property
+    def release_points(self) -> list[tuple[float, float, float]]:
+        return [(lat, lon, z) for lon, lat, z in self._points()]
+
+
+Receptor = PointReceptor | ColumnReceptor | MultiPointReceptor
