@@ -162,10 +162,12 @@ def check(model: Model) -> Report:
 def check_run(model: Model, known: Registry, sim_ids: Sequence[str]) -> list[Problem]:
     """The cheap pre-flight of a run: met coverage and domain of ``sim_ids``, from headers.
 
-    For each simulation: its met is configured and its directory exists, files
-    match its run window, their headers hold every time step of the window, and
-    each release point lies inside every file's grid, away from its edge. Headers
-    are read once per file and process; no data record is read.
+    For each simulation: its met is configured, files match its run window, their
+    headers hold every time step of the window, and each release point lies inside
+    every file's grid, away from its edge. Headers are read once per file and
+    process; no data record is read. A met directory this process does not see is
+    left to the workers, which may mount it where the client cannot (Kubernetes);
+    :func:`check` reports it.
 
     Parameters
     ----------
@@ -183,7 +185,8 @@ def check_run(model: Model, known: Registry, sim_ids: Sequence[str]) -> list[Pro
     """
     if not len(sim_ids):
         return []
-    return _met_problems(model.config, _registry_points(known.table.loc[list(sim_ids)]))
+    points = _registry_points(known.table.loc[list(sim_ids)])
+    return _met_problems(model.config, points, unseen_met_ok=True)
 
 
 def require(problems: Sequence[Problem]) -> None:
@@ -276,10 +279,13 @@ def _met_problems(
     config: ModelConfig,
     points: pd.DataFrame,
     needed: dict[Path, set[pd.Timestamp]] | None = None,
+    *,
+    unseen_met_ok: bool = False,
 ) -> list[Problem]:
     """Coverage and domain problems of release points (columns sim_id, time, met, lon, lat).
 
-    ``needed`` collects, per met file, the time steps the covered runs read.
+    ``needed`` collects, per met file, the time steps the covered runs read;
+    ``unseen_met_ok`` passes a met whose directory does not exist here.
     """
     problems: list[Problem] = []
     for met_name, group in points.groupby("met", sort=False):
@@ -293,6 +299,8 @@ def _met_problems(
                     f"has only {known}",
                 )
             )
+            continue
+        if unseen_met_ok and not Path(met.directory).is_dir():
             continue
         problems += _one_met(config.hysplit.n_hours, str(met_name), met, group, needed)
     if not problems:

@@ -188,6 +188,11 @@ def test_check_run_and_a_store_from_the_registry(stilt, tmp_path, met_copy):
     assert result.returncode == 1, result.stdout + result.stderr
     assert problem_lines(result.stdout) == [str(problems[0])]
 
+    # Workers may see met the client does not (a volume mounted in their pods only).
+    met_copy.rename(tmp_path / "elsewhere")
+    assert preflight.check_run(model, known, ids) == []
+    assert [p.subject for p in preflight.check(model).problems] == ["mets.idealized"]
+
 
 def test_remote_output_is_listed_up_to_its_bucket(s3_options):
     assert preflight.output_problem(Location("s3://stilt-test/new/project", s3_options)) is None
