@@ -1,6 +1,7 @@
 """One STILT trajectory run: receptor + configuration → particle table.
 
-Met files are found and their coverage verified before HYSPLIT starts; HYSPLIT
+Met files are found, checked against their directory's digest manifest (when it
+has one) and their coverage verified before HYSPLIT starts; HYSPLIT
 runs in a private scratch directory; particles are parsed as soon as it ends;
 column release heights (``xhgt``) and the near-field correction are added.
 """
@@ -22,6 +23,7 @@ from .hysplit.particles import read_particle_file
 from .hysplit.run import log_text, run_hysplit, workdir_for
 from .meteorology.coverage import check_coverage
 from .meteorology.files import find_met_files, run_window
+from .meteorology.manifest import verify_met_files
 from .nearfield import apply_hnf_plume, release_heights
 from .receptors import ColumnReceptor, Receptor
 
@@ -84,7 +86,8 @@ def run_trajectory(
     Raises
     ------
     MeteorologyError
-        Met files missing, damaged, or not covering the run window or the receptor.
+        Met files missing, damaged, changed since their directory's manifest was
+        written (or not listed in it), or not covering the run window or the receptor.
     HysplitNotFoundError
         No ``hycs_std`` could be resolved.
     HysplitError
@@ -114,6 +117,7 @@ def simulate_trajectories(
     met_name, met_config = _select_met(config, met)
     hysplit = config.hysplit
     files = find_met_files(receptor.time, hysplit.n_hours, met_config, met_name)
+    verify_met_files(files, met_config.directory, met_name)
     window = run_window(receptor.time, hysplit.n_hours)
     check_coverage(files, window, receptor.release_points, met_name)
     install = resolve_hysplit(hysplit.executable)

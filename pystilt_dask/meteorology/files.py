@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,8 @@ from ..errors import MeteorologyError
 
 # Lock files, editor backups and half-written downloads are never met files.
 _EXCLUDED_SUFFIXES = ("~", ".partial", ".bad", ".tmp")
+#: The digest manifest a met directory may hold (:mod:`.manifest`); never a met file.
+MANIFEST_NAME = "MANIFEST.sha256"
 
 
 def run_window(time: datetime, n_hours: int) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -78,14 +81,25 @@ def _matching(directory: Path, patterns: list[str]) -> list[Path]:
 @lru_cache(maxsize=64)
 def _listing(directory: str, mtime_ns: int) -> tuple[Path, ...]:
     # One recursive walk per directory version, shared by every simulation in a process.
-    # Paths are kept as found, not resolved: a file is matched by the name it is
-    # found under (a link into a content-addressed store resolves to a hash), and
-    # one reached twice through linked folders is listed once.
+    # A file reached twice through linked folders is listed once.
     paths: dict[Path, Path] = {}
+    for path in walk_met_files(Path(directory)):
+        paths.setdefault(path.resolve(), path)
+    return tuple(paths.values())
+
+
+def walk_met_files(directory: Path) -> Iterator[Path]:
+    """Yield every file under ``directory`` that could be a met file, by the name found.
+
+    The walk is recursive and follows symlinks. Paths are kept as found, not
+    resolved: a file is matched by the name it is found under (a link into a
+    content-addressed store resolves to a hash). Lock files, editor backups,
+    half-written downloads and the digest manifest are left out.
+    """
     for root, _, names in os.walk(Path(directory).absolute(), followlinks=True):
         for file_name in names:
             if ".lock" in file_name or file_name.endswith(_EXCLUDED_SUFFIXES):
                 continue
-            path = Path(root, file_name)
-            paths.setdefault(path.resolve(), path)
-    return tuple(paths.values())
+            if file_name == MANIFEST_NAME:
+                continue
+            yield Path(root, file_name)
