@@ -94,10 +94,11 @@ class Report:
     def summary(self) -> str:
         """One line: no problems and what was checked, or how many problems."""
         if self.problems:
-            return f"{len(self.problems)} problems would stop a run"
+            return f"{_count(len(self.problems), 'problem')} would stop a run"
         return (
-            f"no problems: {self.receptors} receptors inside their met in space and time, "
-            f"{self.met_files} met files intact, hycs_std {self.hysplit}, output writable"
+            f"no problems: {_count(self.receptors, 'receptor')} inside their met in space and "
+            f"time, {_count(self.met_files, 'met file')} intact, hycs_std {self.hysplit}, "
+            "output writable"
         )
 
 
@@ -202,7 +203,7 @@ def require(problems: Sequence[Problem]) -> None:
     lines = "\n".join(str(p) for p in problems[:SHOWN])
     more = f"\n… and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
     raise MeteorologyError(
-        f"{len(problems)} problems stop this run before it starts "
+        f"not started: {_count(len(problems), 'problem')} found before any cluster "
         f"(`stilt-dask check` lists them all):\n{lines}{more}"
     )
 
@@ -248,6 +249,10 @@ def _remote_problem(location: Location) -> Problem | None:
                 path = parent
     except Exception as exc:  # fsspec filesystems raise their own types
         return Problem("output", f"output {root} cannot be listed: {type(exc).__name__}: {exc}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _receptor_points(

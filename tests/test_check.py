@@ -72,7 +72,8 @@ def damage(path: Path, time: str, variable: str, level: int) -> None:
 def problem_lines(stdout: str) -> list[str]:
     """The problem lines of a check's output (all but the summary)."""
     *lines, summary = stdout.strip().splitlines()
-    assert summary == f"{len(lines)} problems would stop a run", stdout
+    counted = "1 problem" if len(lines) == 1 else f"{len(lines)} problems"
+    assert summary == f"{counted} would stop a run", stdout
     return lines
 
 
@@ -88,7 +89,7 @@ def test_clean_project_has_no_problems(stilt, tmp_path, met_copy):
     config = write_project(tmp_path, met_copy, [("2019-05-30 06:00", VALLEY)])
     result = stilt("check", config)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("no problems: 1 receptors inside their met in space and time")
+    assert result.stdout.startswith("no problems: 1 receptor inside their met in space and time")
     assert "2 met files intact" in result.stdout and "output writable" in result.stdout
     assert_nothing_started(result, tmp_path)
 
@@ -180,7 +181,7 @@ def test_check_run_and_a_store_from_the_registry(stilt, tmp_path, met_copy):
     problems = preflight.check_run(model, known, ids)
     assert [p.subject for p in problems] == [sim_id("2019-05-30 08:00", FAR)]
     assert preflight.check_run(model, known, [sim_id("2019-05-30 08:00", VALLEY)]) == []
-    with pytest.raises(MeteorologyError, match=r"^1 problems stop this run") as info:
+    with pytest.raises(MeteorologyError, match=r"^not started: 1 problem found before") as info:
         preflight.require(problems)
     assert str(info.value).splitlines()[1] == str(problems[0])
 
@@ -205,6 +206,6 @@ def test_a_long_list_of_problems_is_cut_in_a_run_error():
     with pytest.raises(MeteorologyError) as info:
         preflight.require(problems)
     lines = str(info.value).splitlines()
-    assert lines[0].startswith("25 problems stop this run before it starts")
+    assert lines[0].startswith("not started: 25 problems found before any cluster")
     assert lines[1:21] == [f"sim{i}: outside" for i in range(20)]
     assert lines[21:] == ["… and 5 more"]
