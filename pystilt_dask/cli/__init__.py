@@ -1,7 +1,8 @@
 """The ``stilt-dask`` command line: a thin layer over :class:`~pystilt_dask.model.Model`.
 
 :mod:`.app` holds the application and what its commands share; the commands
-live by what they work on (:mod:`.project`, :mod:`.running`, :mod:`.results`).
+live by what they work on (:mod:`.running`, :mod:`.check`, :mod:`.project`,
+:mod:`.met`, :mod:`.results`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .app import app
 
 # Each module registers its commands, which --help lists in this order.
 # isort: off
-from . import running, project, results  # noqa: F401
+from . import running, check, project, met, results  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]
