@@ -158,6 +158,10 @@ def test_a_file_the_manifest_does_not_list_is_refused(met_dir: Path) -> None:
     assert str(caught.value).startswith(
         f"met file {extra} is not listed in {met_dir / MANIFEST_NAME}: rewrite it with "
     )
+    elsewhere = met_dir.parent / READ  # a file outside the directory is not listed either
+    shutil.copy(met_dir / READ, elsewhere)
+    with pytest.raises(MeteorologyError, match=f"met file {elsewhere} is not listed in "):
+        verify_met_files([elsewhere], met_dir, "idealized")
     write_manifest(met_dir)  # the subfolder's file is listed by its relative name
     assert "late/20190530_06-11_extra" in read_manifest(met_dir)
     verify_met_files(files, met_dir, "idealized")

@@ -191,7 +191,8 @@ def verify_met_files(
     root = Path(directory).absolute()
     manifest = str(root / MANIFEST_NAME)
     for path in files:
-        relative = Path(path).absolute().relative_to(root).as_posix()
+        absolute = Path(path).absolute()
+        relative = absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else ""
         if relative not in digests:
             raise MeteorologyError(
                 f"met file {path} is not listed in {manifest}: rewrite it with "
