@@ -276,7 +276,7 @@ def test_an_expired_claim_is_taken_over_by_one_contender(model):
     assert taken is not None and taken.generation == dead.generation + 1
     assert claims.acquire(model.location, sim_id) is None  # live: nobody else gets it
     assert not model.location.exists(dead.key)
-    retry = claims.acquire(model.location, sim_id, owner=taken.owner)  # same run: a retry
+    retry = claims.acquire(model.location, sim_id, run=taken.holder.run)  # same run: a retry
     assert retry is not None and retry.generation == taken.generation + 1
     claims.release(model.location, retry)
     assert claims.current(model.location) == {}

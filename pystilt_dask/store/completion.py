@@ -4,7 +4,9 @@ A simulation is complete iff every one of its completion keys exists: its
 particles, its transport-error particles (when configured) and the chunk of every
 configured footprint. It is ``complete-empty`` when complete and every footprint
 is marked empty. Otherwise it is ``running`` while a live claim holds it,
-``failed`` when its last attempt left a failure record, and ``pending`` else.
+``failed`` when its last attempt left a failure record, ``interrupted`` when it
+was started and never finished (its claim is left, but dead or expired, and it
+has no failure record), and ``pending`` else.
 Each footprint name gets the same states from its own chunk and marker.
 
 This module is the only place that says so: the per-simulation check of a task,
@@ -36,6 +38,7 @@ class State(StrEnum):
     COMPLETE = "complete"
     COMPLETE_EMPTY = "complete-empty"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
     @property
     def done(self) -> bool:
@@ -90,6 +93,7 @@ class CompletionRule:
         empty: Callable[[str], np.ndarray],
         running: np.ndarray,
         failed: np.ndarray,
+        interrupted: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """States of many simulations from presence masks.
 
@@ -101,12 +105,16 @@ class CompletionRule:
             ``empty(name)``: mask of simulations whose footprint ``name`` is marked empty.
         running, failed : numpy.ndarray
             Masks of simulations under a live claim / with a failure record.
+        interrupted : numpy.ndarray, optional
+            Mask of simulations whose claim is left but not live (default: none).
 
         Returns
         -------
         pandas.DataFrame
             Column ``state`` and one column per footprint name, categorical.
         """
+        if interrupted is None:
+            interrupted = np.zeros(len(running), bool)
         done = present(PARTICLES).copy()
         if self.error_run:
             done &= present(ERROR_PARTICLES)
@@ -115,10 +123,12 @@ class CompletionRule:
         for name in self.footprints:
             chunk = present(footprint_component(name))
             is_empty = chunk & empty(name)
-            columns[name] = _states(chunk, is_empty, running, failed)
+            columns[name] = _states(chunk, is_empty, running, failed, interrupted)
             done &= chunk
             all_empty &= is_empty
-        return pd.DataFrame({"state": _states(done, all_empty, running, failed), **columns})
+        return pd.DataFrame(
+            {"state": _states(done, all_empty, running, failed, interrupted), **columns}
+        )
 
     def state(
         self, exists: Callable[[str], bool], sim_id: str, row: int, running: bool = False
@@ -141,8 +151,15 @@ class CompletionRule:
         return states.pop("state"), states
 
 
-def _states(done: np.ndarray, empty: np.ndarray, running: np.ndarray, failed: np.ndarray):
+def _states(
+    done: np.ndarray,
+    empty: np.ndarray,
+    running: np.ndarray,
+    failed: np.ndarray,
+    interrupted: np.ndarray,
+):
     codes = np.zeros(len(done), dtype="int8")
+    codes[interrupted] = STATES.index(State.INTERRUPTED)
     codes[failed] = STATES.index(State.FAILED)
     codes[running] = STATES.index(State.RUNNING)
     codes[done] = STATES.index(State.COMPLETE)

@@ -6,6 +6,7 @@
       config.yaml                          the project's ModelConfig
       .stilt/registry/<version>.parquet    registry commits: simulations and their rows
       .stilt/claims/<sim_id>@<gen>.json    who is running a simulation, until when
+      .stilt/clock                         rewritten to read the store's clock (claims)
       .stilt/checksums/<sim_id>.json       digests of a simulation's completion keys
       particles/<sim_id>.parquet           particles, zstd Parquet           (completion key)
       error_particles/<sim_id>.parquet     transport-error run, when configured (completion key)
@@ -26,6 +27,7 @@ import re
 CONFIG = "config.yaml"
 REGISTRY = ".stilt/registry"
 CLAIMS = ".stilt/claims"
+CLOCK = ".stilt/clock"
 CHECKSUMS = ".stilt/checksums"
 PARTICLES = "particles"
 ERROR_PARTICLES = "error_particles"

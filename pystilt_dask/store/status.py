@@ -2,14 +2,15 @@
 
 One listing per key family (one ``os.scandir`` locally, about 0.1 s per 100,000
 keys) gives the presence of every completion key; :mod:`.completion` turns that
-into states, and live claims (:mod:`.claims`) say which simulations are running,
-whichever process runs them. No client or scheduler is asked.
+into states, and claims (:mod:`.claims`) say which simulations are running,
+whichever process runs them, and which were interrupted (a claim left by a
+holder that is gone, or expired). No client or scheduler is asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -36,9 +37,12 @@ class Status:
     table : pandas.DataFrame
         Indexed by ``sim_id`` in row order; column ``state`` and one column per
         footprint name, all categorical with the :class:`State` values.
+    claims : mapping of str to Claim
+        The claims present, by simulation id, as read for this status (live or not).
     """
 
     table: pd.DataFrame
+    claims: Mapping[str, claims.Claim] = field(default_factory=dict)
 
     @property
     def footprints(self) -> list[str]:
@@ -97,11 +101,13 @@ def status(location: Location, registry: Registry, rule: CompletionRule) -> Stat
         present[ERROR_PARTICLES] = listed(layout.ERROR_PARTICLES, layout.PARQUET_SUFFIX)
     for name in rule.footprints:
         present[footprint_component(name)] = chunks(name)
+    claimed = claims.current(location)
     table = rule.derive(
         present.__getitem__,
         lambda name: listed(layout.empty_folder(name), layout.EMPTY_SUFFIX),
-        by_id(claims.live_ids(location)),
+        by_id(sim_id for sim_id, claim in claimed.items() if claim.live),
         listed(layout.FAILURES, layout.FAILURE_SUFFIX),
+        by_id(sim_id for sim_id, claim in claimed.items() if not claim.live),
     )
     table.index = index
-    return Status(table)
+    return Status(table, claimed)
