@@ -10,14 +10,15 @@ adaptive, several threads) can run them.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, as_completed
 
-from ..errors import StoreUnwritable
+from ..errors import StoreError, StoreUnwritable
 from ..store import claims, records
 from ..store.completion import State
 from ..store.paths import Location
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 #: Tasks kept in flight per worker thread of the cluster.
 WAVE_FACTOR = 4
+#: Held simulations named in one line; the rest are counted.
+NAMED = 3
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,12 @@ def capacity(client: Client) -> int:
     return max(1, sum(int(w["nthreads"]) for w in workers))
 
 
-def run_waves(client: Client, run: Run, window: int | None = None) -> Iterator[Outcome]:
+def run_waves(
+    client: Client,
+    run: Run,
+    window: int | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Iterator[Outcome]:
     """Run ``run``'s simulations on ``client``, yielding each :class:`Outcome` as it finishes.
 
     Parameters
@@ -56,13 +66,25 @@ def run_waves(client: Client, run: Run, window: int | None = None) -> Iterator[O
     window : int, optional
         Most tasks in flight; default ``WAVE_FACTOR`` × worker threads, re-read
         as the cluster grows or shrinks (see :func:`capacity`).
+    notify : callable, optional
+        Called with one line whenever the simulations this run waits for (held
+        by other coordinators) change; default: a warning on this module's logger.
+
+    Raises
+    ------
+    StoreError
+        When, all else done, simulations remain under stuck claims (see
+        :mod:`pystilt_dask.store.claims`), naming them and how to free them.
 
     Notes
     -----
     A simulation another coordinator holds (its task returns ``"running"``) is
-    waited for: it ends as that coordinator leaves it, or is run here once its
-    claim expires. A task that ends without a state (its worker killed, the task
-    cancelled or lost) gets a failure record naming why. Closing the generator
+    waited for, never silently (``notify`` names it, its holder and until
+    when): it ends as that coordinator leaves it, or is run here once its claim
+    is no longer live (expired on the store's clock, or its holder's process is
+    gone). A simulation under a stuck claim is not waited for. A task that ends
+    without a state (its worker killed, the task cancelled or lost) gets a
+    failure record naming why. Closing the generator
     (or an exception in the consumer, such as Ctrl-C) cancels the tasks in
     flight; the store stays consistent because every task publishes its
     completion keys last.
@@ -72,6 +94,9 @@ def run_waves(client: Client, run: Run, window: int | None = None) -> Iterator[O
     pending = iter(run.sim_ids)
     again: list[str] = []
     held: set[str] = set()
+    stuck: dict[str, claims.Claim] = {}
+    told: tuple = ()
+    say = notify or logger.warning
     in_flight = as_completed()
     futures: dict[str, str] = {}
 
@@ -99,20 +124,50 @@ def run_waves(client: Client, run: Run, window: int | None = None) -> Iterator[O
                     yield outcome
                 continue
             if not held:
+                if stuck:
+                    raise StoreError(_stuck_message(stuck, location.root))
                 return
-            time.sleep(min(claims.ttl() / 6, 10.0))
-            live = claims.live_ids(location)
+            current = claims.current(location)
             for sim_id in sorted(held):
                 state, _ = rule.state(location.exists, sim_id, run.registry.row(sim_id))
-                if state.done or sim_id not in live:
+                claim = current.get(sim_id)
+                if state.done or claim is None or not claim.live or claim.stuck:
                     held.discard(sim_id)
                     if state.done:
                         yield Outcome(sim_id, state.value)
+                    elif claim is not None and claim.stuck:
+                        stuck[sim_id] = claim
                     else:
                         again.append(sim_id)
+            waiting = {sim_id: current[sim_id] for sim_id in sorted(held)}
+            # Said again when who holds what changes, not at every renewal.
+            holders = tuple((sim_id, claim.holder) for sim_id, claim in waiting.items())
+            if holders and holders != told:
+                say(_held_line(waiting))
+            told = holders
+            if held:
+                time.sleep(min(claims.ttl() / 6, 10.0))
     finally:
         if futures:
             client.cancel(list(futures))
+
+
+def _listing(held: Mapping[str, claims.Claim]) -> str:
+    named = [f"{sim_id} ({claim.describe()})" for sim_id, claim in list(held.items())[:NAMED]]
+    more = f"; and {len(held) - NAMED} more" if len(held) > NAMED else ""
+    return "; ".join(named) + more
+
+
+def _held_line(held: Mapping[str, claims.Claim]) -> str:
+    return f"waiting for {len(held)} simulations held by other coordinators: {_listing(held)}"
+
+
+def _stuck_message(stuck: Mapping[str, claims.Claim], root: str) -> str:
+    return (
+        f"{len(stuck)} simulations were not run: their claims outlive any renewal "
+        f"(written with a clock far ahead?): {_listing(stuck)}; if their holders are gone, "
+        f"free them with `stilt-dask claims {root} --release ID` and run again"
+    )
 
 
 def _outcome(location: Location, sim_id: str, future: Any, owner: str) -> Outcome:
