@@ -20,6 +20,7 @@ from .app import (
     error_console,
     open_model,
 )
+from .claims import claim_lines, claim_record
 
 
 @command
@@ -53,13 +54,15 @@ def status(
     project: ProjectArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
 ) -> None:
-    """Count simulations per state, overall and per footprint name."""
+    """Count simulations per state, overall and per footprint name; list claims."""
     model = open_model(project)
     known = model.registry()
-    counts = status_of(model.location, known, model.completion).counts()
+    found = status_of(model.location, known, model.completion)
+    counts = found.counts()
     unregistered = model.unregistered(known)
     if as_json:
-        typer.echo(json.dumps({**counts, "unregistered": unregistered}))
+        claimed = [claim_record(s, c) for s, c in sorted(found.claims.items())]
+        typer.echo(json.dumps({**counts, "unregistered": unregistered, "claims": claimed}))
         return
     # The path on a line of its own: as a table title, rich would wrap it to the table.
     console.print(model.location.root, soft_wrap=True, markup=False, highlight=False)
@@ -72,6 +75,10 @@ def status(
         per_name = [str(c[state]) for c in counts["footprints"].values()]
         table.add_row(state.value, str(counts[state]), *per_name)
     console.print(table)
+    if found.claims:
+        console.print("claims (`stilt-dask claims` frees them):", markup=False, highlight=False)
+        for line in claim_lines(found.claims):
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     _say_unregistered(model, unregistered)
 
 
