@@ -35,6 +35,7 @@ from .errors import HysplitNotFoundError, MeteorologyError, ReceptorError, Store
 from .hysplit.executable import resolve_hysplit
 from .meteorology.coverage import EDGE, MetFileInfo, read_info, verify_checksums
 from .meteorology.files import find_met_files, requested_patterns
+from .meteorology.manifest import verify_met_files
 from .receptors import Receptor
 from .store.paths import Location
 from .store.registry import Registry
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 #: Problems listed in the error of a run's pre-flight; ``stilt-dask check`` lists all.
 SHOWN = 20
+#: Per (met name, met file): the time steps the checked runs read from it.
+Needed = dict[tuple[str, Path], set[pd.Timestamp]]
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,10 @@ def check(model: Model) -> Report:
     """Everything that would stop a run of ``model``, found without running anything.
 
     Checks the receptor table (or, for a project opened without one, every
-    registered simulation), each receptor's met as :func:`check_run` does, the
-    checksums of every met time step those runs read, that ``hycs_std`` resolves,
+    registered simulation), each receptor's met as :func:`check_run` does, the met
+    files those runs read against their directory's digest manifest (when it has
+    one: every byte is hashed) and the ARL checksums of the time steps they read,
+    that ``hycs_std`` resolves,
     and that the output store takes writes (locally a probe file is created and
     removed in it or in its nearest existing parent folder; an fsspec URL is
     listed). Nothing is registered and no cluster is started.
@@ -143,14 +148,18 @@ def check(model: Model) -> Report:
         points = _registry_points(known.table)
     if points is not None:
         report.receptors = points["sim_id"].nunique()
-        needed: dict[Path, set[pd.Timestamp]] = {}
+        needed: Needed = {}
         report.problems += _met_problems(config, points, needed)
         report.met_files = len(needed)
-        for path, times in needed.items():
+        seen: set[str] = set()  # a bad manifest would be named once per file
+        for (met_name, path), times in needed.items():
             try:
+                verify_met_files([path], config.mets[met_name].directory, met_name)
                 verify_checksums(path, sorted(times))
             except MeteorologyError as exc:
-                report.problems.append(Problem(str(path), str(exc)))
+                if str(exc) not in seen:
+                    seen.add(str(exc))
+                    report.problems.append(Problem(str(path), str(exc)))
     try:
         report.hysplit = str(resolve_hysplit(config.hysplit.executable).executable)
     except HysplitNotFoundError as exc:
@@ -283,13 +292,13 @@ def _registry_points(table: pd.DataFrame) -> pd.DataFrame:
 def _met_problems(
     config: ModelConfig,
     points: pd.DataFrame,
-    needed: dict[Path, set[pd.Timestamp]] | None = None,
+    needed: Needed | None = None,
     *,
     unseen_met_ok: bool = False,
 ) -> list[Problem]:
     """Coverage and domain problems of release points (columns sim_id, time, met, lon, lat).
 
-    ``needed`` collects, per met file, the time steps the covered runs read;
+    ``needed`` collects, per met name and file, the time steps the covered runs read;
     ``unseen_met_ok`` passes a met whose directory does not exist here.
     """
     problems: list[Problem] = []
@@ -320,7 +329,7 @@ def _one_met(
     name: str,
     met: MetConfig,
     points: pd.DataFrame,
-    needed: dict[Path, set[pd.Timestamp]] | None,
+    needed: Needed | None,
 ) -> list[Problem]:
     directory = Path(met.directory)
     if not directory.is_dir():
@@ -380,7 +389,7 @@ def _coverage(
     name: str,
     infos: Sequence[MetFileInfo],
     points: pd.DataFrame,
-    needed: dict[Path, set[pd.Timestamp]] | None,
+    needed: Needed | None,
 ) -> list[Problem]:
     """Time coverage of every run in a group sharing files, as ``check_coverage`` decides it."""
     available = pd.DatetimeIndex(sorted({t for info in infos for t in info.times}))
@@ -421,7 +430,7 @@ def _coverage(
         spans = set(zip(i_low[covered], i_high[covered], strict=True))
         steps_read = {t for lo, hi in spans for t in available[lo : hi + 1]}
         for info in infos:
-            needed.setdefault(info.path, set()).update(steps_read.intersection(info.times))
+            needed.setdefault((name, info.path), set()).update(steps_read.intersection(info.times))
     return problems
 
 

@@ -18,6 +18,8 @@ from arlmet.header import Header
 
 from pystilt_dask import preflight
 from pystilt_dask.errors import MeteorologyError
+from pystilt_dask.meteorology.coverage import verify_checksums
+from pystilt_dask.meteorology.manifest import write_manifest
 from pystilt_dask.model import Model
 from pystilt_dask.store.paths import Location
 
@@ -66,6 +68,20 @@ def damage(path: Path, time: str, variable: str, level: int) -> None:
         start = record.position + Header.N_BYTES + 10
     data = bytearray(path.read_bytes())
     data[start : start + 10] = bytes((b + 1) % 256 for b in data[start : start + 10])
+    path.write_bytes(bytes(data))
+
+
+def shift_bytes(path: Path, time: str, variable: str, level: int) -> None:
+    """Raise one byte of a record's packed data and lower the next: ARL's byte sum is kept."""
+    with arlmet.File(path) as met:
+        record = met[pd.Timestamp(time)][(level, variable)]
+        start = record.position + Header.N_BYTES
+    data = bytearray(path.read_bytes())
+    up, down = start, start + 1
+    if data[up] == 255 or data[down] == 0:
+        up, down = down, up
+    data[up] += 1
+    data[down] -= 1
     path.write_bytes(bytes(data))
 
 
@@ -137,6 +153,18 @@ def test_a_left_out_met_file_is_a_missing_hour_or_no_file(stilt, tmp_path, met_c
         f"{sim_id('2019-05-30 08:00', VALLEY)}: met 'idealized': no file under {met_copy} "
         "matches 20190530_06 (file_format '%Y%m%d_%H')",
     ]
+    assert_nothing_started(result, tmp_path)
+
+
+def test_met_changed_since_its_manifest_is_named(stilt, tmp_path, met_copy):
+    manifest, _ = write_manifest(met_copy)
+    shift_bytes(met_copy / SECOND_FILE, "2019-05-30 07:00", "VWND", 2)
+    verify_checksums(met_copy / SECOND_FILE, [pd.Timestamp("2019-05-30 07:00")])  # still passes
+    config = write_project(tmp_path, met_copy, [("2019-05-30 08:00", VALLEY)])
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = problem_lines(result.stdout)
+    assert line.startswith(f"met file {met_copy / SECOND_FILE} has changed since {manifest}")
     assert_nothing_started(result, tmp_path)
 
 

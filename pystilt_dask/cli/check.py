@@ -13,8 +13,9 @@ def check(project: ProjectArg) -> None:
     """List what would stop a run, one line each (exit 1 when any); starts no cluster.
 
     Checks the receptor table, each receptor's met (directory, files, time
-    coverage, domain), the met time steps the runs read (ARL checksums),
-    hycs_std and whether the output takes writes.
+    coverage, domain), the met files the runs read (against the met directory's
+    digest manifest when it has one, and ARL checksums), hycs_std and whether the
+    output takes writes.
     """
     report = preflight.check(open_model(project))
     for problem in report.problems:
