@@ -15,7 +15,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     model_validator,
 )
 
@@ -110,7 +109,9 @@ class _Receptor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     time: UTCTime
-    _registered_id: str | None = PrivateAttr(default=None)
+    #: The id a registry holds this receptor under, when an older id scheme gave it
+    #: another (set by :func:`pystilt_dask.store.registry.receptor`); not part of it.
+    registered_id: str | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def time_id(self) -> str:
@@ -125,7 +126,7 @@ class _Receptor(BaseModel):
     @property
     def sim_id(self) -> str:
         """The simulation id (the one it is registered under, when that differs)."""
-        return self._registered_id or self._own_id(self.time_id)
+        return self.registered_id or self._own_id(self.time_id)
 
     @property
     def legacy_sim_id(self) -> str | None:
@@ -147,9 +148,7 @@ class _Receptor(BaseModel):
 
     def registered_as(self, sim_id: str) -> _Receptor:
         """This receptor, answering ``sim_id`` as its id: a registry entry under an older id."""
-        copy = self.model_copy()
-        copy._registered_id = sim_id
-        return copy
+        return self.model_copy(update={"registered_id": sim_id})
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self._identity() == other._identity()  # type: ignore[attr-defined]
