@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -241,8 +242,9 @@ def test_a_coordinator_15_minutes_ahead_beside_another_runs_each_hysplit_once(
 ):
     receptors = [at(hour, site) for hour in (8, 9) for site in VALLEY[:2]]
     config = write_project(tmp_path, idealized_met, receptors)
-    counting = stand_in('echo run >> "$RUNS/count"\nexec "$REAL"')
-    count = counting.with_suffix(".runs") / "count"
+    # Every HYSPLIT run is counted, then held until the test lets them all go.
+    counting = stand_in('echo run >> "$RUNS/count"\nhold\nexec "$REAL"')
+    runs = counting.with_suffix(".runs")
     skewed = tmp_path / "skewed"
     skewed.mkdir()
     (skewed / "sitecustomize.py").write_text(SKEWED_CLOCK)
@@ -252,14 +254,19 @@ def test_a_coordinator_15_minutes_ahead_beside_another_runs_each_hysplit_once(
     assert float(subprocess.check_output(probe, env=ahead, text=True)) > time.time() + 800
     assert stilt("register", config, env=common).returncode == 0
 
+    def held(n: int) -> Callable[[], bool]:
+        return lambda: len(list(runs.glob("held.*"))) == n
+
     with ExitStack() as stack:
-        coordinators = [
-            stack.enter_context(started(tmp_path / name, [STILT, "run", config], where))
-            for name, where in (("normal", common), ("ahead", ahead))
-        ]
-        for coordinator in coordinators:
+        normal = stack.enter_context(started(tmp_path / "normal", [STILT, "run", config], common))
+        wait_for(held(2), 300, "the normal coordinator's two held runs")
+        # The one ahead meets live claims of the normal one, which it must not take.
+        early = stack.enter_context(started(tmp_path / "ahead", [STILT, "run", config], ahead))
+        wait_for(held(4), 300, "the coordinator ahead's two held runs")
+        (runs / "release").touch()
+        for coordinator in (normal, early):
             assert coordinator.wait(timeout=600) == 0
-    assert len(count.read_text().splitlines()) == len(receptors)
+    assert len((runs / "count").read_text().splitlines()) == len(receptors)
     assert Model.from_yaml(config).status().counts()["complete"] == len(receptors)
 
 

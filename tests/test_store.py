@@ -79,8 +79,12 @@ def test_all_pending_then_complete(model):
     counts = model.status().counts()
     assert counts == {
         "pending": 0, "running": 0, "complete": 6, "complete-empty": 0, "failed": 0,
+        "interrupted": 0,
         "footprints": {
-            name: {"pending": 0, "running": 0, "complete": 6, "complete-empty": 0, "failed": 0}
+            name: {
+                "pending": 0, "running": 0, "complete": 6, "complete-empty": 0, "failed": 0,
+                "interrupted": 0,
+            }
             for name in ("coarse", "fine")
         },
     }  # fmt: skip
@@ -271,7 +275,8 @@ def test_an_expired_claim_is_taken_over_by_one_contender(model):
     sim_id = model.simulations.ids()[0]
     dead = claims.acquire(model.location, sim_id, lifetime=-1.0)  # expired at once
     assert dead is not None and not dead.live
-    assert model.status().table.loc[sim_id, "state"] == "pending"
+    # Started (a claim was taken) and never finished: interrupted, and run again.
+    assert model.status().table.loc[sim_id, "state"] == "interrupted"
     taken = claims.acquire(model.location, sim_id)
     assert taken is not None and taken.generation == dead.generation + 1
     assert claims.acquire(model.location, sim_id) is None  # live: nobody else gets it
