@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import xarray as xr
 
+from . import preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .footprint import to_rstilt_netcdf
@@ -182,6 +183,14 @@ class Model:
                     f"({'; '.join(changes)}); use a new project for them"
                 )
         self.location.write_bytes(layout.CONFIG, text)
+
+    def check(self) -> preflight.Report:
+        """Everything that would stop a run, found without running anything.
+
+        See :func:`pystilt_dask.preflight.check`: one problem per receptor, met file
+        or setting at fault; nothing is registered and no cluster is started.
+        """
+        return preflight.check(self)
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Read back every result and name the simulations whose results are damaged.

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from distributed import Client
 
+from pystilt_dask.hysplit.inputs import format_value
 from pystilt_dask.model import Model
 
 BIN = Path(sys.executable).parent
@@ -33,8 +34,7 @@ STILT = str(BIN / "stilt-dask")
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.01}
 VALLEY = [(-111.85, 40.77), (-111.9, 40.7), (-111.7, 40.8)]
 # Within two cells of the idealized met's southern edge (39.75 N, 0.05° cells): the
-# met coverage check fails this receptor before HYSPLIT starts, and the simulation
-# is recorded as failed.
+# pre-flight of `run` refuses this receptor before any cluster starts.
 EDGE = (-111.85, 39.8)
 STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed"]
 INTERRUPTED = "interrupted: finished simulations are stored; rerun to resume"
@@ -257,9 +257,24 @@ def test_bad_run_options_are_one_line_before_anything_starts(
     assert result.stdout == "" and not (tmp_path / "project").exists()
 
 
-def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env):
+def test_a_receptor_the_met_cannot_run_is_refused_before_any_cluster(tmp_path, idealized_met, env):
     config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0]), at(8, EDGE)])
-    valley_id, edge_id = (f"201905300800_{lon}_{lat}_5" for lon, lat in (VALLEY[0], EDGE))
+    result = stilt("run", config, env=env)
+    assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: not started: 1 problem found before any cluster"), lines
+    assert lines[1].startswith("201905300800_-111.85_39.8_5: receptor (-111.85, 39.8) is outside")
+    assert not (tmp_path / "project" / "particles").exists()
+
+
+def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env, stand_in):
+    config = write_project(tmp_path, idealized_met, [at(8, VALLEY[0]), at(8, VALLEY[1])])
+    valley_id, edge_id = (f"201905300800_{lon}_{lat}_5" for lon, lat in VALLEY[:2])
+    # HYSPLIT fails for the second receptor (its release line in CONTROL) only.
+    line = " ".join(format_value(float(v)) for v in (VALLEY[1][1], VALLEY[1][0], 5))
+    failing = stand_in(f'grep -qxF "{line}" CONTROL && {{ echo "stand-in failure"; exit 3; }}\n'
+                       'exec "$REAL"')  # fmt: skip
+    env = {**env, "STILT_HYSPLIT_EXE": str(failing)}
     result = stilt("run", config, env=env)
     assert result.returncode == 1, result.stderr
     assert f"failed {edge_id}" in result.stdout
@@ -277,9 +292,10 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env
     logs = stilt("logs", config, edge_id, env=env)
     assert logs.returncode == 0, logs.stderr
     assert re.search(
-        r"^failed at \S+ in trajectory: MeteorologyError: receptor \(-111.85, 39.8\) is "
-        r"outside the domain of met 'idealized'", logs.stdout, re.MULTILINE,
+        r"^failed at \S+ in trajectory: nonzero_exit: .*hycs_std exited with status 3",
+        logs.stdout, re.MULTILINE,
     ), logs.stdout  # fmt: skip
+    assert "stand-in failure" in logs.stdout
     assert "Complete Hysplit" in stilt("logs", config, valley_id, env=env).stdout
     assert_one_line_error(stilt("logs", config, "nope", env=env), "no simulation 'nope' in ")
 

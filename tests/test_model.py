@@ -139,13 +139,15 @@ def test_skip_existing_false_redoes_everything(model):
     assert open(model.location.url(layout.chunk_key("slv", 0)), "rb").read() == data  # seeded
 
 
-def test_failure_is_recorded_and_cleared(tmp_path, config):
-    early = PointReceptor(time="2019-05-30 01:00", longitude=-111.848, latitude=40.766, altitude=5)
-    model = Model(tmp_path / "project", [early], config)
+def test_failure_is_recorded_and_cleared(tmp_path, config, stand_in):
+    failing = stand_in('echo "stand-in failure"; exit 3')
+    hysplit = config.hysplit.model_copy(update={"executable": str(failing)})
+    config = config.model_copy(update={"hysplit": hysplit})
+    model = Model(tmp_path / "project", RECEPTORS[:1], config)
     (sim_id,) = model.register_pending()
     assert model.run() == {sim_id: "failed"}
     record = model.simulations.failure(sim_id)
-    assert record["reason"] == "MeteorologyError" and "does not cover" in record["message"]
+    assert record["reason"] == "nonzero_exit" and "status 3" in record["message"]
     assert model.simulations.failed() == [sim_id]
     assert model.status().table.loc[sim_id, "slv"] == "failed"
     assert not model.location.exists(layout.particles_key(sim_id))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from .. import preflight
 from .app import ProjectArg, command, console, open_model
 
 
@@ -17,7 +16,7 @@ def check(project: ProjectArg) -> None:
     digest manifest when it has one, and ARL checksums), hycs_std and whether the
     output takes writes.
     """
-    report = preflight.check(open_model(project))
+    report = open_model(project).check()
     for problem in report.problems:
         console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)

@@ -25,6 +25,7 @@ from distributed.deploy import Cluster
 from pydantic import ValidationError
 from rich.console import Console
 
+from .. import preflight
 from ..config import ExecutionConfig
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
@@ -131,6 +132,8 @@ class Run:
             ids = status(model.location, snapshot, model.completion).ids(*states)
         else:
             ids = snapshot.sim_ids
+        if register:  # serve (register=False) tries what others feed; failures are recorded
+            preflight.require(preflight.check_run(model, snapshot, ids))
         token = tokenize(model.location.root, Fingerprint.of(model.config).token)[:10]
         return cls(model, tuple(ids), execution, skip_existing, snapshot, token, claims.new_owner())
 
