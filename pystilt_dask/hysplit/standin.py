@@ -12,8 +12,8 @@ HYSPLIT"), which the store keeps with each simulation.
 from __future__ import annotations
 
 import os
-import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from . import standin_program
@@ -59,14 +59,15 @@ def write_standin(directory: str | os.PathLike[str]) -> Path:
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / NAME
-    partial = directory / f".{NAME}.partial"
     # -I -S: no user site, no site-packages; the program needs neither, and is a copy,
     # so it runs the same whatever is installed later.
     program = Path(standin_program.__file__).read_text()
-    partial.write_text(f"#!{interpreter} -IS\n{program}")
-    partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    partial.replace(path)
+    handle, partial = tempfile.mkstemp(dir=directory, prefix=f".{NAME}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(f"#!{interpreter} -IS\n{program}")
+    os.chmod(partial, 0o755)
+    path = directory / NAME
+    os.replace(partial, path)  # whole or absent, also with two writers at once
     for name in DATA_FILES:
         (directory / name).touch()
     return path

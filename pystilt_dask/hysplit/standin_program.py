@@ -83,7 +83,7 @@ def simulate(control_text: str, setup_text: str) -> tuple[str, int]:
     control = control_text.splitlines()
     setup = _namelist(setup_text)
     points, n_hours = _release(control)
-    numpar = int(setup.get("NUMPAR", "2500"))
+    numpar = int(setup["NUMPAR"])
     codes = [v.strip(" '") for v in setup["VARSIWANT"].split(",")]
     unknown = [c for c in codes if c not in _FORMATS]
     if unknown:
@@ -139,7 +139,10 @@ def main() -> int:
     try:
         with open("CONTROL") as control, open("SETUP.CFG") as setup:
             text, rows = simulate(control.read(), setup.read())
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except KeyError as exc:
+        print(f" stand-in transport: SETUP.CFG has no {exc.args[0]}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, IndexError) as exc:
         print(f" stand-in transport: cannot run: {exc}", file=sys.stderr)
         return 1
     with open(PARTICLE_FILE, "w") as particles:
