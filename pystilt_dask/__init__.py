@@ -7,7 +7,13 @@ from . import (
 from .config import ExecutionConfig, FootprintConfig, HysplitConfig, MetConfig, ModelConfig
 from .footprint import calc_footprint, is_empty, to_rstilt_netcdf
 from .model import Model
-from .receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, read_receptors
+from .receptors import (
+    ColumnReceptor,
+    MultiPointReceptor,
+    PointReceptor,
+    ReceptorsMerged,
+    read_receptors,
+)
 from .trajectory import run_trajectory
 
 __all__ = [
@@ -20,6 +26,7 @@ __all__ = [
     "ModelConfig",
     "MultiPointReceptor",
     "PointReceptor",
+    "ReceptorsMerged",
     "calc_footprint",
     "is_empty",
     "read_receptors",

@@ -221,7 +221,7 @@ class Model:
         if not self.has_receptors:
             return 0
         known = self.registry() if known is None else known
-        return len({r.sim_id for r in self.receptors()} - set(known.sim_ids))
+        return len(known.pending(self.receptors()))
 
     @property
     def simulations(self) -> Simulations:

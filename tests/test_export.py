@@ -255,11 +255,12 @@ def test_exported_store_matches_rstilt_own_file(sim_id, tmp_path):
         }
     )
     model = Model(tmp_path / "project", [receptor], config)
-    assert model.register_pending() == [sim_id]  # R-STILT's simulation id, so its file name
-    assert run_simulation(model.location, sim_id, config, simulate=replay) == "complete"
+    # R-STILT's id for the point; the column's carries its seconds and extent (…_X0-1000).
+    assert model.register_pending() == [receptor.sim_id]
+    assert run_simulation(model.location, receptor.sim_id, config, simulate=replay) == "complete"
     result = invoke("export", tmp_path / "project", "--footprint", "rstilt", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    ours = tmp_path / "out" / f"{sim_id}_foot.nc"
+    ours = tmp_path / "out" / f"{receptor.sim_id}_foot.nc"
     with netCDF4.Dataset(ours) as nc, netCDF4.Dataset(golden) as ref:
         assert nc.data_model == ref.data_model
         assert list(nc.dimensions) == list(ref.dimensions)

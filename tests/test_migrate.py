@@ -388,12 +388,9 @@ def csv(header: str, *rows: str) -> str:
         (csv("r_idx,time,lon,lat,z", "m,@,-111.9,40.7,0", "m,@,-111.8,40.7,9",
              "m,@,-111.9,40.7,20"),
          "r_idx=m: a multipoint receptor's points need distinct horizontal locations"),
-        (csv("r_idx,time,lon,lat,z", "a,@,-111.9,40.7,0", "a,@,-111.9,40.7,9",
-             "b,@,-111.9,40.7,0", "b,@,-111.9,40.7,20"),
-         "two receptors become one simulation 201905301000_-111.9_40.7_X"),
         (csv("time,lon,lat", "@,-111.9,40.7"), "no column for ['altitude']"),
     ],
-    ids=["zmsl", "msl", "no-reference", "times", "flat-column", "repeated-location", "same-id",
+    ids=["zmsl", "msl", "no-reference", "times", "flat-column", "repeated-location",
          "columns"],
 )  # fmt: skip
 def test_receptor_tables_pystilt_refuses_or_we_cannot_hold_are_one_line_errors(

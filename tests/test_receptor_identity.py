@@ -169,3 +169,18 @@ def test_a_receptor_changed_under_its_id_is_refused(tmp_path, config, stilt):
     # The receptor as it was registered is that simulation, under the id it has there.
     assert early.sim_id == "20190530100045_-111.848_40.766_5"
     assert Model(project, [early], config).register_pending() == []
+
+
+def test_stilt_dask_says_how_many_rows_merged_in_one_note(tmp_path, config, stilt):
+    table = tmp_path / "receptors.csv"
+    table.write_text(
+        "time,lon,lat,z\n"
+        "2019-05-30 10:00,-111.848,40.766,5\n201905301000,-111.84800000000001,40.766,5.0\n"
+        "2019-05-30T12:00+02:00,248.152,40.766,5\n2019-05-30 11:00,-111.848,40.766,5\n"
+    )
+    Model(tmp_path / "p", [], config).register_pending()
+    note = f"note: 2 rows of {table} repeat another row's receptor and were merged"
+    registered = stilt("register", tmp_path / "p", "--receptors", table)
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stderr.splitlines() == [note]
+    assert "registered 2 new simulations" in registered.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from ..demo import CONFIG_NAME
 from ..errors import ConfigError, StiltError, StoreError
 from ..migrate import is_pystilt_config
 from ..model import Footprint, Model
+from ..receptors import ReceptorsMerged
 from ..store import layout
 
 app = typer.Typer(
@@ -65,12 +67,36 @@ def _options(
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register ``fn`` as a subcommand; a StiltError ends it with one line and status 2."""
+    """Register ``fn`` as a subcommand; a StiltError ends it with one line and status 2.
+
+    Receptors merged while reading a table (:class:`ReceptorsMerged`) are one
+    ``note: …`` line on stderr, printed when the table is read, once per command.
+    """
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        notes: set[str] = set()
+        show = warnings.showwarning
+
+        def note(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if not issubclass(category, ReceptorsMerged):
+                show(message, category, filename, lineno, file, line)
+            elif str(message) not in notes:
+                notes.add(str(message))
+                error_console.print(f"note: {message}", markup=False, highlight=False)
+
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", ReceptorsMerged)
+                warnings.showwarning = note
+                return fn(*args, **kwargs)
         except StiltError as exc:
             error_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None

@@ -192,6 +192,7 @@ def _restore(location: Location, config: ModelConfig, current: Registry, lost: l
                 list(config.footprints),
                 meta["scene_id"] or None,
                 datetime.now(UTC),
+                sim_id,  # the id it was registered under (an older scheme's, perhaps)
             )
         )
     while not registry.commit(location, restored):
