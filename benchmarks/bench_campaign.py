@@ -65,10 +65,6 @@ SPACING = 0.02  # degrees between sites: 20 per row, as many rows as N needs
 GRID = {"xmin": -100.6, "xmax": -99.0, "ymin": 39.4, "ymax": 41.0, "xres": 0.01}
 GROUP = "campaign"
 
-# The worker-side wrapper is defined here; this file is not importable on the
-# worker processes, so its functions travel by value.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
 
 def _load() -> str:
     """The 1, 5 and 15 minute load averages (the machine is shared)."""
@@ -160,7 +156,12 @@ def test_campaign(benchmark, campaign, bench_report):
         n_workers=WORKERS, threads_per_worker=1, processes=True, resources={"hysplit": 1},
         dashboard_address="127.0.0.1:0",
     ) as cluster, Client(cluster) as client:  # fmt: skip
-        client.run(_instrument_transport)
+        # This file is not importable on the worker processes: the wrapper travels by value.
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        try:
+            client.run(_instrument_transport)
+        finally:
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         load = _load()
 
         def run() -> None:
