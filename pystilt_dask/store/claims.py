@@ -231,12 +231,13 @@ def modified(location: Location, key: str) -> float:
 def store_now(location: Location) -> float:
     """The store's clock now: the modification time of :data:`~.layout.CLOCK` just rewritten.
 
-    A store that refuses the write (read-only) cannot be asked: this process's clock.
+    A store that cannot be asked (read-only, or credentials that may only read)
+    leaves this process's clock.
     """
     try:
         location.write_bytes(layout.CLOCK, b"")
         return modified(location, layout.CLOCK)
-    except (StoreUnwritable, FileNotFoundError):
+    except (StoreUnwritable, OSError):
         return time.time()
 
 
