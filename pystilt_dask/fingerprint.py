@@ -19,6 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -32,10 +33,22 @@ if TYPE_CHECKING:
 #: they may change in an existing project.
 RUN_CONTROL = ("executable", "timeout")
 
+#: File name of the stand-in transport (:mod:`pystilt_dask.hysplit.standin`), whose
+#: particles are invented: the one executable that changes results.
+STANDIN = "hycs_std-standin"
+
 
 def transport_settings(hysplit: HysplitConfig) -> dict[str, Any]:
-    """The HYSPLIT settings that change particles: all but :data:`RUN_CONTROL`."""
-    return hysplit.model_dump(mode="json", exclude=set(RUN_CONTROL))
+    """The HYSPLIT settings that change particles: all but :data:`RUN_CONTROL`.
+
+    The executable is run control, with one exception: the stand-in transport
+    (:mod:`pystilt_dask.hysplit.standin`, a test double) invents its particles, so
+    a store it filled never passes for one HYSPLIT filled.
+    """
+    settings = hysplit.model_dump(mode="json", exclude=set(RUN_CONTROL))
+    if hysplit.executable and PurePath(hysplit.executable).name == STANDIN:
+        settings["transport"] = "standin"
+    return settings
 
 
 def footprint_settings(footprint: FootprintConfig, hysplit: HysplitConfig) -> dict[str, Any]:

@@ -89,3 +89,11 @@ def test_a_kernel_table_counts_by_its_contents_not_its_path(tmp_path):
 
     assert with_table("a") == with_table("b")
     assert with_table("c") != with_table("a")
+
+
+def test_the_stand_in_transport_never_passes_for_hysplit(tmp_path):
+    data = _config(tmp_path)
+    standin = {**data, "hysplit": {**data["hysplit"], "executable": "/x/hycs_std-standin"}}
+    assert _token(standin) != _token(data)
+    changes = ModelConfig.from_dict(data).result_changes(ModelConfig.from_dict(standin))
+    assert changes == ["hysplit.transport: None → 'standin'"]

@@ -16,12 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..fingerprint import STANDIN
 from . import standin_program
 from .executable import DATA_FILES
 
 #: The name :func:`write_standin` gives the executable: not ``hycs_std``, so a
 #: folder holding it on ``PATH`` is never mistaken for HYSPLIT.
-NAME = "hycs_std-standin"
+NAME = STANDIN
 
 
 def write_standin(directory: str | os.PathLike[str]) -> Path:
