@@ -262,7 +262,7 @@ def clean_stale_workdirs(root: str | os.PathLike[str] | None = None) -> list[Pat
             pid, started, made_on = int(owner["pid"]), float(owner["started"]), owner["host"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # no readable mark: not ours to judge
-        if made_on != host or _alive(pid, started):
+        if made_on != host or process_alive(pid, started):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
@@ -271,7 +271,8 @@ def clean_stale_workdirs(root: str | os.PathLike[str] | None = None) -> list[Pat
     return removed
 
 
-def _alive(pid: int, started: float) -> bool:
+def process_alive(pid: int, started: float) -> bool:
+    """Whether process ``pid``, started at ``started`` (psutil's create time), still runs here."""
     try:
         process = psutil.Process(pid)
         # create_time is computed the same way for the same process: a gap means

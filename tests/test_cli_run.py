@@ -36,7 +36,7 @@ VALLEY = [(-111.85, 40.77), (-111.9, 40.7), (-111.7, 40.8)]
 # Within two cells of the idealized met's southern edge (39.75 N, 0.05° cells): the
 # pre-flight of `run` refuses this receptor before any cluster starts.
 EDGE = (-111.85, 39.8)
-STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed"]
+STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed", "interrupted"]
 INTERRUPTED = "interrupted: finished simulations are stored; rerun to resume"
 
 
@@ -283,9 +283,9 @@ def test_failed_simulation_exits_1_and_logs_say_why(tmp_path, idealized_met, env
     status = stilt("status", config, "--json", env=env)
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
-    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered"]
+    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered", "claims"]
     assert counts["unregistered"] == 0
-    per_state = dict(zip(STATE_KEYS, [0, 0, 1, 0, 1], strict=True))
+    per_state = dict(zip(STATE_KEYS, [0, 0, 1, 0, 1, 0], strict=True))
     assert {k: counts[k] for k in STATE_KEYS} == per_state
     assert counts["footprints"] == {"default": per_state}
 

@@ -17,7 +17,7 @@ from pystilt_dask.model import Model
 from pystilt_dask.store import layout
 
 runner = CliRunner()
-STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed"]
+STATE_KEYS = ["pending", "running", "complete", "complete-empty", "failed", "interrupted"]
 
 
 @pytest.fixture
@@ -52,10 +52,10 @@ def test_register_status_json(config_file, tmp_path):
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output)
     # A store given alone has no receptor table: nothing waits to be registered.
-    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered"]
-    assert [counts[k] for k in STATE_KEYS] == [3, 0, 2, 0, 0] and counts["unregistered"] == 0
+    assert list(counts) == [*STATE_KEYS, "footprints", "unregistered", "claims"]
+    assert [counts[k] for k in STATE_KEYS] == [3, 0, 2, 0, 0, 0] and counts["unregistered"] == 0
     assert list(counts["footprints"]) == ["coarse", "fine"]
-    assert counts["footprints"]["fine"] == dict(zip(STATE_KEYS, [3, 0, 1, 1, 0], strict=True))
+    assert counts["footprints"]["fine"] == dict(zip(STATE_KEYS, [3, 0, 1, 1, 0, 0], strict=True))
     table = invoke("status", config_file).output
     assert "complete-empty" in table and "footprint fine" in table
 

@@ -14,7 +14,7 @@ from .app import app
 
 # Each module registers its commands, which --help lists in this order.
 # isort: off
-from . import running, check, project, met, results  # noqa: F401
+from . import running, check, claims, project, met, results  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -109,6 +109,6 @@ def summary(counts: Counter[str], status: dict, elapsed: float) -> Table:
     table.add_column("state")
     table.add_column("this run", justify="right")
     table.add_column("project", justify="right")
-    for state in ("complete", "complete-empty", "failed", "running", "pending"):
+    for state in ("complete", "complete-empty", "failed", "interrupted", "running", "pending"):
         table.add_row(state, str(counts.get(state, 0)), str(status.get(state, 0)))
     return table

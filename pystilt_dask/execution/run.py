@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 TASK_PREFIX = "stilt-sim-"
 
 #: What a run does by default: every simulation not complete.
-INCOMPLETE = (State.PENDING, State.RUNNING, State.FAILED)
+INCOMPLETE = (State.PENDING, State.RUNNING, State.FAILED, State.INTERRUPTED)
 
 
 def task_key(token: str, sim_id: str) -> str:
@@ -203,9 +203,18 @@ class Run:
             out.append(task(*args, **kwargs, dask_key_name=task_key(self.token, sim_id)))
         return out
 
-    def outcomes(self, client: Client, window: int | None = None) -> Iterator[Outcome]:
-        """Run on ``client`` in bounded waves, yielding each simulation's outcome."""
-        return run_waves(client, self, window)
+    def outcomes(
+        self,
+        client: Client,
+        window: int | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> Iterator[Outcome]:
+        """Run on ``client`` in bounded waves, yielding each simulation's outcome.
+
+        ``notify`` gets a line whenever what the run waits for (simulations held
+        by other coordinators) changes; default: a logged warning.
+        """
+        return run_waves(client, self, window, notify)
 
     def execute(
         self,
@@ -239,7 +248,11 @@ class Run:
         states: dict[str, str] = {}
         with connect(client, self.execution) as active:
             console.print(f"Dask dashboard: {active.dashboard_link}", highlight=False)
-            for outcome in follow(self.outcomes(active), len(self), console, active):
+
+            def say(line: str) -> None:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+            for outcome in follow(self.outcomes(active, notify=say), len(self), console, active):
                 states[outcome.sim_id] = outcome.state
                 if on_outcome is not None:
                     on_outcome(outcome)

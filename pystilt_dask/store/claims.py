@@ -52,7 +52,7 @@ import dask.utils
 import fsspec
 import psutil
 
-from ..defaults import _alive
+from ..defaults import process_alive
 from ..errors import StoreUnwritable
 from . import layout
 from .paths import Location
@@ -120,7 +120,7 @@ class Holder:
     @property
     def dead(self) -> bool:
         """Whether the holder is known to be gone (only a local holder can be)."""
-        return self.local and not _alive(self.pid, self.started)
+        return self.local and not process_alive(self.pid, self.started)
 
     def __str__(self) -> str:
         where = f"host {self.host} pid {self.pid}" if self.pid else "an older version"
