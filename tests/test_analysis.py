@@ -7,6 +7,8 @@ the real ``hycs_std``. References are plain numpy loops over simulations.
 
 from __future__ import annotations
 
+import warnings
+
 import dask
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ import xarray as xr
 from distributed import Client, LocalCluster
 
 import pystilt_dask as stilt
-from pystilt_dask.accessor import register
+from pystilt_dask.accessor import StiltAccessorWarning, register
 from pystilt_dask.analysis import enhancement_table, regrid, timebins, to_sparse
 from pystilt_dask.demo import make_demo_project
 from pystilt_dask.receptors import PointReceptor
@@ -31,8 +33,11 @@ HRRR_GRID = {"xmin": -112.3, "xmax": -111.5, "ymin": 40.4, "ymax": 40.9, "xres":
 
 @pytest.fixture(autouse=True)
 def _our_accessor():
-    # PYSTILT's `stilt` package, imported by other tests, replaces `DataArray.stilt`.
-    register()
+    # PYSTILT's `stilt` package, imported by other tests, replaces `DataArray.stilt`;
+    # taking the name back says so once, which is expected here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StiltAccessorWarning)
+        register()
 
 
 def _run(model: stilt.Model) -> stilt.Model:

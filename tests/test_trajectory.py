@@ -138,7 +138,9 @@ def test_timeout_kills_hysplit_and_keeps_the_log(idealized_config, stand_in):
     kept = Path(info.value.workdir)
     assert (kept / "CONTROL").is_file() and not (kept / "PARTICLE_STILT.DAT").exists()
     assert len(list((never.with_suffix(".runs")).glob("held.*"))) == 1  # it was started
-    assert not _ours(info.value.workdir)
+    # Killed as a group: wait for the kernel to finish them (the timeout guards a hang).
+    _, alive = psutil.wait_procs(_ours(info.value.workdir), timeout=30)
+    assert not alive
 
 
 def test_killed_hysplit_is_classified_with_messages_tail(idealized_config, stand_in):
@@ -151,7 +153,9 @@ def test_killed_hysplit_is_classified_with_messages_tail(idealized_config, stand
     assert info.value.log_tail.splitlines() == [
         f" NOTICE main: mixing depth {i}" for i in (1, 2, 3)
     ]
-    assert not _ours(info.value.workdir)
+    # Killed as a group: wait for the kernel to finish them (the timeout guards a hang).
+    _, alive = psutil.wait_procs(_ours(info.value.workdir), timeout=30)
+    assert not alive
 
 
 def test_hysplit_failure_is_classified_with_its_log(idealized_config):
