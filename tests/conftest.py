@@ -242,6 +242,15 @@ def idealized_met(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
+def met_copy(idealized_met: dict, tmp_path: Path) -> Path:
+    """A private, writable copy of the idealized met folder (for tests that change it)."""
+    folder = Path(shutil.copytree(idealized_met["directory"], tmp_path / "met"))
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    return folder
+
+
+@pytest.fixture
 def idealized_config(idealized_met: dict) -> ModelConfig:
     """A small seeded configuration on the idealized met: 50 particles, 2 h backward."""
     return ModelConfig.from_dict(

@@ -7,7 +7,6 @@ No HYSPLIT runs: a check starts no cluster and writes nothing into the output.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import arlmet
@@ -34,15 +33,6 @@ SECOND_FILE = "20190530_06-11_ideal"
 
 def sim_id(when: str, site: tuple[float, float]) -> str:
     return f"{pd.Timestamp(when):%Y%m%d%H%M}_{site[0]:g}_{site[1]:g}_5"
-
-
-@pytest.fixture
-def met_copy(idealized_met: dict, tmp_path: Path) -> Path:
-    """A private, writable copy of the idealized met."""
-    folder = Path(shutil.copytree(idealized_met["directory"], tmp_path / "met"))
-    for path in folder.iterdir():
-        path.chmod(0o644)
-    return folder
 
 
 def write_project(folder: Path, met: Path, receptors, **config) -> Path:

@@ -41,11 +41,8 @@ READ = "20190530_06-11_ideal"
 
 
 @pytest.fixture
-def met_dir(idealized_met: dict, tmp_path: Path) -> Path:
-    directory = Path(shutil.copytree(idealized_met["directory"], tmp_path / "met"))
-    for path in directory.iterdir():
-        path.chmod(0o644)
-    return directory
+def met_dir(met_copy: Path) -> Path:
+    return met_copy
 
 
 def _met(directory: Path) -> MetConfig:

@@ -46,6 +46,24 @@ def refused_writes(root: str) -> Iterator[None]:
         raise StoreUnwritable(f"cannot write to {root}: {exc.strerror}") from None
 
 
+def _temporary(path: str, data: bytes) -> str:
+    """Write ``data`` to a new ``*.partial`` file beside ``path`` and return its name.
+
+    The caller moves or links it into place, then removes what is left; a write
+    that fails removes its own partial file.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
 @dataclass(frozen=True)
 class Location:
     """A project root: a local directory or an fsspec URL.
@@ -130,15 +148,11 @@ class Location:
             if not self.is_local:
                 self._fs.pipe_file(path, data)
                 return
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            tmp = _temporary(path, data)
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
                 os.replace(tmp, path)
             except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                os.unlink(tmp)
                 raise
 
     def create(self, key: str, data: bytes) -> bool:
@@ -160,17 +174,13 @@ class Location:
                 except FileExistsError:
                     return False
                 return True
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            tmp = _temporary(path, data)
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
                 os.link(tmp, path)
             except FileExistsError:
                 return False
             finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                os.unlink(tmp)
             return True
 
     def delete(self, key: str) -> None:
