@@ -5,6 +5,8 @@
     <project>/
       config.yaml                          the project's ModelConfig
       .stilt/registry/<version>.parquet    registry commits: simulations and their rows
+      .stilt/registry/<version>.checkpoint.parquet  the whole registry as of <version>
+      .stilt/registry-copy/<version>.parquet  second copy of each commit, for repair
       .stilt/claims/<sim_id>@<gen>.json    who is running a simulation, until when
       .stilt/clock                         rewritten to read the store's clock (claims)
       .stilt/checksums/<sim_id>.json       digests of a simulation's completion keys
@@ -26,6 +28,7 @@ import re
 
 CONFIG = "config.yaml"
 REGISTRY = ".stilt/registry"
+REGISTRY_COPIES = ".stilt/registry-copy"
 CLAIMS = ".stilt/claims"
 CLOCK = ".stilt/clock"
 CHECKSUMS = ".stilt/checksums"
@@ -37,6 +40,7 @@ FAILURES = "failures"
 
 #: File suffixes, used to read simulation ids back from listings.
 PARQUET_SUFFIX = ".parquet"
+CHECKPOINT_SUFFIX = ".checkpoint.parquet"
 EMPTY_SUFFIX = ".empty"
 JSON_SUFFIX = FAILURE_SUFFIX = ".json"
 #: Between a simulation id and a claim generation (never part of a simulation id).
@@ -97,6 +101,16 @@ def failure_key(sim_id: str) -> str:
 def registry_key(version: int) -> str:
     """Key of one registry commit (zero-padded, so names sort by version)."""
     return f"{REGISTRY}/{version:09d}{PARQUET_SUFFIX}"
+
+
+def checkpoint_key(version: int) -> str:
+    """Key of the registry checkpoint holding every entry of versions <= ``version``."""
+    return f"{REGISTRY}/{version:09d}{CHECKPOINT_SUFFIX}"
+
+
+def registry_copy_key(version: int) -> str:
+    """Key of the second copy of one registry commit."""
+    return f"{REGISTRY_COPIES}/{version:09d}{PARQUET_SUFFIX}"
 
 
 def claim_key(sim_id: str, generation: int) -> str:
