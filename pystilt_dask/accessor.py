@@ -146,23 +146,39 @@ class FootprintAccessor:
 
     def aggregate(
         self,
-        target_grid: xr.DataArray | xr.Dataset | None = None,
+        target: Any = None,
         time_bins: pd.IntervalIndex | None = None,
     ) -> xr.DataArray:
-        """Every footprint summed onto coarser cells and time bins, lazily.
+        """Every footprint summed onto coarser cells, polygons or zones and time bins, lazily.
 
         Footprints are extensive per cell, so each footprint cell is split among
-        the target cells it overlaps in proportion to area and summed; totals
-        over cells and bins are conserved (up to what lies outside the target
-        grid or the bins, which is dropped). Target cells that are unions of
-        footprint cells take whole footprint cells.
+        the targets it overlaps in proportion to area and summed; totals over
+        targets and bins are conserved (up to what lies outside the targets or
+        the bins, which is dropped). Grid cells that are unions of footprint
+        cells take whole footprint cells. The weights (the fraction of each
+        footprint cell inside each target) are built once per grid and target
+        and cached.
 
         Parameters
         ----------
-        target_grid : xarray.DataArray or xarray.Dataset, optional
-            Anything with 1-D coordinates of cell centres named like the
-            footprint's (``lat, lon`` or ``y, x``), e.g. a flux; cell edges are
-            half-way between centres. Default: the footprint's own grid.
+        target : optional
+            What to sum onto (default: the footprint's own grid):
+
+            - a rectilinear grid: anything with 1-D coordinates of cell centres
+              named like the footprint's (``lat, lon`` or ``y, x``), e.g. a
+              flux or ``xr.Dataset(coords=...)``; cell edges are half-way
+              between centres, areas on the sphere for ``lat, lon``;
+            - polygons: a :class:`geopandas.GeoDataFrame` or
+              :class:`~geopandas.GeoSeries` (counties, districts,
+              :func:`~pystilt_dask.analysis.h3_cells`,
+              :func:`~pystilt_dask.analysis.windows`), indexed by target id, in
+              any CRS (reprojected onto the footprint grid's);
+            - zones: a DataArray of labels on the footprint grid or another
+              rectilinear grid with its coordinates; integers or strings (or
+              floats with CF ``flag_values``), NaN or None in no zone.
+
+            Polygon and zone areas are measured in the footprint grid's own
+            coordinates (planar in degrees on ``lat, lon``), as PYSTILT does.
         time_bins : pandas.IntervalIndex, optional
             Sorted, disjoint time bins closed on the left (e.g.
             ``pd.interval_range(start, end, freq="6h", closed="left")``); a
@@ -172,51 +188,66 @@ class FootprintAccessor:
         Returns
         -------
         xarray.DataArray
-            ``foot(simulation, time, lat, lon)`` in the footprint's units, lazy:
-            ``time`` is each bin's start, ``time_end`` its (excluded) end. NaN for
-            simulations not computed yet.
+            Lazy, in the footprint's units; NaN for simulations not computed
+            yet. On a grid ``foot(simulation, time, lat, lon)`` (``time`` each
+            bin's start, ``time_end`` its excluded end); on polygons or zones
+            ``foot(simulation, time_bin, <target>)`` (``time_bin``,
+            ``time_bin_end``), the target dimension named after the index (the
+            labels' name for zones; ``target`` when unnamed), the ids its
+            coordinate.
 
         Raises
         ------
         ValueError
-            If the target grid lacks the footprint's 1-D coordinates or the bins
-            are not sorted, disjoint and closed on the left.
+            If the grid lacks the footprint's 1-D coordinates, targets are not
+            polygons or repeat an id, or the bins are not sorted, disjoint and
+            closed on the left.
         TypeError
             If ``time_bins`` is not a :class:`pandas.IntervalIndex`.
+
+        Examples
+        --------
+        >>> counties = geopandas.read_file("counties.shp").set_index("GEOID")  # doctest: +SKIP
+        >>> agg = foot.stilt.aggregate(counties, bins)  # doctest: +SKIP
         """
         from . import analysis
 
-        return analysis.aggregate(self._obj, target_grid, time_bins)
+        return analysis.aggregate(self._obj, target, time_bins)
 
     def jacobian(
         self,
-        target_grid: xr.DataArray | xr.Dataset | None = None,
+        target: Any = None,
         time_bins: pd.IntervalIndex | None = None,
-    ) -> xr.DataArray:
-        """The Jacobian H of the enhancements with respect to a gridded flux, lazily.
+        sparse: bool = False,
+    ) -> Any:
+        """The Jacobian H of the enhancements with respect to a flux on ``target``, lazily.
 
-        :meth:`aggregate` as a 2-D matrix: ``H @ x`` is :meth:`convolve` of the
-        flux ``x`` on ``target_grid`` and ``time_bins``, flattened in ``state``
-        order. Backed by a 2-D dask array (blocks of simulations, every state
-        element), so ``H.to_dataset().to_zarr(url)`` writes it without holding it
-        in memory; :func:`pystilt_dask.analysis.to_sparse` makes a
-        ``scipy.sparse`` matrix of a small one.
+        :meth:`aggregate` as a 2-D matrix: ``H @ x`` is the enhancement of the
+        flux ``x`` on the targets and ``time_bins``, flattened in state order
+        (time bin, then target: ``y`` then ``x`` on a grid).
 
         Parameters
         ----------
-        target_grid, time_bins
+        target, time_bins
             As for :meth:`aggregate`.
+        sparse : bool, default False
+            Return a :class:`~pystilt_dask.analysis.SparseJacobian`: blocks of
+            simulations as ``scipy.sparse`` matrices, never dense, with lazy
+            ``H @ x`` and ``H.T @ y``, written in parallel with
+            ``H.to_parquet(url)``. For many observations or state elements.
 
         Returns
         -------
-        xarray.DataArray
-            ``H(simulation, state)``: state elements are ordered by time bin,
-            then target ``lat`` (or ``y``), then ``lon`` (or ``x``), labelled by
-            the coordinates ``state_time``, ``state_lat``, ``state_lon``.
+        xarray.DataArray or SparseJacobian
+            Dense: ``H(simulation, state)`` backed by a 2-D dask array (blocks of
+            simulations, every state element), so ``H.to_dataset().to_zarr(url)``
+            writes it without holding it in memory; its state elements labelled
+            by ``state_time`` and ``state_lat``, ``state_lon`` (grids) or
+            ``state_<target>`` (polygons, zones).
         """
         from . import analysis
 
-        return analysis.jacobian(self._obj, target_grid, time_bins)
+        return analysis.jacobian(self._obj, target, time_bins, sparse=sparse)
 
 
 def register() -> None:

@@ -3,14 +3,29 @@
 Everything here is lazy, straight from the zarr store: numba kernels reduce a
 block of footprints (:mod:`.kernels`), dask maps them over the stored chunks
 and groups the results into blocks of simulations (:mod:`.blocks`), and xarray
-labels the result.
+labels the result. Targets besides rectilinear grids (polygons, H3 cells,
+windows, zones) are in :mod:`.targets`; sparse Jacobians in :mod:`.sparse`.
 Use it through the accessor, ``foot.stilt.convolve(flux)``,
-``foot.stilt.aggregate(grid, bins)`` and ``foot.stilt.jacobian(grid, bins)``,
+``foot.stilt.aggregate(target, bins)`` and ``foot.stilt.jacobian(target, bins)``,
 on ``foot = model.footprints[name].load()``.
 """
 
 from .aggregate import aggregate, jacobian, to_sparse
 from .convolve import convolve
+from .sparse import SparseJacobian, read_jacobian, sparse_jacobian
 from .table import enhancement_table, open_flux
+from .targets import h3_cells, windows
 
-__all__ = ["aggregate", "convolve", "enhancement_table", "jacobian", "open_flux", "to_sparse"]
+__all__ = [
+    "SparseJacobian",
+    "aggregate",
+    "convolve",
+    "enhancement_table",
+    "h3_cells",
+    "jacobian",
+    "open_flux",
+    "read_jacobian",
+    "sparse_jacobian",
+    "to_sparse",
+    "windows",
+]

@@ -1,10 +1,11 @@
-"""Footprints on coarser cells and time bins, and the Jacobian they make.
+"""Footprints on coarser cells, polygons or zones and time bins, and the Jacobian they make.
 
 :func:`aggregate` sums every footprint onto the cells of a target grid
-(:mod:`.regrid`) and into time bins (:mod:`.timebins`), one stored chunk per
-task (:func:`.kernels.aggregate_block`); :func:`jacobian` is the
-same numbers as one (simulation × state element) matrix, state elements ordered
-time bin first, then target cell (``y`` then ``x``).
+(:mod:`.regrid`) or onto polygons and zones (:mod:`.targets`), and into time
+bins (:mod:`.timebins`), one stored chunk per task (:mod:`.kernels`);
+:func:`jacobian` is the same numbers as one (simulation × state element)
+matrix, state elements ordered time bin first, then target (cell ``y`` then
+``x`` on a grid), dense in blocks of simulations or sparse (:mod:`.sparse`).
 """
 
 from __future__ import annotations
@@ -17,32 +18,28 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import blocks, regrid, timebins
-from .kernels import aggregate_block
+from . import blocks, regrid, targets, timebins
+from .kernels import aggregate_block, aggregate_targets_block
 
 _BIN_ATTRS = {"standard_name": "time", "long_name": "start of the time bin (UTC)"}
+_END_ATTRS = {"long_name": "end of the time bin (UTC), excluded"}
 
 
 def aggregate(
     foot: xr.DataArray,
-    target_grid: xr.DataArray | xr.Dataset | None = None,
+    target: Any = None,
     time_bins: pd.IntervalIndex | None = None,
 ) -> xr.DataArray:
-    """Footprints summed onto target cells and time bins: see ``FootprintAccessor.aggregate``."""
+    """Footprints summed onto targets and time bins: see ``FootprintAccessor.aggregate``."""
     dims = blocks.check_footprint(foot)
+    left, right, bins = layer_bins(foot, time_bins)
+    if targets.is_target(target):
+        return _onto_targets(foot, targets.resolve(foot, dims, target), left, right, bins)
     foot_axes = {d: np.asarray(foot[d].values, dtype=np.float64) for d in dims}
-    target = foot_axes if target_grid is None else regrid.target_axes(target_grid, dims)
-    overlap_y, overlap_x = regrid.weights(foot_axes, target)
-    layer_start = foot["time"].values
-    if time_bins is None:  # one bin: every layer
-        left = np.array([layer_start.min()], dtype="datetime64[ns]")
-        right = np.array([layer_start.max() + np.timedelta64(1, "h")], dtype="datetime64[ns]")
-    else:
-        blocks.check_hourly(foot, "time_bins")
-        left, right = timebins.bin_edges(time_bins)
-    bins = timebins.layer_bins(layer_start, left, right)
+    grid = foot_axes if target is None else regrid.target_axes(target, dims)
+    overlap_y, overlap_x = regrid.weights(foot_axes, grid)
 
-    shape = (len(left), target[dims[0]].size, target[dims[1]].size)
+    shape = (len(left), grid[dims[0]].size, grid[dims[1]].size)
     data = blocks.stored(foot)
     out = da.blockwise(
         _aggregate, "stuv",
@@ -55,8 +52,8 @@ def aggregate(
     coords: dict[str, Any] = {
         **blocks.simulation_coords(foot),
         "time": ("time", left, _BIN_ATTRS),
-        "time_end": ("time", right, {"long_name": "end of the time bin (UTC), excluded"}),
-        **{d: (d, target[d], foot[d].attrs) for d in dims},
+        "time_end": ("time", right, _END_ATTRS),
+        **{d: (d, grid[d], foot[d].attrs) for d in dims},
     }
     attrs = {**foot.attrs, "cell_methods": "time: sum area: sum"}
     return xr.DataArray(
@@ -66,6 +63,69 @@ def aggregate(
         name="foot",
         attrs=attrs,
     )
+
+
+def layer_bins(
+    foot: xr.DataArray, time_bins: pd.IntervalIndex | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin edges and the bin of every (simulation, layer); default one bin holding every layer."""
+    layer_start = foot["time"].values
+    if time_bins is None:
+        left = np.array([layer_start.min()], dtype="datetime64[ns]")
+        right = np.array([layer_start.max() + np.timedelta64(1, "h")], dtype="datetime64[ns]")
+    else:
+        blocks.check_hourly(foot, "time_bins")
+        left, right = timebins.bin_edges(time_bins)
+    return left, right, timebins.layer_bins(layer_start, left, right)
+
+
+def _onto_targets(
+    foot: xr.DataArray, target: targets.Target, left: np.ndarray, right: np.ndarray, bins
+) -> xr.DataArray:
+    """``foot(simulation, time_bin, <target>)``: footprints summed onto polygons or zones."""
+    if target.dim in foot.coords or target.dim in ("time_bin", "time_bin_end"):
+        raise ValueError(
+            f"the targets' index is named {target.dim!r}, a name the footprint already "
+            "uses; rename the index (e.g. gdf.rename_axis('region'))"
+        )
+    w = target.weights
+    shape = (len(left), len(target.ids))
+    data = blocks.stored(foot)
+    out = da.blockwise(
+        _aggregate_targets, "stk",
+        data, "slyx",
+        blocks.bins_like(data, bins), "sl",
+        new_axes=dict(zip("tk", shape, strict=True)),
+        concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64),
+        shape=shape, weights=(w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data),
+    )  # fmt: skip
+    coords: dict[str, Any] = {
+        **blocks.simulation_coords(foot),
+        "time_bin": ("time_bin", left, _BIN_ATTRS),
+        "time_bin_end": ("time_bin", right, _END_ATTRS),
+        target.dim: (target.dim, _labels(target.ids)),
+    }
+    attrs = {**foot.attrs, "cell_methods": "time: sum area: sum"}
+    return xr.DataArray(
+        blocks.grouped(out, 8 * int(np.prod(shape))),
+        dims=("simulation", "time_bin", target.dim),
+        coords=coords,
+        name="foot",
+        attrs=attrs,
+    )
+
+
+def _aggregate_targets(foot: list, bins: list, shape: tuple[int, int], weights) -> np.ndarray:
+    foot, bins = blocks.whole(foot), blocks.whole(bins)
+    out = np.zeros((foot.shape[0], *shape), dtype=np.float64)
+    aggregate_targets_block(foot, bins, *weights, out)
+    return out
+
+
+def _labels(ids: pd.Index) -> np.ndarray:
+    # Text as objects, so that results write to zarr v3 as variable-length strings.
+    values = ids.to_numpy()
+    return values.astype(object) if values.dtype.kind == "U" else values
 
 
 def _aggregate(
@@ -83,20 +143,26 @@ def _aggregate(
 
 def jacobian(
     foot: xr.DataArray,
-    target_grid: xr.DataArray | xr.Dataset | None = None,
+    target: Any = None,
     time_bins: pd.IntervalIndex | None = None,
-) -> xr.DataArray:
+    sparse: bool = False,
+) -> Any:
     """The Jacobian H (simulation × state element): see ``FootprintAccessor.jacobian``."""
-    agg = aggregate(foot, target_grid, time_bins)
-    _, n_time, ny, nx = agg.shape
-    y_dim, x_dim = agg.dims[2:]
-    data = agg.data.reshape(agg.shape[0], n_time * ny * nx)
-    cells = ny * nx
+    if sparse:
+        from .sparse import sparse_jacobian
+
+        return sparse_jacobian(foot, target, time_bins)
+    agg = aggregate(foot, target, time_bins)
+    time_dim, *space = agg.dims[1:]
+    n_time = agg.sizes[time_dim]
+    cells = int(np.prod([agg.sizes[d] for d in space]))
+    data = agg.data.reshape(agg.shape[0], n_time * cells)
+    # State elements: time bin first, then the target cells (y, then x on a grid).
+    labels = np.meshgrid(*(agg[d].values for d in space), indexing="ij")
     state = {
-        "state_time": ("state", np.repeat(agg["time"].values, cells), _BIN_ATTRS),
-        f"state_{y_dim}": ("state", np.tile(np.repeat(agg[y_dim].values, nx), n_time),
-                           agg[y_dim].attrs),
-        f"state_{x_dim}": ("state", np.tile(agg[x_dim].values, ny * n_time), agg[x_dim].attrs),
+        "state_time": ("state", np.repeat(agg[time_dim].values, cells), _BIN_ATTRS),
+        **{f"state_{d}": ("state", np.tile(v.ravel(), n_time), agg[d].attrs)
+           for d, v in zip(space, labels, strict=True)},
     }  # fmt: skip
     coords = {**blocks.simulation_coords(foot), **state}
     attrs = {**agg.attrs, "long_name": "Jacobian of the enhancement with respect to the flux"}

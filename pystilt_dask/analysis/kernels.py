@@ -59,3 +59,73 @@ def aggregate_block(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out):
                         out[s, b, iy, x_dst[m]] += value * wy * x_w[m]
         if missing:
             out[s] = np.nan
+
+
+@njit(nogil=True, cache=True)
+def aggregate_targets_block(foot, bins, indptr, target, weight, out):
+    """Sum footprints onto targets and time bins: ``out[s, bin, target]``.
+
+    Footprint cell ``c = y * nx + x`` has the fraction ``weight[k]`` of itself in
+    target ``target[k]`` for ``k`` in ``indptr[c]:indptr[c + 1]`` (the CSR
+    weights of :mod:`.weights`). ``out`` must be zeroed; a simulation with any
+    NaN value gets NaN everywhere.
+    """
+    n_sim, n_lag, ny, nx = foot.shape
+    for s in range(n_sim):
+        missing = False
+        for lag in range(n_lag):
+            b = bins[s, lag]
+            if b < 0:
+                continue
+            for j in range(ny):
+                for i in range(nx):
+                    value = np.float64(foot[s, lag, j, i])
+                    if value != value:
+                        missing = True
+                    elif value != 0.0:
+                        c = j * nx + i
+                        for k in range(indptr[c], indptr[c + 1]):
+                            out[s, b, target[k]] += value * weight[k]
+        if missing:
+            out[s] = np.nan
+
+
+@njit(nogil=True, cache=True)
+def jacobian_row(foot, bins, indptr, target, weight, n_targets):
+    """One simulation's Jacobian row as unsummed ``(column, value)`` pairs.
+
+    ``foot`` is ``(lag, y, x)``, ``bins`` its layers' time bins; column
+    ``bin * n_targets + target``. Pairs repeat a column where several cells
+    meet one target (the caller sums them). Returns ``missing=True`` (and no
+    pairs) for a footprint holding NaN.
+    """
+    n_lag, ny, nx = foot.shape
+    count = 0
+    for lag in range(n_lag):
+        if bins[lag] < 0:
+            continue
+        for j in range(ny):
+            for i in range(nx):
+                value = foot[lag, j, i]
+                if value != value:
+                    return np.empty(0, np.int64), np.empty(0, np.float64), True
+                if value != 0:
+                    c = j * nx + i
+                    count += indptr[c + 1] - indptr[c]
+    columns = np.empty(count, np.int64)
+    values = np.empty(count, np.float64)
+    n = 0
+    for lag in range(n_lag):
+        b = bins[lag]
+        if b < 0:
+            continue
+        for j in range(ny):
+            for i in range(nx):
+                value = np.float64(foot[lag, j, i])
+                if value != 0.0:
+                    c = j * nx + i
+                    for k in range(indptr[c], indptr[c + 1]):
+                        columns[n] = b * n_targets + target[k]
+                        values[n] = value * weight[k]
+                        n += 1
+    return columns, values, False
