@@ -16,16 +16,21 @@ import errno
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import fsspec.asyn
 import zarr.storage
 
 from ..errors import StoreUnwritable
+from . import listing
+
+#: Range listings of one S3 folder in flight at once (aiobotocore's default connection pool).
+S3_CONCURRENCY = 10
 
 #: Suffix of temporary files; zarr's LocalStore uses the same one.
 PARTIAL_SUFFIX = ".partial"
@@ -198,10 +203,19 @@ class Location:
                 pass
             self._fs.invalidate_cache(posixpath.dirname(path))
 
-    def list_names(self, prefix: str) -> list[str]:
+    def list_names(self, prefix: str, expected: Iterable[str] | None = None) -> list[str]:
         """Names of the files directly under the folder ``prefix`` (empty if it is absent).
 
         Locally this is one ``os.scandir``, which lists 100,000 keys in well under 0.1 s.
+
+        Parameters
+        ----------
+        prefix : str
+            The folder's key.
+        expected : iterable of str, optional
+            Names the folder is expected to hold (it may hold others, or fewer). On
+            S3 they cut a large folder into key ranges listed concurrently
+            (:mod:`.listing`); the names are the same with or without them.
         """
         path = self._path(prefix)
         if self.is_local:
@@ -210,13 +224,35 @@ class Location:
                     return [e.name for e in entries if e.is_file()]
             except FileNotFoundError:
                 return []
+        cuts = listing.cut_points(expected) if expected is not None else []
+        if cuts and "s3" in self._fs.protocol and not self._fs.version_aware:
+            return fsspec.asyn.sync(self._fs.loop, self._list_s3, path, cuts)
         # Object-store filesystems cache listings; workers add keys all the time.
         self._fs.invalidate_cache(path)
         try:
-            listing = self._fs.ls(path, detail=True)
+            entries = self._fs.ls(path, detail=True)
         except FileNotFoundError:
             return []
-        return [posixpath.basename(e["name"].rstrip("/")) for e in listing if e["type"] == "file"]
+        return [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+
+    async def _list_s3(self, path: str, cuts: list[str]) -> list[str]:
+        """List an S3 folder in the key ranges between ``cuts``, through s3fs's own client."""
+        bucket, key, _ = self._fs.split_path(path)
+        folder = f"{key}/" if key else ""
+
+        async def page(prefix: str, after: str | None, token: str | None) -> listing.Page:
+            kwargs = {"Bucket": bucket, "Prefix": folder + prefix, "Delimiter": "/"}
+            if token is not None:
+                kwargs["ContinuationToken"] = token
+            elif after is not None:
+                kwargs["StartAfter"] = folder + after
+            got = await self._fs._call_s3("list_objects_v2", **kwargs, **self._fs.req_kw)
+            files = [c["Key"][len(folder) :] for c in got.get("Contents", [])]
+            subfolders = [p["Prefix"][len(folder) :] for p in got.get("CommonPrefixes", [])]
+            last = max(files[-1:] + subfolders, default=None)
+            return listing.Page(files, last, got.get("NextContinuationToken"))
+
+        return await listing.list_ranges(page, cuts, S3_CONCURRENCY)
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """A zarr store rooted at ``key``: ``LocalStore`` locally, ``FsspecStore`` otherwise."""
