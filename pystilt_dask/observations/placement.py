@@ -131,9 +131,10 @@ def jitter_points(
     n : int
         Number of points.
     method : {"regular", "random"}, default "regular"
-        ``regular``: the centres of the finest k x k grid over the pixel's
-        bounding box (k from ``ceil(sqrt(n))`` up) with at least ``n`` centres
-        on or in the pixel, the first ``n`` of them row by row from the south.
+        ``regular``: the cell centres of the coarsest k x k grid over the
+        pixel's bounding box (k from ``max(2, ceil(sqrt(n)))`` up) with at least
+        ``n`` centres on or in the pixel, the first ``n`` of them row by row from
+        the south-west.
         ``random``: uniform draws in the pixel.
     seed : int, optional
         Seed of ``random``.
@@ -159,7 +160,7 @@ def jitter_points(
         return found[:n]
     if method != "regular":
         raise ValueError(f"method must be 'regular' or 'random', got {method!r}")
-    k = math.ceil(math.sqrt(n))
+    k = max(2, math.ceil(math.sqrt(n)))  # as PYSTILT: never the pixel's centre alone
     while True:
         centres = (np.arange(k) + 0.5) / k
         x = np.tile(west + (east - west) * centres, k)
