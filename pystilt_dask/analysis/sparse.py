@@ -157,11 +157,14 @@ class SparseJacobian:
             fsspec options for a URL.
         compute : bool, default True
             Write now; with False, return a ``dask.delayed`` that writes when computed.
+
+        Returns
+        -------
+        int or dask.delayed.Delayed
+            The bytes written in blocks (or what computes them).
         """
         location = Location(url, storage_options)
-        location.write_bytes("rows.parquet", _parquet(pa.Table.from_pandas(_text(self.rows))))
-        columns = self.columns.to_frame(index=False)
-        location.write_bytes("columns.parquet", _parquet(pa.Table.from_pandas(_text(columns))))
+        labels = dask.delayed(_write_labels)(location, self.rows, self.columns)
         starts = np.cumsum((0, *self.data.chunks[0][:-1]))
         written = [
             dask.delayed(_write_block)(location, i, block, int(start))
@@ -174,7 +177,7 @@ class SparseJacobian:
             "shape": list(self.shape),
             "rows_per_block": list(self.data.chunks[0]),
         }
-        done = dask.delayed(_write_manifest)(location, manifest, written)
+        done = dask.delayed(_write_manifest)(location, manifest, written, labels)
         return done.compute() if compute else done
 
 
@@ -340,7 +343,13 @@ def _write_block(location: Location, i: int, block: sparse.csr_array, start: int
     return len(data)
 
 
-def _write_manifest(location: Location, manifest: dict, written: list[int]) -> int:
+def _write_labels(location: Location, rows: pd.DataFrame, columns: pd.MultiIndex) -> None:
+    location.write_bytes("rows.parquet", _parquet(pa.Table.from_pandas(_text(rows))))
+    frame = columns.to_frame(index=False)
+    location.write_bytes("columns.parquet", _parquet(pa.Table.from_pandas(_text(frame))))
+
+
+def _write_manifest(location: Location, manifest: dict, written: list[int], labels: None) -> int:
     manifest = {**manifest, "block_bytes": written}
     location.write_bytes("jacobian.json", json.dumps(manifest).encode())
     return sum(written)
