@@ -87,15 +87,16 @@ def receptors_from_soundings(
     else:
         table = _slant_table(soundings, times, ids, float(top))
         reference = "msl"
+    # before the receptors are made: whether a receptor is MSL is part of its identity
+    table["altitude_ref"] = reference
     receptors = receptor_rows(table.drop(columns="sounding_id"), source="soundings")
     sim_ids = [receptor.sim_id for _, receptor in receptors]
     if kind == "slant":
         table["sim_id"] = np.repeat(sim_ids, [len(rows) for rows, _ in receptors])
     else:
         table["sim_id"] = sim_ids
-    table["altitude_ref"] = reference
-    first = ["sim_id", "sounding_id"]
-    table = table[first + [c for c in table.columns if c not in first]]
+    first, last = ["sim_id", "sounding_id"], ["altitude_ref"]
+    table = table[first + [c for c in table.columns if c not in first + last] + last]
     return table, _kernels(soundings, sim_ids)
 
 
