@@ -63,6 +63,8 @@ from .store.paths import Location
 if TYPE_CHECKING:
     from .model import Model
 
+__all__ = ["Background", "background", "endpoint_rows", "particle_background", "particle_weights"]
+
 #: Horizontal dimension pairs a field may have, and whether longitudes wrap on them.
 _HORIZONTAL = (("lat", "lon", True), ("latitude", "longitude", True), ("y", "x", False))
 #: Particle columns every background reads.
@@ -101,7 +103,7 @@ class _Axes:
     time: str | None
 
 
-def field_axes(field: xr.DataArray) -> _Axes:
+def _field_axes(field: xr.DataArray) -> _Axes:
     """Name the horizontal, vertical and time dimensions of a background field.
 
     Raises
@@ -167,7 +169,7 @@ def particle_weights(
     return pd.Series(foot / max(rows.size, 1), index=index, name="weight")
 
 
-def sample(
+def _sample(
     field: xr.DataArray, endpoints: pd.DataFrame, receptor_time: Any, axes: _Axes | None = None
 ) -> np.ndarray:
     """The field at each endpoint row (``long``, ``lati``, ``time`` and the vertical column).
@@ -177,7 +179,7 @@ def sample(
     NaN where an endpoint is outside the field horizontally. Only the cells needed
     are read from a lazy field.
     """
-    axes = axes or field_axes(field)
+    axes = axes or _field_axes(field)
     n = len(endpoints)
     lat, lat_in = _nearest_cell(field[axes.lat].to_numpy(), _column(endpoints, "lati"), False)
     lon, lon_in = _nearest_cell(field[axes.lon].to_numpy(), _column(endpoints, "long"), axes.wraps)
@@ -242,10 +244,10 @@ def particle_background(
     >>> ct = xr.open_dataarray("ct_co2.nc").rename(level="pres")  # doctest: +SKIP
     >>> particle_background(model.trajectories.load(sim_id), ct, receptor).value  # doctest: +SKIP
     """
-    axes = field_axes(field)
+    axes = _field_axes(field)
     weights = particle_weights(particles, receptor, transforms)
     ends = particles.iloc[endpoint_rows(particles)]
-    values = pd.Series(sample(field, ends, receptor.time, axes), index=weights.index)
+    values = pd.Series(_sample(field, ends, receptor.time, axes), index=weights.index)
     return Background(
         _weighted(values.to_numpy(), weights.to_numpy()), values.rename("background"), weights
     )
@@ -286,7 +288,7 @@ def background(
         If ``footprint`` is not configured, or the field's vertical dimension is
         not among ``hysplit.varsiwant``.
     """
-    axes = field_axes(field)
+    axes = _field_axes(field)
     transforms, needed = _footprint_transforms(model, footprint)
     if axes.vertical is not None and axes.vertical not in model.config.hysplit.varsiwant:
         raise ConfigError(
@@ -357,7 +359,7 @@ def _batch(
     whole: bool,
 ) -> np.ndarray:
     """The background of each simulation in ``entries`` (registry rows); NaN without particles."""
-    axes = field_axes(held.field)
+    axes = _field_axes(held.field)
     out = np.full(len(entries), np.nan)
     found, weights, ends, times = [], [], [], []
     for i, entry in entries.iterrows():
@@ -373,7 +375,7 @@ def _batch(
     if not found:
         return out
     # One read of the field for the whole batch.
-    values = sample(held.field, pd.concat(ends, ignore_index=True), np.concatenate(times), axes)
+    values = _sample(held.field, pd.concat(ends, ignore_index=True), np.concatenate(times), axes)
     bounds = np.cumsum([0] + [len(end) for end in ends])
     for i, w, lo, hi in zip(found, weights, bounds[:-1], bounds[1:], strict=True):
         out[i] = _weighted(values[lo:hi], w)
@@ -452,8 +454,17 @@ def _nearest_cell(centres: np.ndarray, x: np.ndarray, wraps: bool) -> tuple[np.n
 
 
 def _nearest_level(levels: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Index of the nearest level (the first on a tie), clamped to the field's levels."""
-    return np.argmin(np.abs(v[:, None] - levels.astype(np.float64)[None, :]), axis=1)
+    """Index of the nearest level (the first in the field's order on a tie), clamped
+    to the field's levels; the first level for a missing value."""
+    order = np.argsort(levels, kind="stable")
+    ordered = levels[order].astype(np.float64)
+    above = np.searchsorted(ordered, v)
+    high = np.minimum(above, ordered.size - 1)
+    low = np.maximum(above - 1, 0)
+    to_low, to_high = np.abs(v - ordered[low]), np.abs(ordered[high] - v)
+    first = np.minimum(order[low], order[high])
+    nearest = np.where(to_low < to_high, order[low], np.where(to_high < to_low, order[high], first))
+    return np.where(np.isnan(v), 0, nearest)
 
 
 def _nearest_time(stamps: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ particles and field, and for a whole project as one lazy dask computation."""
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -445,3 +446,13 @@ def test_unrun_simulations_read_nan_and_bad_asks_fail_before_computing(project, 
     values = result.compute(scheduler="threads")
     assert np.isnan(values.sel(simulation=extra.sim_id))
     assert np.isfinite(values.sel(simulation=RECEPTORS[0].sim_id))
+
+
+def test_project_background_on_a_distributed_cluster(project, client):
+    # The graph (field, store, transforms) pickles whole, as it must to reach
+    # worker processes, and runs on a distributed scheduler's workers.
+    _, _, asked = project
+    expected = asked["xco2"].compute(scheduler="threads")
+    restored = pickle.loads(pickle.dumps(asked["xco2"]))
+    np.testing.assert_array_equal(restored.compute(scheduler="sync"), expected)
+    np.testing.assert_array_equal(client.compute(asked["xco2"]).result(), expected)
