@@ -3,9 +3,10 @@
 An object store lists at most 1,000 keys per request, and a plain listing asks
 for each page with a token from the one before: 10⁵ keys are 100 requests, one
 after the other. When the caller knows which names to expect (``status`` knows
-every simulation id from the registry), the folder is cut at every
-:data:`NAMES_PER_RANGE`-th expected name, sorted, and the ranges are listed
-concurrently: range ``(a, b]`` asks for the names after ``a`` (``StartAfter``)
+every simulation id from the registry), the folder's first page is listed as
+usual, so a small folder costs its one request; when more follows, the rest is
+cut at every :data:`NAMES_PER_RANGE`-th expected name, sorted, and the ranges
+are listed concurrently: range ``(a, b]`` asks for the names after ``a`` (``StartAfter``)
 under the longest prefix ``a`` and ``b`` share, and stops once past ``b``. The
 ranges tile the key space, so names nobody expected are listed too, and a range
 holding more than a page goes on with continuation tokens: the cuts only decide
@@ -74,8 +75,13 @@ async def list_ranges(page: PageLister, cuts: list[str], concurrency: int) -> li
             if token is None or (upper is not None and got.last is not None and got.last > upper):
                 return names
 
-    bounds = [None, *cuts, None]
+    first = await page("", None, None)
+    if first.token is None:
+        return first.files
+    # Small folders (failures, markers, claims) cost their one request; the ranges
+    # start after the first page.
+    bounds = [first.last, *(c for c in cuts if c > first.last), None]
     parts = await asyncio.gather(
         *(listed(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
     )
-    return [n for part in parts for n in part]
+    return first.files + [n for part in parts for n in part]
