@@ -381,7 +381,7 @@ def project(tmp_path_factory, idealized_met):
     model = Model(folder / "project", RECEPTORS, config)
     model.register_pending()
     # A lazy field in zarr, as CAMS or CarbonTracker would come: its east edge at
-    # -112.022 cuts through the first receptor's endpoints.
+    # -112.0225 cuts through the first receptor's endpoints.
     field = salt_lake_field(
         -112.3 + 0.005 * np.arange(56), 40.45 + 0.005 * np.arange(70), 4, vertical="pres"
     )
