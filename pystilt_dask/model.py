@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -18,7 +19,7 @@ from . import preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .footprint import to_rstilt_netcdf
-from .receptors import Receptor, read_receptors, receptors_from_frame
+from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
 from .store import footprints, layout, particles, records, registry
 from .store.completion import CompletionRule, State
 from .store.paths import Location
@@ -107,16 +108,20 @@ class Model:
 
     def receptors(self) -> list[Receptor]:
         """The receptors given to this model (or read from ``config.receptors``)."""
+        return self.receptor_frame().receptors()
+
+    def receptor_frame(self) -> ReceptorFrame:
+        """:meth:`receptors` as columns, without building receptor objects."""
         given = self._receptors
         if given is None:
             if not self.config.receptors:
                 raise ConfigError("no receptors given and config.receptors is not set")
-            return read_receptors(self.config.receptors)
+            return read_receptor_frame(self.config.receptors)
         if isinstance(given, str | Path):
-            return read_receptors(given)
+            return read_receptor_frame(given)
         if isinstance(given, pd.DataFrame):
-            return receptors_from_frame(given)
-        return list(given)
+            return receptor_frame(given)
+        return ReceptorFrame.from_receptors(given)
 
     def register_pending(self, scene_id: str | None = None, met: str | None = None) -> list[str]:
         """Register receptors not registered yet; return the new simulation ids.
@@ -145,7 +150,7 @@ class Model:
         met = met or next(iter(self.config.mets))
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
-        receptors = self.receptors()
+        receptors = self.receptor_frame()
         _check_heights(receptors, self.config.hysplit.z_top)
         self._store_config()
         new, committed = registry.register(
@@ -221,7 +226,7 @@ class Model:
         if not self.has_receptors:
             return 0
         known = self.registry() if known is None else known
-        return len(known.pending(self.receptors()))
+        return len(known.pending(self.receptor_frame()))
 
     @property
     def simulations(self) -> Simulations:
@@ -478,13 +483,15 @@ def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
     return ", ".join(repr(i) for i in sim_ids[:shown]) + more
 
 
-def _check_heights(receptors: Sequence[Receptor], z_top: float) -> None:
+def _check_heights(receptors: ReceptorFrame, z_top: float) -> None:
     """Refuse receptors released at or above HYSPLIT's model top (it would stop at once)."""
-    high = [r for r in receptors if max(z for _, _, z in r.release_points) >= z_top]
-    if high:
+    high = np.flatnonzero(receptors.max_heights() >= z_top)
+    if len(high):
+        shown = receptors.table["sim_id"].take(high[:3]).to_pylist()
+        more = f" and {len(high) - 3} more" if len(high) > 3 else ""
         raise ConfigError(
             f"receptors released at or above hysplit.z_top ({z_top:g} m above ground): "
-            f"{_ids([r.sim_id for r in high], 3)} ({len(high)} in all); raise z_top or lower them"
+            f"{_ids(shown, 3)}{more} ({len(high)} in all); raise z_top or lower them"
         )
 
 

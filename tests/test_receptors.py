@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,11 +15,17 @@ from pystilt_dask.receptors import (
     ColumnReceptor,
     MultiPointReceptor,
     PointReceptor,
+    ReceptorFrame,
     ReceptorsMerged,
+    canonical_number,
+    format_number,
     parse_time,
+    read_receptor_frame,
     read_receptors,
+    receptor_rows,
     receptors_from_frame,
 )
+from pystilt_dask.receptors.columns import canonical_numbers, format_numbers
 
 TEN = dt.datetime(2019, 5, 30, 10, 0)
 
@@ -237,3 +244,90 @@ def test_a_pystilt_time_we_cannot_read_names_its_receptor(tmp_path):
     with pytest.raises(ConfigError, match=r"receptors.csv: r_idx=b: time '30/05/2019': not a time"):
         migrate_receptors(source, tmp_path / "ours.csv")
     assert not (tmp_path / "ours.csv").exists()
+
+
+def _numbers(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    """Numbers as tables hold them: rounded, full-precision, float32, integral, tiny, huge."""
+    kind = rng.integers(0, 7, n)
+    return np.select(
+        [kind == k for k in range(6)],
+        [
+            np.round(rng.uniform(-1, 1, n) * scale, 3),
+            rng.uniform(-1, 1, n) * scale,
+            rng.uniform(-1, 1, n).astype(np.float32).astype(float) * scale,
+            rng.integers(-100, 100, n).astype(float),
+            10.0 ** rng.uniform(-12, -5, n) * rng.choice([-1, 1], n),
+            rng.uniform(-1, 1, n) * 1e-7 + np.sign(rng.uniform(-1, 1, n)) * scale,
+        ],
+        0.1 + 0.2 * rng.integers(0, 3, n),  # 0.30000000000000004 and friends
+    )
+
+
+def _random_table(n: int, seed: int) -> pd.DataFrame:
+    """Points, columns and multipoint groups, times with and without seconds, repeats."""
+    rng = np.random.default_rng(seed)
+    column = rng.random(n) < 0.3
+    bottom = np.abs(_numbers(rng, n, 1000))
+    stamps = pd.to_datetime(
+        np.datetime64("2019-05-30T10:00") + rng.integers(0, 10**7, n).astype("timedelta64[s]")
+    )
+    stamps = stamps.where(rng.random(n) < 0.5, stamps.floor("min"))
+    layouts = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S"]
+    layout = rng.integers(0, len(layouts), n)
+    times = np.select([layout == k for k in range(4)], [stamps.strftime(f) for f in layouts], "")
+    table = pd.DataFrame(
+        {
+            "time": times,
+            "lon": _numbers(rng, n, 359.0),
+            "lat": np.clip(_numbers(rng, n, 89.0), -90, 90),
+            "zagl": np.where(column, np.nan, np.abs(_numbers(rng, n, 3000))),
+            "bottom": np.where(column, bottom, np.nan),
+            "top": np.where(column, bottom + np.abs(_numbers(rng, n, 5000)) + 1e-3, np.nan),
+            "group": np.arange(n).astype(str),
+        }
+    )
+    # Multipoint groups: runs of points sharing a time.
+    starts = rng.choice(np.flatnonzero(~column[:-2] & ~column[1:-1] & ~column[2:]), n // 50)
+    for start in starts:
+        for column in ("group", "time"):
+            table.loc[start + 1 : start + 2, column] = table.loc[start, column]
+    again = table.sample(n // 10, random_state=seed)
+    again["group"] = "again-" + again["group"]  # the same rows, or part of a group, repeated
+    return pd.concat([table, again], ignore_index=True)
+
+
+@pytest.mark.parametrize("as_text", [True, False], ids=["csv", "parquet"])
+def test_column_ids_and_numbers_equal_the_models_on_a_random_table(tmp_path, as_text):
+    table = _random_table(5000, seed=int(as_text))
+    if as_text:  # every number as its shortest text, as a CSV writer keeps it
+        path = tmp_path / "r.csv"
+        table.to_csv(path, index=False)
+    else:
+        path = tmp_path / "r.parquet"
+        table.to_parquet(path)
+    with pytest.warns(ReceptorsMerged) as merged:
+        frame = read_receptor_frame(path)
+    read = pd.read_csv(path, dtype=str) if as_text else pd.read_parquet(path)
+    expected: dict[str, object] = {}
+    for _, receptor in receptor_rows(read, str(path)):
+        assert expected.setdefault(receptor.sim_id, receptor) == receptor
+    assert frame.sim_ids == list(expected)
+    assert frame.table.equals(ReceptorFrame.from_receptors(expected.values()).table)
+    assert {r.kind for r in expected.values()} == {"point", "column", "multipoint"}
+    assert merged[0].message.count == len(read) - len(expected) - sum(
+        len(r.longitudes) - 1 for r in expected.values() if r.kind == "multipoint"
+    )
+
+
+def test_format_numbers_is_format_number_element_by_element():
+    rng = np.random.default_rng(3)
+    values = np.concatenate(
+        [
+            _numbers(rng, 20000, 400.0),
+            10.0 ** rng.uniform(-30, 30, 20000) * rng.choice([-1, 1], 20000),
+            [0.0, -0.0, 1e15, 1e16, 999999999999999.9, 1e-5, 1e-4, 1e22, 1e23, 5e-324, 2.5],
+        ]
+    )
+    assert format_numbers(values).to_pylist() == [format_number(v) for v in values]
+    expected = [canonical_number(v) for v in values]
+    assert canonical_numbers(values).tolist() == expected

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import multiprocessing
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import xarray as xr
 from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
 
-from pystilt_dask.errors import ConfigError, ReceptorError
+from pystilt_dask.errors import ConfigError, ReceptorError, StoreError
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import MultiPointReceptor
 from pystilt_dask.store import layout, registry
@@ -127,3 +134,82 @@ def test_receptors_that_share_an_id_without_being_the_same_are_refused(tmp_path)
                                latitudes=[40.7] * 2, altitudes=[5, 5])  # fmt: skip
     assert registry.register(model.location, [again], "synthetic", ["coarse"])[0] == []
     assert registry.versions(model.location) == [0, 1]
+
+
+def _history(location, receptors, start: int = 0) -> list[str]:
+    """Commit one receptor per version from row ``start``, as one-receptor registrations do."""
+    now = datetime.now(UTC)
+    for row, receptor in enumerate(receptors, start=start):
+        record = registry.record(receptor, row, "m", ["coarse"], None, now)
+        assert registry.commit(location, [record])
+    return [r.sim_id for r in receptors]
+
+
+def test_a_read_takes_the_newest_checkpoint_and_the_commits_after_it(tmp_path):
+    location = Model(tmp_path / "p", [], make_config(tmp_path)).location
+    ids = _history(location, make_receptors(200))
+    assert registry.checkpoints(location) == [63, 127, 191]
+    assert registry.versions(location) == list(range(200))  # checkpoints are not versions
+    whole = registry.read(location)
+    assert whole.sim_ids == ids and whole.version == 199
+    assert whole.rows.tolist() == list(range(200))
+    # A checkpoint that cannot be read is skipped: an older one and the commits serve.
+    good = location.read_bytes(layout.checkpoint_key(191))
+    location.write_bytes(layout.checkpoint_key(191), b"not parquet")
+    assert registry.read(location).entries.equals(whole.entries)
+    location.write_bytes(layout.checkpoint_key(191), good)
+    # Without the commits the newest checkpoint holds, a read is the same: it reads
+    # one checkpoint and the 8 commits after it.
+    for version in range(192):
+        location.delete(layout.registry_key(version))
+    read = registry.read(location)
+    assert read.entries.equals(whole.entries) and read.version == 199
+    # Registering goes on from there.
+    more = make_receptors(201)[200:]
+    new, committed = registry.register(location, more, "m", ["coarse"])
+    assert new == [more[0].sim_id] and committed.row(new[0]) == 200 and committed.version == 200
+
+
+def test_checkpoints_are_the_same_bytes_whoever_writes_them(tmp_path):
+    location = Model(tmp_path / "p", [], make_config(tmp_path)).location
+    _history(location, make_receptors(70))
+    key = layout.checkpoint_key(63)
+    written = location.read_bytes(key)
+    # A reader finding 64 commits after the newest checkpoint writes the missing one.
+    location.delete(key)
+    registry.read(location)
+    assert location.read_bytes(key) == written
+    # Two writers at once: one creates it, both would have written the same bytes.
+    location.delete(key)
+    states = [registry.read(location, only=range(64)) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def write(state):
+        barrier.wait()
+        return registry.write_checkpoint(location, state)
+
+    with ThreadPoolExecutor(2) as pool:
+        created = list(pool.map(write, states))
+    assert sorted(created) == [False, True]
+    assert location.read_bytes(key) == written
+    assert [n for n in os.listdir(location.url(layout.REGISTRY)) if "partial" in n] == []
+
+
+def test_each_commit_has_a_copy_that_restores_it(tmp_path):
+    location = Model(tmp_path / "p", [], make_config(tmp_path)).location
+    receptors = make_receptors(66)
+    for receptor in receptors[:3]:  # registrants write copies, as repair's commits do
+        registry.register(location, [receptor], "m", ["coarse"])
+    _history(location, receptors[3:], start=3)
+    for version in registry.versions(location):
+        commit = location.read_bytes(layout.registry_key(version))
+        assert location.read_bytes(layout.registry_copy_key(version)) == commit
+        assert registry.recover_commit(location, version) == commit
+    # Without its copy, a commit's entries come from a checkpoint holding its version.
+    expected = registry.read_commit(location, 5)
+    location.delete(layout.registry_copy_key(5))
+    recovered = pq.read_table(io.BytesIO(registry.recover_commit(location, 5))).to_pandas()
+    pd.testing.assert_frame_equal(recovered, expected)
+    location.delete(layout.registry_copy_key(65))  # after the last checkpoint
+    with pytest.raises(StoreError, match="000000065.parquet has no readable copy"):
+        registry.recover_commit(location, 65)

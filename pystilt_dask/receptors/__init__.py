@@ -16,6 +16,7 @@ time with seconds stamps them too (``yyyymmddHHMMSS``): HYSPLIT releases on the
 minute, but footprint layers count from the receptor's time, as in R-STILT.
 """
 
+from .frame import ReceptorFrame, receptor_frame
 from .models import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -26,19 +27,28 @@ from .models import (
     format_number,
     parse_time,
 )
-from .table import ReceptorsMerged, read_receptors, receptor_rows, receptors_from_frame
+from .table import (
+    ReceptorsMerged,
+    read_receptor_frame,
+    read_receptors,
+    receptor_rows,
+    receptors_from_frame,
+)
 
 __all__ = [
     "ColumnReceptor",
     "MultiPointReceptor",
     "PointReceptor",
     "Receptor",
+    "ReceptorFrame",
     "ReceptorsMerged",
     "canonical_longitude",
     "canonical_number",
     "format_number",
     "parse_time",
+    "read_receptor_frame",
     "read_receptors",
+    "receptor_frame",
     "receptor_rows",
     "receptors_from_frame",
 ]

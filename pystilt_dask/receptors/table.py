@@ -1,8 +1,12 @@
-"""Receptor tables: rows read as the user meant them, repeated receptors merged."""
+"""Receptor tables: rows read as the user meant them, repeated receptors merged.
+
+Tables are read as columns (:mod:`.frame`); the functions here are the
+one-row-at-a-time path through the receptor models, which decides the rows the
+column checks cannot vouch for and names a bad row and field.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +15,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from ..errors import ReceptorError
+from .frame import ReceptorFrame, ReceptorsMerged, canonical_table, receptor_frame
 from .models import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -20,40 +25,19 @@ from .models import (
     parse_time,
 )
 
-
-class ReceptorsMerged(UserWarning):
-    """Rows of a receptor table that repeat another row's receptor were merged into it.
-
-    Parameters
-    ----------
-    count : int
-        How many rows were merged (dropped) into an earlier row's receptor.
-    source : str
-        The table.
-    """
-
-    def __init__(self, count: int, source: str) -> None:
-        rows = f"{count} rows of {source} repeat" if count != 1 else f"1 row of {source} repeats"
-        verb = "were" if count != 1 else "was"
-        super().__init__(f"{rows} another row's receptor and {verb} merged")
-        self.count = count
-        self.source = source
-
-
-#: Column names (any case) of each field of a receptor table.
-_ALIASES = {
-    "time": ("time",),
-    "longitude": ("longitude", "long", "lon"),
-    "latitude": ("latitude", "lati", "lat"),
-    "altitude": ("altitude", "zagl", "z"),
-    "bottom": ("bottom",),
-    "top": ("top",),
-    "group": ("group",),
-}
+__all__ = ["ReceptorsMerged", "read_receptor_frame", "read_receptors", "receptor_rows"]
 
 
 def read_receptors(path: str | Path, storage_options: dict | None = None) -> list[Receptor]:
-    """Read a receptor table (CSV or Parquet; local path or fsspec URL).
+    """Read a receptor table (CSV or Parquet; local path or fsspec URL) as receptor objects.
+
+    See :func:`read_receptor_frame`, which reads it as columns without building them.
+    """
+    return read_receptor_frame(path, storage_options).receptors()
+
+
+def read_receptor_frame(path: str | Path, storage_options: dict | None = None) -> ReceptorFrame:
+    """Read a receptor table (CSV or Parquet; local path or fsspec URL) as a frame.
 
     Columns, in any case: ``time``, ``longitude`` (or ``long``/``lon``),
     ``latitude`` (or ``lati``/``lat``) and either ``altitude`` (or ``zagl``/``z``)
@@ -63,7 +47,7 @@ def read_receptors(path: str | Path, storage_options: dict | None = None) -> lis
 
     Returns
     -------
-    list of Receptor
+    ReceptorFrame
         Each receptor once, in the order of its first row. Rows repeating an
         earlier row's receptor are merged into it, said by one
         :class:`ReceptorsMerged` warning.
@@ -81,7 +65,7 @@ def read_receptors(path: str | Path, storage_options: dict | None = None) -> lis
             table = pd.read_csv(path, storage_options=storage_options, dtype=str)
     except FileNotFoundError:
         raise ReceptorError(f"receptor table {path} does not exist") from None
-    return receptors_from_frame(table, source=path)
+    return receptor_frame(table, source=path)
 
 
 def receptors_from_frame(table: pd.DataFrame, source: str = "table") -> list[Receptor]:
@@ -89,47 +73,20 @@ def receptors_from_frame(table: pd.DataFrame, source: str = "table") -> list[Rec
 
     Repeated receptors are merged as :func:`read_receptors` does.
     """
-    unique: dict[str, tuple[list[int], Receptor]] = {}
-    merged = 0
-    for rows, receptor in receptor_rows(table, source):
-        first = unique.setdefault(receptor.sim_id, (rows, receptor))
-        if first[1] is receptor:
-            continue
-        if first[1] != receptor:
-            raise ReceptorError(
-                f"{source} {_rows(first[0])} and {_rows(rows)} are different receptors with "
-                f"one simulation id {receptor.sim_id}; keep one"
-            )
-        merged += len(rows)
-    if merged:
-        warnings.warn(ReceptorsMerged(merged, source), stacklevel=3)
-    return [receptor for _, receptor in unique.values()]
+    return receptor_frame(table, source).receptors()
 
 
 def receptor_rows(table: pd.DataFrame, source: str = "table") -> list[tuple[list[int], Receptor]]:
     """Each row's (or multipoint group's) receptor with its row numbers, nothing merged."""
-    table = table.rename(columns=_canonical_columns(table.columns, source))
-    if "time" not in table.columns:
-        raise ReceptorError(f"{source}: missing column 'time'")
+    table = canonical_table(table, source)
     rows = table.to_dict(orient="records")
     if "group" in table.columns:
         return list(_grouped(rows, source))
-    return [([i], _row_receptor(i, row, source)) for i, row in enumerate(rows, start=1)]
+    return [([i], row_receptor(i, row, source)) for i, row in enumerate(rows, start=1)]
 
 
 def _rows(numbers: list[int]) -> str:
     return f"row {numbers[0]}" if len(numbers) == 1 else f"rows {', '.join(map(str, numbers))}"
-
-
-def _canonical_columns(columns: pd.Index, source: str) -> dict[str, str]:
-    mapping = {}
-    for canonical, aliases in _ALIASES.items():
-        present = [c for c in columns if str(c).strip().lower() in aliases]
-        if len(present) > 1:
-            raise ReceptorError(f"{source}: columns {present} all mean {canonical!r}; keep one")
-        if present:
-            mapping[present[0]] = canonical
-    return mapping
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +98,8 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or value != value
 
 
-def _row_receptor(index: int, row: dict[str, Any], source: str) -> Receptor:
+def row_receptor(index: int, row: dict[str, Any], source: str) -> Receptor:
+    """The receptor of one table row (``index``: its 1-based number, for messages)."""
     row = _clean(row)
     fields = {k: row[k] for k in ("time", "longitude", "latitude") if k in row}
     if "bottom" in row or "top" in row:
@@ -162,30 +120,35 @@ def _row_receptor(index: int, row: dict[str, Any], source: str) -> Receptor:
 def _grouped(rows: list[dict[str, Any]], source: str) -> Iterator[tuple[list[int], Receptor]]:
     groups: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
     for i, row in enumerate(rows, start=1):
-        groups.setdefault(row["group"], []).append((i, _clean(row)))
+        groups.setdefault(row["group"], []).append((i, row))
     for members in groups.values():
         numbers = [i for i, _ in members]
         if len(members) == 1:
-            index, row = members[0]
-            yield numbers, _row_receptor(index, row, source)
-            continue
-        where = f"{source} {_rows(numbers)}"
-        if any("bottom" in row or "top" in row for _, row in members):
-            raise ReceptorError(f"{where}: a multipoint group's rows need altitude, not bottom/top")
-        try:
-            times = {parse_time(row.get("time")) for _, row in members}
-        except ValueError:
-            times = {row.get("time") for _, row in members}
-        if len(times) != 1:
-            shown = sorted(str(t) for t in times)
-            raise ReceptorError(f"{where}: a multipoint group needs one time, got {shown}")
-        fields = {
-            "time": members[0][1].get("time"),
-            "longitudes": [row.get("longitude") for _, row in members],
-            "latitudes": [row.get("latitude") for _, row in members],
-            "altitudes": [row.get("altitude") for _, row in members],
-        }
-        yield numbers, _validate(MultiPointReceptor, fields, where)
+            yield numbers, row_receptor(numbers[0], members[0][1], source)
+        else:
+            yield numbers, group_receptor(numbers, [row for _, row in members], source)
+
+
+def group_receptor(numbers: list[int], rows: list[dict[str, Any]], source: str) -> Receptor:
+    """The multipoint receptor of a group's rows (``numbers``: theirs, 1-based)."""
+    rows = [_clean(row) for row in rows]
+    where = f"{source} {_rows(numbers)}"
+    if any("bottom" in row or "top" in row for row in rows):
+        raise ReceptorError(f"{where}: a multipoint group's rows need altitude, not bottom/top")
+    try:
+        times = {parse_time(row.get("time")) for row in rows}
+    except ValueError:
+        times = {row.get("time") for row in rows}
+    if len(times) != 1:
+        shown = sorted(str(t) for t in times)
+        raise ReceptorError(f"{where}: a multipoint group needs one time, got {shown}")
+    fields = {
+        "time": rows[0].get("time"),
+        "longitudes": [row.get("longitude") for row in rows],
+        "latitudes": [row.get("latitude") for row in rows],
+        "altitudes": [row.get("altitude") for row in rows],
+    }
+    return _validate(MultiPointReceptor, fields, where)
 
 
 def _validate(cls: type[_Receptor], fields: dict[str, Any], where: str) -> Receptor:

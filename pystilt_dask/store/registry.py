@@ -14,6 +14,17 @@ footprint array, and the name of its chunks. :class:`Registry` is the one mappin
 between simulations and rows; status, tasks, loading and verification all use it.
 The registry records *what* to simulate, never whether it is done.
 
+Reading the history stays cheap however long it grows: every 64th version
+(``version % 64 == 63``) its registrant also writes a checkpoint
+``.stilt/registry/<version>.checkpoint.parquet``, every entry of the versions up
+to it, sorted by row, with the version each came from. Its content depends on
+the commits alone, it is created with create-if-absent and never replaced; a
+reader that finds 64 or more commits after the newest checkpoint may write the
+missing one the same way. A reader lists the folder once and reads the newest
+readable checkpoint plus the commits after it. Each registrant also writes a
+second copy of its commit, ``.stilt/registry-copy/<version>.parquet`` (same
+bytes), from which :func:`recover_commit` restores a damaged commit.
+
 A receptor never changes under its id: registering a receptor whose id is
 registered with other fields is refused. Registries written before ids carried a
 column's extent and a time's seconds hold columns as ``…_X`` and times to the
@@ -25,22 +36,22 @@ entry with other heights stays a simulation of its own.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import ReceptorError, StoreError
+from ..errors import ReceptorError, StoreError, StoreUnwritable
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
+from ..receptors.frame import FLOATS, LISTS, ReceptorFrame, as_frame, first_occurrences
 from . import layout
 from .paths import Location
-
-_FLOATS = ("longitude", "latitude", "altitude", "bottom", "top")
-_LISTS = ("longitudes", "latitudes", "altitudes")
 
 SCHEMA = pa.schema(
     [
@@ -48,14 +59,18 @@ SCHEMA = pa.schema(
         ("row", pa.int64()),
         ("kind", pa.string()),
         ("time", pa.timestamp("us")),
-        *[(name, pa.float64()) for name in _FLOATS],
-        *[(name, pa.list_(pa.float64())) for name in _LISTS],
+        *[(name, pa.float64()) for name in FLOATS],
+        *[(name, pa.list_(pa.float64())) for name in LISTS],
         ("scene_id", pa.string()),
         ("met", pa.string()),
         ("footprints", pa.list_(pa.string())),
         ("registered", pa.timestamp("us", tz="UTC")),
     ]
 )
+#: A checkpoint's entries: a commit's, with the version of the commit each came from.
+CHECKPOINT_SCHEMA = SCHEMA.append(pa.field("version", pa.int64()))
+#: Version ``v`` has a checkpoint when ``v % CHECKPOINT_INTERVAL == CHECKPOINT_INTERVAL - 1``.
+CHECKPOINT_INTERVAL = 64
 
 
 @dataclass(frozen=True)
@@ -64,35 +79,48 @@ class Registry:
 
     Attributes
     ----------
-    table : pandas.DataFrame
-        One row per simulation, ordered by ``row``, indexed by ``sim_id``.
+    entries : pyarrow.Table
+        One row per simulation, ordered by ``row``, each id once, with the
+        version of the commit that registered it (:data:`CHECKPOINT_SCHEMA`).
     version : int
         The newest commit read (``-1`` when nothing is registered).
     """
 
-    table: pd.DataFrame
+    entries: pa.Table
     version: int
 
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The entries as a DataFrame indexed by ``sim_id`` (built when first asked for)."""
+        table = self.entries.to_pandas()
+        table.index = pd.Index(table["sim_id"], name="sim_id")
+        return table
+
+    @cached_property
+    def index(self) -> pd.Index:
+        """Simulation ids, in row order, as an index."""
+        return pd.Index(self.entries["sim_id"].to_pandas(), name="sim_id")
+
     def __len__(self) -> int:
-        return len(self.table)
+        return self.entries.num_rows
 
     def __contains__(self, sim_id: object) -> bool:
-        return sim_id in self.table.index
+        return sim_id in self.index
 
     @property
     def sim_ids(self) -> list[str]:
         """Simulation ids, in row order."""
-        return self.table.index.tolist()
+        return self.entries["sim_id"].to_pylist()
 
-    @property
+    @cached_property
     def rows(self) -> np.ndarray:
         """Rows, ascending (gaps only where a commit was lost)."""
-        return self.table["row"].to_numpy(dtype=np.int64)
+        return self.entries["row"].to_numpy()
 
     @property
     def next_row(self) -> int:
         """The first row a new commit may use."""
-        return int(self.table["row"].iloc[-1]) + 1 if len(self.table) else 0
+        return int(self.rows[-1]) + 1 if len(self) else 0
 
     def entry(self, sim_id: str) -> pd.Series:
         """The registry entry of one simulation.
@@ -111,8 +139,8 @@ class Registry:
         """The row of one simulation."""
         return int(self.entry(sim_id)["row"])
 
-    def pending(self, receptors: Sequence[Receptor]) -> dict[str, Receptor]:
-        """The receptors not registered yet, by id (each id once).
+    def pending(self, receptors: ReceptorFrame | Iterable[Receptor]) -> ReceptorFrame:
+        """The receptors not registered yet (each id once), in their order.
 
         A receptor is registered under its own id, or under its legacy id (see
         :attr:`~pystilt_dask.receptors.PointReceptor.legacy_sim_id`) by an entry
@@ -123,28 +151,33 @@ class Registry:
         ReceptorError
             When a receptor's id is registered, or given twice, with other fields.
         """
-        receptors = list(receptors)
-        ids = [given.sim_id for given in receptors]
-        found = self.table.index.get_indexer(ids) if len(self) else np.full(len(ids), -1)
-        times = self.table["time"].to_numpy()
-        fresh: dict[str, Receptor] = {}
-        for given, sim_id, position in zip(receptors, ids, found, strict=True):
-            if position >= 0:
-                # A point's or column's id prints its numbers as it keeps them; its time
-                # only to the minute in ids written before seconds were stamped.
-                if given.kind == "multipoint" or times[position] != np.datetime64(given.time):
-                    self._same(sim_id, given)
-                continue
-            legacy = given.legacy_sim_id
-            if legacy is not None and legacy in self and receptor(self.entry(legacy)) == given:
-                continue
-            first = fresh.setdefault(sim_id, given)
-            if first != given:
-                raise ReceptorError(
-                    f"two receptors have one simulation id {sim_id}: "
-                    f"{first.describe()} and {given.describe()}; keep one"
-                )
-        return fresh
+        frame = as_frame(receptors)
+        given = frame.table
+        fresh = np.ones(len(frame), dtype=bool)
+        if len(self) and len(frame):
+            legacy = given["legacy_id"]
+            found = _positions(pa.chunked_array(given["sim_id"].chunks + legacy.chunks,
+                                                pa.string()), self.entries["sim_id"])  # fmt: skip
+            found, found_legacy = found[: len(frame)], found[len(frame) :]
+            hit = np.flatnonzero(found >= 0)
+            # A point's or column's id prints its numbers as it keeps them; its time only
+            # to the minute in ids written before seconds were stamped.
+            kinds = given["kind"].to_numpy(zero_copy_only=False)
+            times = _times(given)
+            doubt = (kinds[hit] == "multipoint") | (times[hit] != _times(self.entries)[found[hit]])
+            for i in hit[doubt]:
+                self._same(given["sim_id"][i].as_py(), frame.receptor(int(i)))
+            fresh[hit] = False
+            candidates = np.flatnonzero(fresh & (found_legacy >= 0))
+            same = _same_fields(given, candidates, self.entries, found_legacy[candidates])
+            for j in np.flatnonzero(kinds[candidates] == "multipoint"):
+                entry = self.table.iloc[int(found_legacy[candidates[j]])]
+                same[j] = receptor(entry) == frame.receptor(int(candidates[j]))
+            fresh[candidates[same]] = False
+        keep = np.flatnonzero(fresh)
+        if not frame.unique and len(keep):
+            keep = keep[_first_of_each(frame, keep)]
+        return ReceptorFrame(given.take(pa.array(keep)), unique=True)
 
     def _same(self, sim_id: str, given: Receptor) -> None:
         registered = receptor(self.entry(sim_id))
@@ -162,11 +195,108 @@ class Registry:
         index = np.minimum(np.searchsorted(self.rows, rows), len(self) - 1)
         return np.where(self.rows[index] == rows, index, -1)
 
+    def extended(self, entries: pa.Table, version: int) -> Registry:
+        """This registry with ``entries`` (rows after its own, new ids) committed as ``version``."""
+        combined = pa.concat_tables([self.entries, entries]) if len(self) else entries
+        return Registry(combined, version)
+
+
+def _positions(values: pa.ChunkedArray, value_set: pa.ChunkedArray) -> np.ndarray:
+    """Position of each value in ``value_set`` (``-1``: absent or null)."""
+    found = pc.index_in(values, value_set=value_set.combine_chunks())
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+def _times(table: pa.Table) -> np.ndarray:
+    return table["time"].cast(pa.int64()).to_numpy()
+
+
+def _same_fields(
+    given: pa.Table, at: np.ndarray, entries: pa.Table, positions: np.ndarray
+) -> np.ndarray:
+    """Whether receptors ``given[at]`` have the fields of entries ``entries[positions]``."""
+    one, other = given.take(pa.array(at)), entries.take(pa.array(positions))
+    same = one["kind"].to_numpy(zero_copy_only=False) == other["kind"].to_numpy(
+        zero_copy_only=False
+    )
+    same &= _times(one) == _times(other)
+    for name in FLOATS:
+        a = pc.fill_null(one[name], np.nan).to_numpy()
+        b = pc.fill_null(other[name], np.nan).to_numpy()
+        same &= (a == b) | (np.isnan(a) & np.isnan(b))
+    return same
+
+
+def _first_of_each(frame: ReceptorFrame, keep: np.ndarray) -> np.ndarray:
+    """Mask of ``keep`` (positions in ``frame``) to register: each id once.
+
+    Raises
+    ------
+    ReceptorError
+        When two receptors with one id differ.
+    """
+    ids = frame.table["sim_id"].take(pa.array(keep))
+    first = first_occurrences(ids)
+    if first.all():
+        return first
+    earliest = np.flatnonzero(first)[
+        pc.fill_null(pc.index_in(ids, value_set=ids.filter(pa.array(first))), -1).to_numpy()
+    ]
+    repeated = np.flatnonzero(~first)
+    same = _same_fields(frame.table, keep[repeated], frame.table, keep[earliest[repeated]])
+    kinds = frame.table["kind"].take(pa.array(keep[repeated])).to_numpy(zero_copy_only=False)
+    for j in np.flatnonzero(~same | (kinds == "multipoint")):
+        one = frame.receptor(int(keep[earliest[repeated[j]]]))
+        other = frame.receptor(int(keep[repeated[j]]))
+        if one != other:
+            raise ReceptorError(
+                f"two receptors have one simulation id {one.sim_id}: "
+                f"{one.describe()} and {other.describe()}; keep one"
+            )
+    return first
+
+
+def _listing(location: Location) -> tuple[list[int], list[int]]:
+    """``(commits, checkpoints)``: the versions of each in one listing, ascending."""
+    commits, checkpoints = [], []
+    for name in location.list_names(layout.REGISTRY):
+        if name.endswith(layout.CHECKPOINT_SUFFIX):
+            stem, found = name[: -len(layout.CHECKPOINT_SUFFIX)], checkpoints
+        elif name.endswith(layout.PARQUET_SUFFIX):
+            stem, found = name[: -len(layout.PARQUET_SUFFIX)], commits
+        else:
+            continue  # temporaries
+        if stem.isdigit():
+            found.append(int(stem))
+    return sorted(commits), sorted(checkpoints)
+
 
 def versions(location: Location) -> list[int]:
-    """Committed registry versions, ascending."""
-    names = layout.strip_suffix(location.list_names(layout.REGISTRY), layout.PARQUET_SUFFIX)
-    return sorted(int(name) for name in names if name.isdigit())
+    """Committed registry versions, ascending (checkpoints are not versions)."""
+    return _listing(location)[0]
+
+
+def checkpoints(location: Location) -> list[int]:
+    """Versions that have a checkpoint, ascending."""
+    return _listing(location)[1]
+
+
+def _parsed(data: bytes, version: int) -> pa.Table:
+    """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
+    table = pq.read_table(io.BytesIO(data)).select(SCHEMA.names).cast(SCHEMA)
+    table = table.append_column("version", pa.array(np.full(table.num_rows, version)))
+    return table.replace_schema_metadata(None)
+
+
+def _commit_entries(location: Location, version: int) -> pa.Table:
+    key = layout.registry_key(version)
+    try:
+        return _parsed(location.read_bytes(key), version)
+    except Exception as exc:
+        raise StoreError(
+            f"registry commit {key} is unreadable ({type(exc).__name__}: {exc}); "
+            "run `stilt-dask verify --repair`"
+        ) from None
 
 
 def read_commit(location: Location, version: int) -> pd.DataFrame:
@@ -177,53 +307,169 @@ def read_commit(location: Location, version: int) -> pd.DataFrame:
     StoreError
         When the commit cannot be read (it was damaged after it was written).
     """
-    key = layout.registry_key(version)
+    return _commit_entries(location, version).drop_columns("version").to_pandas()
+
+
+def read_checkpoint(location: Location, version: int) -> pa.Table:
+    """The entries of checkpoint ``version`` (:data:`CHECKPOINT_SCHEMA`).
+
+    Raises
+    ------
+    StoreError
+        When it is absent or cannot be read.
+    """
+    key = layout.checkpoint_key(version)
     try:
-        return pq.read_table(io.BytesIO(location.read_bytes(key))).to_pandas()
+        table = pq.read_table(io.BytesIO(location.read_bytes(key)))
+        return table.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
     except Exception as exc:
         raise StoreError(
-            f"registry commit {key} is unreadable ({type(exc).__name__}: {exc}); "
-            "run `stilt-dask verify --repair`"
+            f"registry checkpoint {key} is unreadable ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def recover_commit(location: Location, version: int) -> bytes:
+    """Bytes that restore commit ``version``: its copy's, else its entries in a checkpoint.
+
+    The copy (``.stilt/registry-copy/<version>.parquet``) holds the commit's own
+    bytes; a checkpoint at or after ``version`` holds its entries, which are
+    written anew as a commit. Neither is trusted unless it reads back.
+
+    Raises
+    ------
+    StoreError
+        When neither a readable copy nor a readable checkpoint holds the version.
+    """
+    try:
+        data = location.read_bytes(layout.registry_copy_key(version))
+        _parsed(data, version)
+        return data
+    except Exception:  # absent or damaged: a checkpoint may hold it
+        pass
+    for held in reversed(checkpoints(location)):
+        if held < version:
+            break
+        try:
+            table = read_checkpoint(location, held)
+        except StoreError:
+            continue
+        entries = table.filter(pc.equal(table["version"], version))
+        if entries.num_rows:
+            return _commit_bytes(entries.drop_columns("version"))
+    raise StoreError(
+        f"registry commit {layout.registry_key(version)} has no readable copy, and no "
+        "readable checkpoint holds it"
+    )
 
 
 def read(
     location: Location, since: Registry | None = None, only: Sequence[int] | None = None
 ) -> Registry:
-    """Read the registry (reading only commits newer than ``since`` when given).
+    """Read the registry: the newest readable checkpoint and the commits after it.
 
-    ``only`` limits it to those commit versions (``verify`` reads around damage).
+    With ``since``, only commits newer than it are read (unless a checkpoint
+    saves reading many). ``only`` limits it to those commit versions, without
+    checkpoints (``verify`` reads around damage). A reader that finds
+    :data:`CHECKPOINT_INTERVAL` or more commits after its base writes the
+    missing checkpoint.
 
     Raises
     ------
     StoreError
         When a commit is unreadable, or two commits disagree on a simulation's row.
     """
+    if only is not None:
+        known = since.version if since is not None else -1
+        newer = [v for v in only if v > known]
+        tables = [_commit_entries(location, v) for v in newer]
+        return _combined(location, since, tables, newer[-1] if newer else known)
+    commits, held = _listing(location)
+    base = since
     known = since.version if since is not None else -1
-    newer = [v for v in (versions(location) if only is None else only) if v > known]
-    frames = [since.table.reset_index(drop=True)] if since is not None and len(since) else []
-    frames += [read_commit(location, v) for v in newer]
-    version = newer[-1] if newer else known
-    if not frames:
-        empty = SCHEMA.empty_table().to_pandas().set_index("sim_id", drop=False)
-        return Registry(empty.rename_axis("sim_id"), version)
-    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    table = table.drop_duplicates(["sim_id", "row"]).sort_values("row", kind="stable")
-    for column in ("sim_id", "row"):
-        clash = table[column].duplicated()
-        if clash.any():
-            value = table.loc[clash, column].iloc[0]
-            raise StoreError(
-                f"the registry of {location.root} holds {column} {value!r} twice with "
-                "different partners; run `stilt-dask verify`"
-            )
-    table.index = pd.Index(table["sim_id"].to_numpy(dtype=object), name="sim_id")
-    return Registry(table, version)
+    if sum(v > known for v in commits) >= 2 * CHECKPOINT_INTERVAL or since is None:
+        base = _newest_checkpoint(location, [v for v in held if v > known]) or since
+    start = base.version if base is not None else -1
+    newer = [v for v in commits if v > start]
+    tables = [_commit_entries(location, v) for v in newer]
+    current = _combined(location, base, tables, newer[-1] if newer else start)
+    due = [v for v in newer if v % CHECKPOINT_INTERVAL == CHECKPOINT_INTERVAL - 1]
+    if len(newer) >= CHECKPOINT_INTERVAL and due and due[-1] not in held:
+        upto = newer.index(due[-1]) + 1
+        state = current if upto == len(newer) else _combined(location, base, tables[:upto], due[-1])
+        write_checkpoint(location, state)
+    return current
+
+
+def _newest_checkpoint(location: Location, held: list[int]) -> Registry | None:
+    """The registry as of the newest checkpoint in ``held`` that reads (unreadable ones skipped)."""
+    for version in reversed(held):
+        try:
+            return Registry(read_checkpoint(location, version), version)
+        except StoreError:
+            continue
+    return None
+
+
+def _combined(
+    location: Location, base: Registry | None, tables: list[pa.Table], version: int
+) -> Registry:
+    """``base`` with the entries of ``tables`` (newer commits) added, as of ``version``."""
+    pieces = [t for t in ([base.entries] if base is not None else []) + tables if t.num_rows]
+    if not pieces:
+        return Registry(CHECKPOINT_SCHEMA.empty_table(), version)
+    if len(pieces) == 1:
+        return Registry(pieces[0], version)  # one commit or checkpoint: its writer checked it
+    return Registry(_checked(pa.concat_tables(pieces), location.root), version)
+
+
+def _checked(entries: pa.Table, root: str) -> pa.Table:
+    """Entries sorted by row, repeated entries once; an id or row held twice otherwise raises."""
+    rows = entries["row"].to_numpy()
+    if len(rows) > 1 and np.any(np.diff(rows) < 0):
+        order = np.lexsort((entries["version"].to_numpy(), rows))
+        entries, rows = entries.take(pa.array(order)), rows[order]
+    again = np.flatnonzero(np.diff(rows) == 0) + 1
+    ids = entries["sim_id"]
+    if len(again):
+        differ = pc.not_equal(ids.take(pa.array(again)), ids.take(pa.array(again - 1)))
+        if pc.any(differ).as_py():
+            _twice(root, "row", int(rows[again[np.flatnonzero(differ)[0]]]))
+        keep = np.ones(len(rows), dtype=bool)
+        keep[again] = False
+        entries = entries.filter(pa.array(keep))
+        ids = entries["sim_id"]
+    first = first_occurrences(ids)
+    if not first.all():
+        _twice(root, "sim_id", ids[int(np.flatnonzero(~first)[0])].as_py())
+    return entries
+
+
+def _twice(root: str, column: str, value: object) -> None:
+    raise StoreError(
+        f"the registry of {root} holds {column} {value!r} twice with different partners; "
+        "run `stilt-dask verify`"
+    )
+
+
+def write_checkpoint(location: Location, registry: Registry) -> bool:
+    """Write the checkpoint of ``registry`` (create-if-absent); return whether this call wrote it.
+
+    Its bytes depend only on the entries, so every writer of one version writes
+    the same; a store that refuses the write is left without it (readers replay
+    the commits instead).
+    """
+    table = registry.entries.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table.combine_chunks().replace_schema_metadata(None), sink, compression="zstd")
+    try:
+        return location.create(layout.checkpoint_key(registry.version), sink.getvalue())
+    except (StoreUnwritable, PermissionError):
+        return False
 
 
 def register(
     location: Location,
-    receptors: Sequence[Receptor],
+    receptors: ReceptorFrame | Sequence[Receptor],
     met: str,
     footprints: Sequence[str],
     scene_id: str | None = None,
@@ -242,20 +488,67 @@ def register(
     ReceptorError
         When a receptor's id is registered with other fields (see :meth:`Registry.pending`).
     """
+    frame = as_frame(receptors)
     registry = read(location)
     while True:
-        fresh = registry.pending(receptors)
-        if not fresh:
+        fresh = registry.pending(frame)
+        if not len(fresh):
             return [], registry
-        now, start = datetime.now(UTC), registry.next_row
-        records = [
-            record(receptor, start + i, met, footprints, scene_id, now, sim_id)
-            for i, (sim_id, receptor) in enumerate(fresh.items())
-        ]
-        if location.create(layout.registry_key(registry.version + 1), commit_bytes(records)):
-            return list(fresh), read(location, since=registry)
+        entries = _entries(fresh, registry.next_row, met, footprints, scene_id, datetime.now(UTC))
+        data = _commit_bytes(entries)
+        version = registry.version + 1
+        if location.create(layout.registry_key(version), data):
+            committed = registry.extended(_parsed(data, version), version)
+            _published(location, version, data, committed)
+            return fresh.sim_ids, committed
         # Another registrant committed this version first: read it and try the next.
         registry = read(location, since=registry)
+
+
+def _published(location: Location, version: int, data: bytes, state: Registry | None) -> None:
+    """What follows a commit: its copy, and its checkpoint when the version has one."""
+    location.create(layout.registry_copy_key(version), data)
+    if version % CHECKPOINT_INTERVAL != CHECKPOINT_INTERVAL - 1:
+        return
+    if state is None:
+        try:
+            state = _state_at(location, version)
+        except StoreError:
+            return  # a damaged history gets its checkpoint once repaired
+    write_checkpoint(location, state)
+
+
+def _state_at(location: Location, version: int) -> Registry:
+    """The registry as of ``version``: the newest checkpoint before it and the commits up to it."""
+    commits, held = _listing(location)
+    base = _newest_checkpoint(location, [v for v in held if v <= version])
+    start = base.version if base is not None else -1
+    tables = [_commit_entries(location, v) for v in commits if start < v <= version]
+    return _combined(location, base, tables, version)
+
+
+def _entries(
+    fresh: ReceptorFrame,
+    start: int,
+    met: str,
+    footprints: Sequence[str],
+    scene_id: str | None,
+    registered: datetime,
+) -> pa.Table:
+    """The registry entries of new receptors, in rows from ``start``."""
+    n, given = len(fresh), fresh.table
+    names = pa.array(np.tile(np.asarray(list(footprints), dtype=object), n), pa.string())
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * len(footprints))
+    columns = {
+        "sim_id": given["sim_id"],
+        "row": pa.array(np.arange(start, start + n, dtype=np.int64)),
+        **{name: given[name] for name in ("kind", "time", *FLOATS, *LISTS)},
+        "scene_id": pa.repeat(pa.scalar(scene_id, pa.string()), n),
+        "met": pa.repeat(pa.scalar(met, pa.string()), n),
+        "footprints": pa.ListArray.from_arrays(offsets, names),
+        "registered": pa.repeat(pa.scalar(registered, pa.timestamp("us", tz="UTC")), n),
+    }
+    return pa.table(columns, schema=SCHEMA)
 
 
 def commit(location: Location, records: list[dict], version: int | None = None) -> bool:
@@ -267,13 +560,21 @@ def commit(location: Location, records: list[dict], version: int | None = None) 
     if version is None:
         found = versions(location)
         version = found[-1] + 1 if found else 0
-    return location.create(layout.registry_key(version), commit_bytes(records))
+    data = commit_bytes(records)
+    if not location.create(layout.registry_key(version), data):
+        return False
+    _published(location, version, data, None)
+    return True
 
 
 def commit_bytes(records: list[dict]) -> bytes:
     """Serialise registry records to one commit's Parquet bytes."""
+    return _commit_bytes(pa.Table.from_pylist(records, schema=SCHEMA))
+
+
+def _commit_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
 
 
@@ -293,8 +594,8 @@ def record(
         "row": row,
         "kind": fields.pop("kind"),
         "time": fields.pop("time"),
-        **{name: fields.get(name) for name in _FLOATS},
-        **{name: list(fields[name]) if name in fields else None for name in _LISTS},
+        **{name: fields.get(name) for name in FLOATS},
+        **{name: list(fields[name]) if name in fields else None for name in LISTS},
         "scene_id": scene_id,
         "met": met,
         "footprints": list(footprints),
@@ -307,7 +608,7 @@ def receptor(entry: pd.Series) -> Receptor:
     fields: dict = {"time": entry["time"]}
     built: Receptor
     if entry["kind"] == "multipoint":
-        fields.update({name: list(entry[name]) for name in _LISTS})
+        fields.update({name: list(entry[name]) for name in LISTS})
         built = MultiPointReceptor(**fields)
     else:
         fields.update({"longitude": entry["longitude"], "latitude": entry["latitude"]})

@@ -1,0 +1,437 @@
+"""Receptors as columns: a receptor table read, checked and given ids without a Python loop.
+
+:func:`receptor_frame` turns a table into a :class:`ReceptorFrame` (one Arrow
+row per receptor, in the order of its first row), with the ids and numbers of
+:mod:`.models`, byte for byte. Rows whose cells the array checks cannot vouch
+for (a missing or out-of-range value, text that is not a plain number or a
+common time layout, a multipoint group) go through the receptor models one by
+one, in row order, so a bad row is named with exactly the message a model
+gives, and the first bad row is the one named.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ReceptorError
+from .columns import canonical_longitudes, canonical_numbers, format_numbers, time_ids
+from .models import (
+    ColumnReceptor,
+    MultiPointReceptor,
+    PointReceptor,
+    Receptor,
+    parse_time,
+)
+
+FLOATS = ("longitude", "latitude", "altitude", "bottom", "top")
+LISTS = ("longitudes", "latitudes", "altitudes")
+_KINDS = {"point": PointReceptor, "column": ColumnReceptor, "multipoint": MultiPointReceptor}
+
+#: The columns of a :class:`ReceptorFrame`.
+SCHEMA = pa.schema(
+    [
+        ("sim_id", pa.string()),
+        ("legacy_id", pa.string()),
+        ("kind", pa.string()),
+        ("time", pa.timestamp("us")),
+        *[(name, pa.float64()) for name in FLOATS],
+        *[(name, pa.list_(pa.float64())) for name in LISTS],
+    ]
+)
+
+#: Text the array path reads as a number; anything else goes through the models.
+_NUMBER = r"^[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,2})?$"
+#: Time layouts the array path reads, each with the format it is read with.
+_TIME_LAYOUTS = (
+    (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2})?Z?$", "ISO8601"),
+    (r"^[0-9]{10}$", "%Y%m%d%H"),
+    (r"^[0-9]{12}$", "%Y%m%d%H%M"),
+    (r"^[0-9]{14}$", "%Y%m%d%H%M%S"),
+)
+
+
+@dataclass(frozen=True)
+class ReceptorFrame:
+    """Receptors as one Arrow table, one row each (see :data:`SCHEMA`).
+
+    Receptor objects are built only when asked for (:meth:`receptors`).
+
+    Attributes
+    ----------
+    table : pyarrow.Table
+        ``sim_id``, ``legacy_id`` (the id registries written before ids carried
+        seconds or a column's extent may hold it under, else null), ``kind``,
+        ``time`` (naive UTC), the numbers as the ids print them, and the point
+        lists of multipoint receptors.
+    unique : bool
+        Whether no id appears twice (true of what :func:`receptor_frame` returns).
+    """
+
+    table: pa.Table
+    unique: bool = False
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def sim_ids(self) -> list[str]:
+        """The simulation ids, in order."""
+        return self.table["sim_id"].to_pylist()
+
+    def receptor(self, index: int) -> Receptor:
+        """The receptor of row ``index``, as a model object."""
+        return _build(self.table.slice(index, 1).to_pylist()[0])
+
+    def receptors(self) -> list[Receptor]:
+        """Every receptor, as model objects."""
+        return [_build(row) for row in self.table.to_pylist()]
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> ReceptorFrame:
+        """The receptors at ``indices``, in that order."""
+        return ReceptorFrame(self.table.take(pa.array(np.asarray(indices, dtype=np.int64))))
+
+    def max_heights(self) -> np.ndarray:
+        """The highest release point of each receptor, in metres above ground."""
+        kind = self.table["kind"].to_numpy(zero_copy_only=False)
+        heights = _floats(self.table["altitude"])
+        heights = np.where(kind == "column", _floats(self.table["top"]), heights)
+        multi = np.flatnonzero(kind == "multipoint")
+        if len(multi):
+            lists = self.table["altitudes"].take(pa.array(multi)).to_pylist()
+            heights[multi] = [max(values) for values in lists]
+        return heights
+
+    @classmethod
+    def from_receptors(cls, receptors: Iterable[Receptor]) -> ReceptorFrame:
+        """The frame of receptor objects (their ids as they answer them)."""
+        rows = []
+        for receptor in receptors:
+            fields = receptor.model_dump()
+            rows.append(
+                {
+                    "sim_id": receptor.sim_id,
+                    "legacy_id": receptor.legacy_sim_id,
+                    "kind": fields["kind"],
+                    "time": fields["time"],
+                    **{name: fields.get(name) for name in FLOATS},
+                    **{name: list(fields[name]) if name in fields else None for name in LISTS},
+                }
+            )
+        return cls(pa.Table.from_pylist(rows, schema=SCHEMA))
+
+
+def as_frame(receptors: ReceptorFrame | Iterable[Receptor]) -> ReceptorFrame:
+    """``receptors`` as a frame (receptor objects are converted)."""
+    if isinstance(receptors, ReceptorFrame):
+        return receptors
+    return ReceptorFrame.from_receptors(receptors)
+
+
+def _build(row: dict[str, Any]) -> Receptor:
+    kind = row["kind"]
+    fields: dict[str, Any] = {"time": row["time"]}
+    if kind == "multipoint":
+        fields.update({name: row[name] for name in LISTS})
+    else:
+        names = ("longitude", "latitude", "bottom", "top") if kind == "column" else (
+            "longitude", "latitude", "altitude")  # fmt: skip
+        fields.update({name: row[name] for name in names})
+    built = _KINDS[kind].model_validate(fields)
+    if built.sim_id != row["sim_id"]:
+        built = built.registered_as(row["sim_id"])
+    return built  # type: ignore[return-value]
+
+
+def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return pc.fill_null(column, np.nan).to_numpy()
+
+
+class ReceptorsMerged(UserWarning):
+    """Rows of a receptor table that repeat another row's receptor were merged into it.
+
+    Parameters
+    ----------
+    count : int
+        How many rows were merged (dropped) into an earlier row's receptor.
+    source : str
+        The table.
+    """
+
+    def __init__(self, count: int, source: str) -> None:
+        rows = f"{count} rows of {source} repeat" if count != 1 else f"1 row of {source} repeats"
+        verb = "were" if count != 1 else "was"
+        super().__init__(f"{rows} another row's receptor and {verb} merged")
+        self.count = count
+        self.source = source
+
+
+#: Column names (any case) of each field of a receptor table.
+ALIASES = {
+    "time": ("time",),
+    "longitude": ("longitude", "long", "lon"),
+    "latitude": ("latitude", "lati", "lat"),
+    "altitude": ("altitude", "zagl", "z"),
+    "bottom": ("bottom",),
+    "top": ("top",),
+    "group": ("group",),
+}
+
+
+def canonical_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``table`` with its columns renamed to the field names (``lon`` → ``longitude``, …).
+
+    Raises
+    ------
+    ReceptorError
+        When two columns mean one field, or ``time`` is missing.
+    """
+    mapping = {}
+    for canonical, aliases in ALIASES.items():
+        present = [c for c in table.columns if str(c).strip().lower() in aliases]
+        if len(present) > 1:
+            raise ReceptorError(f"{source}: columns {present} all mean {canonical!r}; keep one")
+        if present:
+            mapping[present[0]] = canonical
+    table = table.rename(columns=mapping)
+    if "time" not in table.columns:
+        raise ReceptorError(f"{source}: missing column 'time'")
+    return table
+
+
+def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
+    """Read a receptor table (columns as :func:`~.table.read_receptors` takes them) as a frame.
+
+    Each receptor once, in the order of its first row; rows repeating an earlier
+    row's receptor are merged into it, said by one :class:`ReceptorsMerged` warning.
+
+    Raises
+    ------
+    ReceptorError
+        Naming the first bad row (1-based, as in a spreadsheet after the header) and field.
+    """
+    from .table import group_receptor, row_receptor  # the one-by-one path
+
+    table = canonical_table(table, source).reset_index(drop=True)
+    n = len(table)
+    grouped = np.zeros(n, dtype=bool)
+    members: dict[int, list[int]] = {}
+    if "group" in table.columns:
+        codes, _ = pd.factorize(table["group"], use_na_sentinel=False)
+        grouped = np.bincount(codes)[codes] > 1
+        for position in np.flatnonzero(grouped):
+            members.setdefault(int(codes[position]), []).append(int(position))
+    fast, suspect = _checked_rows(table)
+    suspect &= ~grouped
+    # One by one, in the order of each receptor's first row: the first bad one raises.
+    slow: dict[int, tuple[list[int], Receptor]] = {}
+    units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect)]
+    units += [(positions[0], positions) for positions in members.values()]
+    for first, positions in sorted(units):
+        numbers = [p + 1 for p in positions]
+        records = table.iloc[positions].to_dict(orient="records")
+        if len(positions) == 1:
+            slow[first] = (numbers, row_receptor(numbers[0], records[0], source))
+        else:
+            slow[first] = (numbers, group_receptor(numbers, records, source))
+    keep = np.flatnonzero(~suspect & ~grouped)
+    parts = [fast.take(pa.array(keep))]
+    if slow:
+        parts.append(ReceptorFrame.from_receptors(r for _, r in slow.values()).table)
+    firsts = np.concatenate([keep, np.fromiter(slow, dtype=np.int64, count=len(slow))])
+    order = np.argsort(firsts, kind="stable")
+    frame = pa.concat_tables(parts).take(pa.array(order))
+    firsts = firsts[order]
+    sizes = np.ones(len(firsts), dtype=np.int64)
+    sizes[np.searchsorted(firsts, list(slow))] = [len(rows) for rows, _ in slow.values()]
+    return _merged(frame, firsts, sizes, slow, source)
+
+
+def _merged(
+    frame: pa.Table,
+    firsts: np.ndarray,
+    sizes: np.ndarray,
+    slow: dict[int, tuple[list[int], Receptor]],
+    source: str,
+) -> ReceptorFrame:
+    """The frame with repeated receptors merged into their first (one warning says how many)."""
+    repeated = ~first_occurrences(frame["sim_id"])
+    if not repeated.any():
+        return ReceptorFrame(frame, unique=True)
+    # A point's or column's id prints every field, so equal ids are equal receptors;
+    # a multipoint's is a hash of rounded points, so those are compared.
+    kinds = frame["kind"].to_numpy(zero_copy_only=False)
+    ids = frame["sim_id"].to_numpy(zero_copy_only=False)
+    first_of: dict[str, int] = {}
+    for i in np.flatnonzero(kinds == "multipoint"):
+        earlier = first_of.setdefault(ids[i], int(i))
+        if earlier == i:
+            continue
+        (rows, one), (other_rows, other) = slow[firsts[earlier]], slow[firsts[i]]
+        if one != other:
+            raise ReceptorError(
+                f"{source} {_rows(rows)} and {_rows(other_rows)} are different receptors with "
+                f"one simulation id {ids[i]}; keep one"
+            )
+    warnings.warn(ReceptorsMerged(int(sizes[repeated].sum()), source), stacklevel=3)
+    return ReceptorFrame(frame.filter(pa.array(~repeated)), unique=True)
+
+
+def first_occurrences(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Mask of the elements whose value has not appeared before them."""
+    codes = pc.dictionary_encode(values).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    # Codes are handed out in order of first appearance.
+    seen = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
+    return codes > seen
+
+
+def _rows(numbers: list[int]) -> str:
+    return f"row {numbers[0]}" if len(numbers) == 1 else f"rows {', '.join(map(str, numbers))}"
+
+
+def _checked_rows(table: pd.DataFrame) -> tuple[pa.Table, np.ndarray]:
+    """Every row as a point or column receptor, and which rows the checks cannot vouch for.
+
+    Values of suspect rows are placeholders; the models decide those rows.
+    """
+    n = len(table)
+    suspect = np.zeros(n, dtype=bool)
+    raw, missing = {}, {}
+    for name in FLOATS:
+        if name in table.columns:
+            raw[name], missing[name], bad = _numbers(table[name])
+            suspect |= bad
+        else:
+            raw[name], missing[name] = np.full(n, np.nan), np.ones(n, dtype=bool)
+    times, bad = _times(table["time"])
+    suspect |= bad
+    column = ~missing["bottom"] | ~missing["top"]
+    suspect |= missing["longitude"] | missing["latitude"]
+    suspect |= np.where(column, ~missing["altitude"] | missing["bottom"] | missing["top"],
+                        missing["altitude"])  # fmt: skip
+    with np.errstate(invalid="ignore"):
+        lon, lat = raw["longitude"], raw["latitude"]
+        suspect |= ~((lon >= -360) & (lon <= 360)) & ~missing["longitude"]
+        suspect |= ~((lat >= -90) & (lat <= 90)) & ~missing["latitude"]
+        for name in ("altitude", "bottom", "top"):
+            suspect |= ~((raw[name] >= 0) & np.isfinite(raw[name])) & ~missing[name]
+    safe = {name: np.where(suspect | missing[name], 0.0, raw[name]) for name in FLOATS}
+    longitude = canonical_longitudes(safe["longitude"])
+    values = {name: canonical_numbers(safe[name]) for name in FLOATS[1:]}
+    suspect |= column & (values["top"] <= values["bottom"])
+    times = np.where(suspect, np.datetime64(0, "s"), times)
+
+    time_id, minute_id, has_seconds = time_ids(times)
+    lon_text, lat_text = format_numbers(longitude), format_numbers(values["latitude"])
+    place = pc.binary_join_element_wise(lon_text, lat_text, "_")
+    at = pc.binary_join_element_wise(time_id, place, "_")
+    at_minute = pc.binary_join_element_wise(minute_id, place, "_")
+    extent = pc.binary_join_element_wise(
+        format_numbers(values["bottom"]), format_numbers(values["top"]), "-"
+    )
+    is_column = pa.array(column)
+    sim_id = pc.if_else(
+        is_column,
+        pc.binary_join_element_wise(at, extent, "_X"),
+        pc.binary_join_element_wise(at, format_numbers(values["altitude"]), "_"),
+    )
+    point_legacy = pc.if_else(
+        pa.array(has_seconds),
+        pc.binary_join_element_wise(at_minute, format_numbers(values["altitude"]), "_"),
+        pa.nulls(n, pa.string()),
+    )
+    legacy = pc.if_else(is_column, pc.binary_join_element_wise(at_minute, "X", "_"), point_legacy)
+    heights = {
+        "altitude": np.where(column, np.nan, values["altitude"]),
+        "bottom": np.where(column, values["bottom"], np.nan),
+        "top": np.where(column, values["top"], np.nan),
+    }
+    fast = pa.table(
+        {
+            "sim_id": sim_id,
+            "legacy_id": legacy,
+            "kind": pc.if_else(is_column, "column", "point"),
+            "time": pa.array(times.astype("datetime64[us]")),
+            "longitude": longitude,
+            "latitude": values["latitude"],
+            **{name: pa.array(heights[name], from_pandas=True) for name in heights},
+            **{name: pa.nulls(n, pa.list_(pa.float64())) for name in LISTS},
+        },
+        schema=SCHEMA,
+    )
+    return fast, suspect
+
+
+def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(values, missing, suspect)`` of one numeric field's cells."""
+    missing = column.isna().to_numpy()
+    n = len(column)
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return np.full(n, np.nan), missing, ~missing
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, missing, np.zeros(n, dtype=bool)
+    try:
+        array = pa.array(column, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return np.full(n, np.nan), missing, ~missing
+    if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
+        return _floats(array.cast(pa.float64())), missing, np.zeros(n, dtype=bool)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return np.full(n, np.nan), missing, ~missing
+    plain = pc.fill_null(pc.match_substring_regex(array, _NUMBER), False)
+    plain = plain.to_numpy(zero_copy_only=False)
+    numbers = pc.if_else(pa.array(plain), array, pa.nulls(n, array.type)).cast(pa.float64())
+    return _floats(numbers), missing, ~plain & ~missing
+
+
+def _times(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(times as datetime64[s], suspect)`` of the time cells; suspect times are placeholders."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        stamps = column.to_numpy(dtype="datetime64[ns]")
+        whole = stamps.astype("datetime64[s]")
+        suspect = np.isnat(stamps) | (whole != stamps)
+        return np.where(suspect, np.datetime64(0, "s"), whole), suspect
+    codes, uniques = pd.factorize(column)
+    parsed, bad = _parse_unique(np.asarray(uniques, dtype=object))
+    parsed = np.append(parsed, np.datetime64(0, "s"))  # code -1: a missing cell
+    bad = np.append(bad, True)
+    return parsed[codes], bad[codes]
+
+
+def _parse_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct time cells parsed as :func:`~.models.parse_time` does; ``bad`` where it refuses."""
+    out = np.zeros(len(values), dtype="datetime64[s]")
+    bad = np.zeros(len(values), dtype=bool)
+    texts = np.array([isinstance(v, str) for v in values], dtype=bool)
+    done = np.zeros(len(values), dtype=bool)
+    if texts.any():
+        strings = pa.array(values[texts].tolist(), pa.string())
+        where = np.flatnonzero(texts)
+        for pattern, layout in _TIME_LAYOUTS:
+            match = pc.match_substring_regex(strings, pattern).to_numpy(zero_copy_only=False)
+            match &= ~done[where]
+            if not match.any():
+                continue
+            chosen = pd.Series(values[where[match]]).str.removesuffix("Z")
+            stamps = pd.to_datetime(chosen, format=layout, errors="coerce").to_numpy(
+                dtype="datetime64[s]"
+            )
+            ok = ~np.isnat(stamps)
+            out[where[match][ok]] = stamps[ok]
+            done[where[match][ok]] = True
+    for i in np.flatnonzero(~done):
+        try:
+            out[i] = np.datetime64(parse_time(values[i]), "s")
+        except ValueError:
+            bad[i] = True
+    return out, bad
