@@ -1,12 +1,12 @@
 """The Jacobian as blocks of sparse rows, for inversions with many observations.
 
 :func:`sparse_jacobian` reduces every stored footprint to its sparse row (one
-task per stored chunk, :func:`.kernels.jacobian_row`), so no dense row is ever
-made, and groups the rows into blocks of :data:`ROWS_PER_BLOCK` simulations:
-a dask array whose chunks are ``scipy.sparse.csr_array``. A
-:class:`SparseJacobian` labels it (rows: simulations and their receptors;
-columns: time bin and target) and gives the products an iterative solver
-needs, lazily: ``H @ x`` and ``H.T @ y``.
+task per stored chunk, :func:`.kernels.aggregate_targets_block` into one dense
+row at a time), so no dense block of rows is ever made, and groups the rows
+into blocks of :data:`ROWS_PER_BLOCK` simulations: a dask array whose chunks
+are ``scipy.sparse.csr_array``. A :class:`SparseJacobian` labels it (rows:
+simulations and their receptors; columns: time bin and target) and gives the
+products an iterative solver needs, lazily: ``H @ x`` and ``H.T @ y``.
 
 On disk (:meth:`SparseJacobian.to_parquet`, :func:`read_jacobian`) a Jacobian
 is a folder (or fsspec URL) holding ``rows.parquet`` (simulation ids and
@@ -35,7 +35,7 @@ from scipy import sparse
 from ..store.paths import Location
 from . import blocks, targets
 from .aggregate import layer_bins
-from .kernels import jacobian_row
+from .kernels import aggregate_targets_block
 
 #: Simulations per block of a :class:`SparseJacobian` (one Parquet file each).
 ROWS_PER_BLOCK = 256
@@ -227,7 +227,7 @@ def sparse_jacobian(
         new_axes={"t": len(left) * n_targets},
         concatenate=False, dtype=np.float64, meta=_META,
         weights=(w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data),
-        n_targets=n_targets, n_state=len(left) * n_targets,
+        n_bins=len(left), n_targets=n_targets,
     )  # fmt: skip
     ids = resolved.ids
     levels = [ids.get_level_values(k) for k in range(ids.nlevels)]
@@ -273,21 +273,28 @@ def read_jacobian(url: str, storage_options: dict[str, Any] | None = None) -> Sp
     return SparseJacobian(data, rows, pd.MultiIndex.from_frame(columns))
 
 
-def _rows(foot: list, bins: list, weights: tuple, n_targets: int, n_state: int):
+def _rows(foot: list, bins: list, weights: tuple, n_bins: int, n_targets: int):
+    """The sparse rows of a block of footprints, one simulation at a time.
+
+    Each row is summed in a dense scratch row (time bins x targets: one row of
+    H, never a block of them), then only its non-zeros are kept.
+    """
     foot, bins = blocks.whole(foot), blocks.whole(bins)
-    indptr, target, weight = weights
+    scratch = np.empty((1, n_bins, n_targets), dtype=np.float64)
     rows, cols, values = [], [], []
     for s in range(foot.shape[0]):
-        col, value, missing = jacobian_row(foot[s], bins[s], indptr, target, weight, n_targets)
-        if missing:
-            col, value = np.zeros(1, np.int64), np.full(1, np.nan)
+        scratch[:] = 0.0
+        aggregate_targets_block(foot[s : s + 1], bins[s : s + 1], *weights, scratch)
+        row = scratch.ravel()
+        col = np.array([0]) if np.isnan(row[0]) else np.flatnonzero(row)
         rows.append(np.full(col.size, s, np.int64))
         cols.append(col)
-        values.append(value)
-    shape = (foot.shape[0], n_state)
-    coo = sparse.coo_array((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=shape)  # fmt: skip
-    return sparse.csr_array(coo)  # repeated (row, column) pairs summed
+        values.append(row[col])
+    coo = sparse.coo_array(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(foot.shape[0], n_bins * n_targets),
+    )
+    return sparse.csr_array(coo)
 
 
 def _matvec(block: sparse.csr_array, x: np.ndarray) -> np.ndarray:
