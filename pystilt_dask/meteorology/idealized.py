@@ -4,9 +4,10 @@ The fields are horizontally uniform and chosen so that a test can predict where
 particles go: the wind is a prescribed ``(u, v)`` (optionally growing linearly with
 height), there is no vertical motion, the terrain is flat at sea level, and the
 mixed layer follows a prescribed diurnal cycle. The files are written with
-:mod:`arlmet`, one file per ``file_hours`` of hourly time steps, named by
-``strftime(file_format)`` of each file's first time so that
-``MetConfig(directory, file_format, file_tres=f"{file_hours}h")`` finds them.
+:mod:`arlmet`, one file per ``file_hours`` of time steps ``step_hours`` apart,
+named by ``strftime(file_format)`` of each file's first time so that
+``MetConfig(directory, file_format)`` finds them. Two calls with different grids
+(a fine one inside a coarse one) make a nest.
 
 HYSPLIT-STILT needs, besides the wind, a consistent temperature and pressure
 profile (it derives heights from ``PRES``/``TEMP`` and the Richardson-number mixed
@@ -54,8 +55,9 @@ def write_idealized_met(
     mixed_layer: tuple[float, float] = (300.0, 1500.0),
     file_hours: int = 6,
     file_format: str = "%Y%m%d_%H",
+    step_hours: int = 1,
 ) -> list[Path]:
-    """Write an idealized ARL archive of hourly, horizontally uniform fields.
+    """Write an idealized ARL archive of horizontally uniform fields.
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ def write_idealized_met(
         ``file_hours`` after midnight, so that a 6-hourly file lookup finds the files.
     hours : int
         Hours of data; a positive multiple of ``file_hours``. The last time step is
-        ``start + hours - 1 h``, as in 6-hourly HRRR files (``00``–``05``).
+        ``start + hours - step_hours``, as in 6-hourly HRRR files (``00``–``05``).
     u, v : float
         Eastward and northward wind (m/s) at the surface and, with no shear, at all
         heights.
@@ -91,9 +93,13 @@ def write_idealized_met(
         adiabatic below it, a 3 K inversion at it), so HYSPLIT's Richardson-number
         depth (``KMIXD=3``) tracks it to within a model layer.
     file_hours : int
-        Hourly time steps per file; must divide 24.
+        Hours each file covers; must divide 24 (24: a file per day).
     file_format : str
         strftime pattern of each file's name, applied to its first time step.
+    step_hours : int
+        Hours between time steps; must divide ``file_hours``. ``step_hours ==
+        file_hours`` writes one time step per file (GFS or ERA5 converted a time
+        per file).
 
     Returns
     -------
@@ -111,6 +117,8 @@ def write_idealized_met(
     """
     if file_hours <= 0 or 24 % file_hours:
         raise ValueError(f"file_hours must divide 24, got {file_hours}")
+    if step_hours <= 0 or file_hours % step_hours:
+        raise ValueError(f"step_hours must divide file_hours ({file_hours}), got {step_hours}")
     if hours <= 0 or hours % file_hours:
         raise ValueError(f"hours must be a positive multiple of {file_hours}, got {hours}")
     if start.minute or start.second or start.microsecond or start.hour % file_hours:
@@ -146,7 +154,7 @@ def write_idealized_met(
         file_start = start + timedelta(hours=first)
         path = directory / file_start.strftime(file_format)
         with arlmet.File(path, mode="w", source="IDEA", grid=grid, vertical_axis=axis) as met:
-            for step in range(file_hours):
+            for step in range(0, file_hours, step_hours):
                 time = file_start + timedelta(hours=step)
                 fields = _fields(time, lon, u, v, shear_per_km, mixed_layer)
                 recordset = met.create_recordset(time, forecast=0)
