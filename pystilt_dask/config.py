@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .errors import ConfigError
+from .errors import ConfigError, MeteorologyError
 from .fingerprint import transport_changes
 from .footprint import crs
 from .footprint.grid import Grid
 from .footprint.transforms import AveragingKernel, PressureWeighting, Transform
+from .meteorology.names import name_pattern
 
 #: The particle variables R-STILT writes by default (``run_stilt.r``).
 DEFAULT_VARSIWANT = (
@@ -75,21 +85,36 @@ class MetConfig(_Section):
     Parameters
     ----------
     directory : str
-        Directory holding ARL files (searched recursively).
+        Directory holding ARL files (searched recursively, symlinks followed).
     file_format : str
-        strftime pattern that the start of each file name matches, e.g. ``"%Y%m%d_%H"``.
-        Matching is a regular-expression search in the file name, as in R-STILT.
-    file_tres : str
-        Period one file covers, as a pandas offset string (``"6h"``, ``"6 hours"``, ``"1D"``).
+        R-STILT's ``met_file_format``: strftime fields (``%Y %y %m %d %j %H %M %b``)
+        inside a regular expression, searched in each file's path relative to
+        ``directory``: ``"%Y%m%d_%H"``, ``"%Y/%m/%d/hrrr_%H"``, ``"%Y%m%d.*hrrr"``. A
+        file whose path matches belongs to the archive, at the time its fields
+        name; which files a run needs is decided from their headers.
+    file_tres : str, optional
+        R-STILT's ``met_file_tres``. Accepted so that older configs load; not used,
+        since the period of each file comes from its header.
     """
 
     directory: str
     file_format: str
-    file_tres: str = "6h"
+    file_tres: str | None = None
+
+    @field_validator("file_format")
+    @classmethod
+    def _parse_format(cls, value: str) -> str:
+        try:
+            name_pattern(value)
+        except MeteorologyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("file_tres")
     @classmethod
-    def _parse_tres(cls, value: str) -> str:
+    def _parse_tres(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             if pd.Timedelta(value) <= pd.Timedelta(0):
                 raise ValueError
@@ -97,10 +122,35 @@ class MetConfig(_Section):
             raise ValueError(f"file_tres {value!r} is not a positive duration like '6h'") from None
         return value
 
-    @property
-    def period(self) -> pd.Timedelta:
-        """The time one file covers."""
-        return pd.Timedelta(self.file_tres)
+
+class NestConfig(_Section):
+    """Several met archives read together, HYSPLIT's nested grids.
+
+    Parameters
+    ----------
+    nest : list of str
+        Names of archives in ``mets``, finest grid first: HYSPLIT moves a particle
+        on the first grid that holds it, so particles leaving the inner grid go on
+        on the outer one.
+    """
+
+    nest: tuple[str, ...] = Field(min_length=2)
+
+
+#: The kinds of ``mets`` entries, as pydantic tags them.
+_MET_KINDS = ("archive", "nest")
+
+
+def _met_kind(value: Any) -> str:
+    nest = isinstance(value, NestConfig) or (isinstance(value, dict) and "nest" in value)
+    return _MET_KINDS[nest]
+
+
+#: A ``mets`` entry: one archive, or a nest of archives named in ``mets``.
+MetEntry = Annotated[
+    Annotated[MetConfig, Tag("archive")] | Annotated[NestConfig, Tag("nest")],
+    Discriminator(_met_kind),
+]
 
 
 class HysplitConfig(_Section):
@@ -406,8 +456,9 @@ class ModelConfig(_Section):
     receptors : str or None
         Path or URL of the receptor table (CSV or Parquet), relative to the config
         file; ``None`` means ``receptors.csv`` beside it.
-    mets : dict of MetConfig
-        Named meteorology archives; simulations use the first unless told otherwise.
+    mets : dict of MetConfig or NestConfig
+        Named meteorology archives, and nests of them; simulations use the first
+        unless told otherwise.
     hysplit : HysplitConfig
         Transport settings.
     footprints : dict of FootprintConfig
@@ -430,7 +481,7 @@ class ModelConfig(_Section):
     """
 
     receptors: str | None = None
-    mets: dict[str, MetConfig]
+    mets: dict[str, MetEntry]
     hysplit: HysplitConfig = Field(default_factory=HysplitConfig)
     footprints: dict[str, FootprintConfig] = Field(default_factory=dict)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -440,10 +491,38 @@ class ModelConfig(_Section):
 
     @field_validator("mets")
     @classmethod
-    def _some_met(cls, value: dict[str, MetConfig]) -> dict[str, MetConfig]:
+    def _some_met(
+        cls, value: dict[str, MetConfig | NestConfig]
+    ) -> dict[str, MetConfig | NestConfig]:
         if not value:
             raise ValueError("mets needs at least one meteorology archive")
+        for name, entry in value.items():
+            if not isinstance(entry, NestConfig):
+                continue
+            for member in entry.nest:
+                if not isinstance(value.get(member), MetConfig):
+                    what = "a nest" if member in value else "not in mets"
+                    raise ValueError(
+                        f"nest {name!r} lists {member!r}, which is {what}: a nest lists archives"
+                    )
+            if len(set(entry.nest)) < len(entry.nest):
+                raise ValueError(f"nest {name!r} lists an archive twice")
         return value
+
+    def archives(self, met: str) -> list[tuple[str, MetConfig]]:
+        """The archives met ``met`` reads, as ``(name, MetConfig)``, finest grid first.
+
+        Raises
+        ------
+        ConfigError
+            When ``mets`` has no entry ``met``.
+        """
+        entry = self.mets.get(met)
+        if entry is None:
+            raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.mets)})")
+        if isinstance(entry, NestConfig):
+            return [(name, self.mets[name]) for name in entry.nest]
+        return [(met, entry)]
 
     @model_validator(mode="after")
     def _footprint_sizes(self) -> ModelConfig:
@@ -504,6 +583,8 @@ class ModelConfig(_Section):
         base = Path(base).resolve()
         mets = {
             name: met.model_copy(update={"directory": _anchor(met.directory, base)})
+            if isinstance(met, MetConfig)
+            else met
             for name, met in self.mets.items()
         }
         footprints = {
@@ -631,7 +712,10 @@ def _anchor(path: str, base: Path) -> str:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
+        loc = err["loc"]
+        if loc[:1] == ("mets",) and len(loc) > 2 and loc[2] in _MET_KINDS:
+            loc = loc[:2] + loc[3:]  # the kind of a mets entry is no field of it
+        where = ".".join(str(p) for p in loc) or "config"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}")
     return "; ".join(lines)

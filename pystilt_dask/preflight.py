@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import arlmet
 import fsspec
 import numpy as np
 import pandas as pd
@@ -33,8 +34,16 @@ import pandas as pd
 from .config import MetConfig, ModelConfig
 from .errors import HysplitNotFoundError, MeteorologyError, ReceptorError, StoreError
 from .hysplit.executable import resolve_hysplit
-from .meteorology.coverage import EDGE, MetFileInfo, read_info, verify_checksums
-from .meteorology.files import find_met_files, requested_patterns
+from .meteorology.coverage import inside, outside_message, verify_checksums
+from .meteorology.files import (
+    ArchiveIndex,
+    archive_index,
+    by_grid,
+    grid_step,
+    missing_message,
+    select_files,
+)
+from .meteorology.headers import MetFileInfo, UnreadableMetFile
 from .meteorology.manifest import verify_met_files
 from .receptors import Receptor
 from .store.paths import Location
@@ -271,7 +280,8 @@ def _receptor_points(
     rows = [(r.sim_id, r.time, lon, lat) for r in receptors for lat, lon, _ in r.release_points]
     points = pd.DataFrame(rows, columns=["sim_id", "time", "lon", "lat"])
     mets = known.table["met"] if known is not None else pd.Series(dtype=object)
-    points["met"] = points["sim_id"].map(mets).fillna(default_met)
+    registered = points["sim_id"].map(mets)
+    points["met"] = np.where(registered.notna(), registered.astype(object), default_met)
     return points
 
 
@@ -298,13 +308,12 @@ def _met_problems(
 ) -> list[Problem]:
     """Coverage and domain problems of release points (columns sim_id, time, met, lon, lat).
 
-    ``needed`` collects, per met name and file, the time steps the covered runs read;
-    ``unseen_met_ok`` passes a met whose directory does not exist here.
+    ``needed`` collects, per archive name and file, the time steps the covered runs
+    read; ``unseen_met_ok`` passes a met whose directory does not exist here.
     """
     problems: list[Problem] = []
     for met_name, group in points.groupby("met", sort=False):
-        met = config.mets.get(str(met_name))
-        if met is None:
+        if str(met_name) not in config.mets:
             known = ", ".join(config.mets)
             problems.append(
                 Problem(
@@ -314,9 +323,10 @@ def _met_problems(
                 )
             )
             continue
-        if unseen_met_ok and not Path(met.directory).is_dir():
+        archives = config.archives(str(met_name))
+        if unseen_met_ok and not all(Path(met.directory).is_dir() for _, met in archives):
             continue
-        problems += _one_met(config.hysplit.n_hours, str(met_name), met, group, needed)
+        problems += _one_met(config.hysplit.n_hours, archives, group, needed)
     if not problems:
         return problems
     # In table order; problems of a met or a file (no row) first.
@@ -326,137 +336,151 @@ def _met_problems(
 
 def _one_met(
     n_hours: int,
-    name: str,
-    met: MetConfig,
+    archives: Sequence[tuple[str, MetConfig]],
     points: pd.DataFrame,
     needed: Needed | None,
 ) -> list[Problem]:
-    directory = Path(met.directory)
-    if not directory.is_dir():
-        return [Problem(f"mets.{name}", f"met {name!r}: directory {directory} does not exist")]
-    problems: list[Problem] = []
+    """Problems of the points of one met (an archive or a nest), decided per archive.
+
+    Every archive must hold every step of each run window; each point must lie
+    inside one grid of one of them. Runs whose windows fall between the same file
+    name times share candidate files, whose headers decide for all of them at once
+    with array operations; a run found uncovered is looked at alone, to name
+    exactly the steps it lacks.
+    """
+    absent = [
+        Problem(f"mets.{name}", f"met {name!r}: directory {met.directory} does not exist")
+        for name, met in archives
+        if not Path(met.directory).is_dir()
+    ]
+    if absent:
+        return absent
     times = pd.DatetimeIndex(points["time"])
-    # The files a run needs follow from where its window starts and ends relative to
-    # the file periods (and, backward, the hour of its end): one look per such key.
     ends = times + pd.Timedelta(hours=n_hours)
+    first = times.where(times <= ends, ends)
     last = times.where(times >= ends, ends)
-    key = pd.DataFrame(
-        {
-            "start": times.where(times <= ends, ends).floor(met.period),
-            "floor": last.floor(met.period),
-            "ceil": last.ceil(met.period),
-            "hour": last.hour,
-        }
-    )
-    codes = key.groupby(list(key.columns), sort=False).ngroup().to_numpy()
-    firsts = pd.Series(np.arange(len(codes))).groupby(codes).first()
-    # Keys that still name the same files (e.g. hours inside one period) are merged.
-    by_patterns: dict[tuple[str, ...], int] = {}
-    group_of = np.empty(len(firsts), dtype=np.int64)
-    for code, j in firsts.items():
-        patterns = tuple(requested_patterns(times[j], n_hours, met))
-        group_of[code] = by_patterns.setdefault(patterns, len(by_patterns))
-    bad_files: set[Path] = set()
-    for rows in pd.Series(group_of[codes]).groupby(group_of[codes]).indices.values():
-        group = points.iloc[rows]
-        first_time = times[rows[0]]
-        try:
-            files = find_met_files(first_time, n_hours, met, name)
-        except MeteorologyError as exc:
-            problems += _per_simulation(group["sim_id"], str(exc))
-            continue
-        infos: list[MetFileInfo] = []
-        for path in files:
-            try:
-                infos.append(read_info(path))
-            except MeteorologyError as exc:
-                if path not in bad_files:
-                    bad_files.add(path)
-                    problems.append(Problem(str(path), str(exc)))
-        if len(infos) < len(files):
-            continue  # the file's problem is reported; these runs cannot be judged without it
-        problems += _coverage(n_hours, name, infos, group, needed)
-        problems += _domain(name, infos, group)
-    return problems
-
-
-def _per_simulation(sim_ids: pd.Series, message: str) -> list[Problem]:
-    return [Problem(sim_id, f"{sim_id}: {message}") for sim_id in dict.fromkeys(sim_ids)]
-
-
-def _coverage(
-    n_hours: int,
-    name: str,
-    infos: Sequence[MetFileInfo],
-    points: pd.DataFrame,
-    needed: Needed | None,
-) -> list[Problem]:
-    """Time coverage of every run in a group sharing files, as ``check_coverage`` decides it."""
-    available = pd.DatetimeIndex(sorted({t for info in infos for t in info.times}))
-    step = available.to_series().diff().min() if len(available) > 1 else pd.Timedelta(hours=1)
-    times = pd.DatetimeIndex(points["time"])
-    ends = times + pd.Timedelta(hours=n_hours)
-    first, last = times.where(times <= ends, ends), times.where(times >= ends, ends)
-    low, high = first.floor(step), last.ceil(step)
-    # Covered: both ends present, and as many steps between them as the window needs
-    # (time steps are at least `step` apart, so that count leaves no gaps).
-    i_low = available.searchsorted(low)
-    i_high = available.searchsorted(high)
-    n = len(available)
-    present = (i_low < n) & (i_high < n)
-    present &= available[np.minimum(i_low, n - 1)] == low
-    present &= available[np.minimum(i_high, n - 1)] == high
-    steps = np.asarray((high - low) // step)
-    covered = present & (i_high - i_low == steps)
-    problems: list[Problem] = []
-    sim_ids = points["sim_id"].to_numpy()
-    reported: set[str] = set()
-    for j in np.flatnonzero(~covered):
-        if sim_ids[j] in reported:
-            continue
-        reported.add(sim_ids[j])
-        wanted = pd.date_range(low[j], high[j], freq=step)
-        missing = wanted.difference(available)
-        shown = ", ".join(t.strftime("%Y-%m-%d %H:%M") for t in missing[:6])
-        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
-        problems.append(
-            Problem(
-                sim_ids[j],
-                f"{sim_ids[j]}: met {name!r} does not cover the run "
-                f"{first[j]:%Y-%m-%d %H:%M}–{last[j]:%Y-%m-%d %H:%M}: no data for {shown}{more}",
-            )
-        )
-    if needed is not None:
-        spans = set(zip(i_low[covered], i_high[covered], strict=True))
-        steps_read = {t for lo, hi in spans for t in available[lo : hi + 1]}
-        for info in infos:
-            needed.setdefault((name, info.path), set()).update(steps_read.intersection(info.times))
-    return problems
-
-
-def _domain(name: str, infos: Sequence[MetFileInfo], points: pd.DataFrame) -> list[Problem]:
-    """Release points outside any file's grid or within EDGE cells of its edge."""
     lon, lat = points["lon"].to_numpy(float), points["lat"].to_numpy(float)
-    outside_of = np.full(len(points), -1)
-    for k, info in enumerate(infos):
-        x, y = info.grid.fractional_indices(lon, lat)
-        nx, ny = info.grid.nx, info.grid.ny
-        inside = (EDGE <= x) & (x <= nx - 1 - EDGE) & (EDGE <= y) & (y <= ny - 1 - EDGE)
-        outside_of[(outside_of < 0) & ~inside] = k
-    problems: list[Problem] = []
     sim_ids = points["sim_id"].to_numpy()
+    judged = np.ones(len(points), dtype=bool)  # False where a file could not be read
+    inside_any = np.zeros(len(points), dtype=bool)
+    # For messages: per archive, the grids (and a file of each) of each candidate group.
+    listings: list[list[tuple[str, arlmet.Grid, str]]] = []
+    listing_of = np.full((len(archives), len(points)), -1)
+    problems: list[Problem] = []
     reported: set[str] = set()
-    for j in np.flatnonzero(outside_of >= 0):
-        if sim_ids[j] in reported:
-            continue
-        reported.add(sim_ids[j])
-        info = infos[outside_of[j]]
-        problems.append(
-            Problem(
-                sim_ids[j],
-                f"{sim_ids[j]}: receptor ({float(lon[j])}, {float(lat[j])}) is outside the domain "
-                f"of met {name!r}, or within {EDGE} cells of its edge "
-                f"({info.path.name}: {info.grid.nx}×{info.grid.ny} grid)",
-            )
-        )
+    for k, (name, met) in enumerate(archives):
+        index = archive_index(met)
+        if not index.paths:
+            index = archive_index(met, relist=True)
+        if not index.paths:
+            message = f"no file under {met.directory} matches file_format {met.file_format!r}"
+            return [Problem(f"mets.{name}", f"met {name!r}: {message}")]
+        for rows, infos in _candidate_groups(index, first, last, problems):
+            if infos is None:
+                judged[rows] = False
+                continue
+            covered = np.ones(len(rows), dtype=bool)
+            listing_of[k, rows] = len(listings)
+            listings.append([])
+            for grid, members in by_grid(infos).items():
+                listings[-1].append((name, grid, members[0].path.name))
+                available = pd.DatetimeIndex(
+                    sorted({t for info in members for t in info.times})
+                ).as_unit("ns")
+                step = grid_step(members, index.spacing)
+                low, high = _span(available, step, first[rows], last[rows])
+                here = low.isin(available) & high.isin(available)
+                i_low, i_high = available.searchsorted(low), available.searchsorted(high)
+                here &= i_high - i_low == np.asarray((high - low) // step)
+                covered &= here
+                inside_any[rows] |= inside(grid, lon[rows], lat[rows])
+                if needed is not None:
+                    spans = set(zip(i_low[here], i_high[here], strict=True))
+                    read = {t for lo, hi in spans for t in available[lo : hi + 1]}
+                    for info in members:
+                        if steps := read.intersection(info.times):
+                            needed.setdefault((name, info.path), set()).update(steps)
+            for j in rows[~covered]:
+                if sim_ids[j] in reported:
+                    continue
+                message = _missing(name, met, (first[j], last[j]), needed)
+                if message is not None:
+                    reported.add(sim_ids[j])
+                    problems.append(Problem(sim_ids[j], f"{sim_ids[j]}: {message}"))
+    for j in np.flatnonzero(judged & ~inside_any):
+        if sim_ids[j] not in reported:
+            reported.add(sim_ids[j])
+            listed = [grid for group in listing_of[:, j] for grid in listings[group]]
+            message = outside_message(lon[j], lat[j], listed)
+            problems.append(Problem(sim_ids[j], f"{sim_ids[j]}: {message}"))
     return problems
+
+
+def _candidate_groups(
+    index: ArchiveIndex,
+    first: pd.DatetimeIndex,
+    last: pd.DatetimeIndex,
+    problems: list[Problem],
+) -> Iterator[tuple[np.ndarray, list[MetFileInfo] | None]]:
+    """Rows of windows sharing candidate files, with those files' headers (None: unreadable).
+
+    An unreadable file is reported once, as its own problem.
+    """
+    name_times = index.name_times
+    if len(name_times):
+        n = len(name_times)
+        lo = np.maximum(name_times.searchsorted(first, "right") - 1, 0)
+        hi = np.minimum(name_times.searchsorted(last, "right"), n - 1)
+    else:  # an untimed file_format: every file is a candidate of every run
+        lo = hi = np.zeros(len(first), dtype=np.int64)
+    reported = {p.subject for p in problems}
+    for (a, b), rows in pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"]).indices.items():
+        try:
+            infos = index.infos(int(a), int(b))
+        except UnreadableMetFile as exc:
+            if str(exc.path) not in reported:
+                reported.add(str(exc.path))
+                problems.append(Problem(str(exc.path), str(exc)))
+            infos = None
+        yield rows, infos
+
+
+def _span(
+    available: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    first: pd.DatetimeIndex,
+    last: pd.DatetimeIndex,
+) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    """The steps on the grid of ``available``'s times at or before ``first``, at or after ``last``.
+
+    As :func:`pystilt_dask.meteorology.files.series_of` decides for one window.
+    """
+    step = step.value  # nanoseconds, as Timestamp.value
+    anchor = available[0].value
+    low = anchor + np.floor_divide(first.as_unit("ns").asi8 - anchor, step) * step
+    high = anchor - np.floor_divide(anchor - last.as_unit("ns").asi8, step) * step
+    return pd.DatetimeIndex(low, dtype="datetime64[ns]"), pd.DatetimeIndex(
+        high, dtype="datetime64[ns]"
+    )
+
+
+def _missing(
+    name: str, met: MetConfig, window: tuple[pd.Timestamp, pd.Timestamp], needed: Needed | None
+) -> str | None:
+    """Why one run's window is not covered, from its own selection; None when it is.
+
+    The selection looks further out than the shared candidates (file names need not
+    be the files' first steps) and lists the directory afresh before naming a step.
+    """
+    try:
+        selection = select_files(window, met, name)
+    except MeteorologyError as exc:
+        return str(exc)
+    if selection.missing:
+        return missing_message(name, window, selection.missing)
+    if needed is not None:
+        for series in selection.series:
+            for info in series.infos:
+                steps = set(series.needed).intersection(info.times)
+                needed.setdefault((name, info.path), set()).update(steps)
+    return None

@@ -140,8 +140,8 @@ def test_a_left_out_met_file_is_a_missing_hour_or_no_file(stilt, tmp_path, met_c
     assert problem_lines(result.stdout) == [
         f"{sim_id('2019-05-30 06:00', VALLEY)}: met 'idealized' does not cover the run "
         "2019-05-30 05:00–2019-05-30 06:00: no data for 2019-05-30 06:00",
-        f"{sim_id('2019-05-30 08:00', VALLEY)}: met 'idealized': no file under {met_copy} "
-        "matches 20190530_06 (file_format '%Y%m%d_%H')",
+        f"{sim_id('2019-05-30 08:00', VALLEY)}: met 'idealized' does not cover the run "
+        "2019-05-30 07:00–2019-05-30 08:00: no data for 2019-05-30 07:00, 2019-05-30 08:00",
     ]
     assert_nothing_started(result, tmp_path)
 

@@ -1,9 +1,10 @@
 """Write HYSPLIT-STILT input files (CONTROL, SETUP.CFG, ZICONTROL, WINDERR, ZIERR).
 
 The layouts are R-STILT's (``write_control.r``, ``write_setup.r``), so a run
-directory written here reads like one R-STILT wrote, with two differences:
-``SEED=`` closes the namelist when a seed is set (R-STILT never writes it), and
-CONTROL names links to the met files in the run directory, not their paths.
+directory written here reads like one R-STILT wrote, with three differences:
+``SEED=`` closes the namelist when a seed is set (R-STILT never writes it),
+CONTROL names links to the met files in the run directory, not their paths, and
+met files of one time step each are joined first (:mod:`pystilt_dask.meteorology.join`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import HysplitConfig
+from ..meteorology.join import hysplit_files
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor
 
 Receptor = PointReceptor | ColumnReceptor | MultiPointReceptor
@@ -105,9 +107,11 @@ def setup_text(config: HysplitConfig, receptor: Receptor, error_run: bool = Fals
 def control_text(receptor: Receptor, config: HysplitConfig, met_files: Sequence[str | Path]) -> str:
     """Return the text of CONTROL for one receptor and its met files.
 
-    Each met file is listed as its own grid (R-STILT's layout; the bundled build
-    accepts up to 99). A column receptor is two release points at one place,
-    which HYSPLIT turns into a vertical line source.
+    Each met file is listed as its own grid, in the order given (R-STILT's layout;
+    the bundled build accepts up to 99). HYSPLIT moves on from one file to the next
+    of the same grid in time, and moves a particle on the first listed grid that
+    holds it, so a nest is given finest grid first. A column receptor is two
+    release points at one place, which HYSPLIT turns into a vertical line source.
     """
     points = receptor.release_points
     lines = [receptor.time.strftime("%y %m %d %H %M"), str(len(points))]
@@ -131,14 +135,18 @@ def link_met_files(workdir: Path, met_files: Sequence[str | Path]) -> list[str]:
     exits with status 132 before writing a line), so CONTROL names links in
     :data:`MET_FOLDER` instead. Each link points to the path as given (relative
     paths taken from ``workdir``), so a symlink made to shorten a path still works.
+    Consecutive files of one grid among which one holds a single time step are
+    linked as one joined file (:func:`~pystilt_dask.meteorology.join.hysplit_files`).
     """
     folder = Path(workdir) / MET_FOLDER
     folder.mkdir(exist_ok=True)
+    for stale in folder.glob("m*"):  # an explicit work directory may be run again
+        stale.unlink()
     names = []
-    for index, path in enumerate(met_files):
+    given = [Path(workdir).absolute() / path for path in met_files]
+    for index, path in enumerate(hysplit_files(given)):
         link = folder / f"m{index}"
-        link.unlink(missing_ok=True)  # an explicit work directory may be run again
-        link.symlink_to(Path(workdir).absolute() / path)
+        link.symlink_to(path)
         names.append(f"{MET_FOLDER}/{link.name}")
     return names
 

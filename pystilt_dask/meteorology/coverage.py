@@ -10,63 +10,34 @@ reads are therefore compared here too.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import arlmet
-import numpy as np
 import pandas as pd
 
 from ..errors import MeteorologyError
+from .files import Selection, missing_message, series_of
+from .headers import READ_LOCK, MetFileInfo, read_info
+
+__all__ = [
+    "EDGE",
+    "MetFileInfo",
+    "check_coverage",
+    "check_selection",
+    "inside",
+    "read_info",
+    "verify_checksums",
+]
 
 #: Grid cells HYSPLIT needs between a release point and the met grid's edge.
 EDGE = 2
-# Worker threads that start together would otherwise each parse the same headers.
-_READ_LOCK = threading.Lock()
 #: Time steps whose checksums are remembered (about 100 bytes each).
 CHECKSUM_CACHE_SIZE = 8192
 # (path, size, mtime_ns, time) -> None when intact, else the damage found. Filled
-# under _READ_LOCK, so each time step of each met file is read once per process.
+# under READ_LOCK, so each time step of each met file is read once per process.
 _CHECKSUMS: OrderedDict[tuple[Path, int, int, pd.Timestamp], str | None] = OrderedDict()
-
-
-@dataclass(frozen=True)
-class MetFileInfo:
-    """What the header of one ARL file says."""
-
-    path: Path
-    times: tuple[pd.Timestamp, ...]
-    grid: arlmet.Grid
-
-
-def read_info(path: Path) -> MetFileInfo:
-    """Read (and cache per path, size and mtime) the header facts of one ARL file.
-
-    Raises
-    ------
-    MeteorologyError
-        When the file is not readable ARL or arlmet finds damage in it.
-    """
-    stat = path.stat()
-    with _READ_LOCK:
-        return _read_info(path, stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=512)
-def _read_info(path: Path, size: int, mtime_ns: int) -> MetFileInfo:
-    try:
-        with arlmet.File(path) as met:
-            problems = met.check()
-            info = MetFileInfo(path, tuple(met.times), met.grid)
-    except Exception as exc:  # arlmet raises several types for a bad file
-        raise MeteorologyError(f"met file {path} is not readable ARL: {exc}") from None
-    if problems:
-        raise MeteorologyError(f"met file {path} is damaged: {problems[0]}")
-    return info
 
 
 def verify_checksums(path: Path, times: Iterable[pd.Timestamp]) -> None:
@@ -94,7 +65,7 @@ def verify_checksums(path: Path, times: Iterable[pd.Timestamp]) -> None:
     steps = list(dict.fromkeys(times))
     stat = path.stat()
     file_key = (path, stat.st_size, stat.st_mtime_ns)
-    with _READ_LOCK:
+    with READ_LOCK:
         found: dict[pd.Timestamp, str | None] = {}
         for time in steps:
             key = (*file_key, time)
@@ -144,11 +115,9 @@ def check_coverage(
     points: Iterable[tuple[float, float, float]],
     name: str = "met",
 ) -> None:
-    """Verify that ``files`` hold every met time a run needs, intact, around every release point.
+    """Verify that the files of one archive hold every step a run needs, intact, around its points.
 
-    The coverage and the domain come from the headers; then the records of the
-    time steps the run reads are compared with their checksums
-    (:func:`verify_checksums`), only those time steps, since a run reads no others.
+    As :func:`check_selection` for the files given (all of them read).
 
     Parameters
     ----------
@@ -164,33 +133,81 @@ def check_coverage(
     Raises
     ------
     MeteorologyError
-        Naming the missing met times, the point outside the met domain, or the
-        file, time, variable and level whose data fails its checksum.
+        As :func:`check_selection`.
     """
     infos = [read_info(path) for path in files]
-    times = sorted({t for info in infos for t in info.times})
-    step = min(np.diff(times)) if len(times) > 1 else pd.Timedelta(hours=1)
-    first, last = window
-    needed = pd.date_range(first.floor(step), last.ceil(step), freq=step)
-    missing = needed.difference(pd.DatetimeIndex(times))
-    if len(missing):
-        shown = ", ".join(t.strftime("%Y-%m-%d %H:%M") for t in missing[:6])
-        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
-        raise MeteorologyError(
-            f"met {name!r} does not cover the run {first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}: "
-            f"no data for {shown}{more}"
-        )
+    selection = Selection(name, tuple(series_of(infos, window)))
+    check_selection([selection], window, points)
+
+
+def check_selection(
+    selections: Sequence[Selection],
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    points: Iterable[tuple[float, float, float]],
+) -> None:
+    """Verify that the met a run reads holds every step it needs, intact, around its points.
+
+    Every archive must hold every time step of the run window on each of its
+    grids (a nest's outer grid is read wherever particles leave the inner one);
+    every release point must lie inside one of the grids, at least :data:`EDGE`
+    cells from its edge; the records of the needed steps must pass their checksums
+    (:func:`verify_checksums`), only those steps, since a run reads no others.
+
+    Parameters
+    ----------
+    selections : sequence of Selection
+        The files of each archive, as :func:`~pystilt_dask.meteorology.files.select_files`
+        chose them, finest grid first.
+    window : (Timestamp, Timestamp)
+        Earliest and latest instants the run touches.
+    points : iterable of (lat, lon, height)
+        Release points.
+
+    Raises
+    ------
+    MeteorologyError
+        Naming the archive and its missing time steps, the point outside every
+        grid, or the file, time, variable and level whose data fails its checksum.
+    """
+    for selection in selections:
+        if selection.missing:
+            raise MeteorologyError(missing_message(selection.name, window, selection.missing))
+    grids = [(s.name, series) for s in selections for series in s.series]
     for lat, lon, _ in points:
-        for info in infos:
-            x, y = info.grid.fractional_indices(lon, lat)
-            nx, ny = info.grid.nx, info.grid.ny
-            # HYSPLIT refuses release points within two cells of the grid edge
-            # ("all source points off all meteo grids"); measured on the shared HRRR crop.
-            if not (EDGE <= x <= nx - 1 - EDGE and EDGE <= y <= ny - 1 - EDGE):
-                raise MeteorologyError(
-                    f"receptor ({lon}, {lat}) is outside the domain of met {name!r}, or within "
-                    f"{EDGE} cells of its edge ({info.path.name}: {nx}×{ny} grid)"
-                )
-    wanted = set(needed)
-    for info in infos:
-        verify_checksums(info.path, [t for t in info.times if t in wanted])
+        if not any(inside(series.grid, lon, lat) for _, series in grids):
+            listed = [
+                (name, series.grid, series.infos[0].path.name if series.infos else "")
+                for name, series in grids
+            ]
+            raise MeteorologyError(outside_message(lon, lat, listed))
+    for _, series in grids:
+        needed = set(series.needed)
+        for info in series.infos:
+            verify_checksums(info.path, [t for t in info.times if t in needed])
+
+
+def inside(grid: arlmet.Grid, lon, lat):
+    """Whether points lie inside ``grid`` at least :data:`EDGE` cells from its edge.
+
+    HYSPLIT refuses release points within two cells of the edge ("all source
+    points off all meteo grids"); measured on the shared HRRR crop. Works on
+    scalars and arrays alike.
+    """
+    x, y = grid.fractional_indices(lon, lat)
+    return (EDGE <= x) & (x <= grid.nx - 1 - EDGE) & (EDGE <= y) & (y <= grid.ny - 1 - EDGE)
+
+
+def outside_message(lon: float, lat: float, grids: Sequence[tuple[str, arlmet.Grid, str]]) -> str:
+    """The one line saying a release point lies outside every grid of a run's met.
+
+    ``grids`` lists ``(archive name, grid, a file of it)``.
+    """
+    names = list(dict.fromkeys(name for name, _, _ in grids))
+    where = ", ".join(
+        f"{file_name or name}: {grid.nx}×{grid.ny}" for name, grid, file_name in grids
+    )
+    which = f"met {names[0]!r}" if len(names) == 1 else f"every grid of mets {names}"
+    return (
+        f"receptor ({float(lon)}, {float(lat)}) is outside the domain of {which}, or within "
+        f"{EDGE} cells of its edge ({where} grid)"
+    )
