@@ -24,7 +24,7 @@ TIMEOUT = 600  # seconds per cell: guards against a hang only
 
 def test_committed_notebooks_have_no_outputs():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["analysis.ipynb", "hpc.ipynb", "quickstart.ipynb"]
+    assert names == ["analysis.ipynb", "hpc.ipynb", "inversion.ipynb", "quickstart.ipynb"]
     for name in names:
         notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(notebook)
@@ -110,3 +110,12 @@ def notebook_text(notebook) -> str:
             parts.append(output.get("text", ""))
             parts.append(output.get("data", {}).get("text/plain", ""))
     return "\n".join(parts)
+
+
+@pytest.mark.timeout(1800)
+def test_inversion(docs_site):
+    notebook, page = _executed(docs_site, "inversion.ipynb")
+    text = notebook_text(notebook)
+    assert "recovered: the synthetic truth lies within the posterior uncertainty" in text
+    assert "truth within 2 sigma of the posterior:" in page
+    assert images(notebook) == 1 and page.count("<img ") == 1
