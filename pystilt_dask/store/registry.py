@@ -91,8 +91,11 @@ class Registry:
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        """The entries as a DataFrame indexed by ``sim_id`` (built when first asked for)."""
-        table = self.entries.to_pandas()
+        """The entries as a DataFrame indexed by ``sim_id`` (built when first asked for).
+
+        List columns stay Arrow-backed: a million rows of numpy arrays would cost seconds.
+        """
+        table = self.entries.to_pandas(types_mapper=_arrow_lists)
         table.index = pd.Index(table["sim_id"], name="sim_id")
         return table
 
@@ -201,6 +204,10 @@ class Registry:
         return Registry(combined, version)
 
 
+def _arrow_lists(kind: pa.DataType) -> pd.ArrowDtype | None:
+    return pd.ArrowDtype(kind) if pa.types.is_list(kind) else None
+
+
 def _positions(values: pa.ChunkedArray, value_set: pa.ChunkedArray) -> np.ndarray:
     """Position of each value in ``value_set`` (``-1``: absent or null)."""
     found = pc.index_in(values, value_set=value_set.combine_chunks())
@@ -283,7 +290,10 @@ def checkpoints(location: Location) -> list[int]:
 
 def _parsed(data: bytes, version: int) -> pa.Table:
     """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
-    table = pq.read_table(io.BytesIO(data)).select(SCHEMA.names).cast(SCHEMA)
+    return _versioned(pq.read_table(io.BytesIO(data)).select(SCHEMA.names).cast(SCHEMA), version)
+
+
+def _versioned(table: pa.Table, version: int) -> pa.Table:
     table = table.append_column("version", pa.array(np.full(table.num_rows, version)))
     return table.replace_schema_metadata(None)
 
@@ -498,7 +508,7 @@ def register(
         data = _commit_bytes(entries)
         version = registry.version + 1
         if location.create(layout.registry_key(version), data):
-            committed = registry.extended(_parsed(data, version), version)
+            committed = registry.extended(_versioned(entries, version), version)
             _published(location, version, data, committed)
             return fresh.sim_ids, committed
         # Another registrant committed this version first: read it and try the next.
