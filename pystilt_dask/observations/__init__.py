@@ -14,12 +14,15 @@ Before a run:
   with :func:`slant_points`, :func:`pressure_altitudes` and :func:`jitter_points`
   for other layouts.
 
-After a run: :func:`modelled_column`, and :func:`plume_polygon` with
-:func:`plume_background` for a background from the soundings beside a plume.
+After a run: :func:`modelled_columns` (every sounding's modelled column beside
+the observed one, lazily; :func:`modelled_points` for towers) from
+:func:`modelled_column`, and :func:`plume_polygon` with :func:`plume_background`
+for a background from the soundings beside a plume.
 """
 
 from .columns import modelled_column
 from .ggg import read_ggg_netcdf, read_ggg_oof, read_tccon
+from .modelled import modelled_columns, modelled_points
 from .oco import read_oco2
 from .parallel import read_soundings
 from .placement import jitter_points, pressure_altitudes, slant_points
@@ -38,6 +41,8 @@ __all__ = [
     "jitter_points",
     "kernel_density",
     "modelled_column",
+    "modelled_columns",
+    "modelled_points",
     "plume_background",
     "plume_polygon",
     "pressure_altitudes",
