@@ -16,14 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from .config import MetConfig, ModelConfig
-from .errors import ConfigError
 from .hysplit.executable import resolve_hysplit
 from .hysplit.inputs import write_inputs
 from .hysplit.particles import read_particle_file
 from .hysplit.run import log_text, run_hysplit, workdir_for
-from .meteorology.coverage import check_coverage
-from .meteorology.files import find_met_files, run_window
-from .meteorology.manifest import verify_met_files
+from .meteorology.prepare import prepare_met
 from .nearfield import apply_hnf_plume, release_heights
 from .receptors import ColumnReceptor, Receptor
 
@@ -114,12 +111,10 @@ def simulate_trajectories(
 
     Same parameters as :func:`run_trajectory`; returns a :class:`Trajectories`.
     """
-    met_name, met_config = _select_met(config, met)
     hysplit = config.hysplit
-    files = find_met_files(receptor.time, hysplit.n_hours, met_config, met_name)
-    verify_met_files(files, met_config.directory, met_name)
-    window = run_window(receptor.time, hysplit.n_hours)
-    check_coverage(files, window, receptor.release_points, met_name)
+    files = prepare_met(
+        receptor.time, hysplit.n_hours, receptor.release_points, _select_met(config, met)
+    )
     install = resolve_hysplit(hysplit.executable)
     with workdir_for(receptor.sim_id, workdir) as root:
         write_inputs(root, receptor, hysplit, files)
@@ -140,13 +135,11 @@ def simulate_trajectories(
     return Trajectories(particles, error_particles, log, tuple(files))
 
 
-def _select_met(config: ModelConfig, met: str | MetConfig | None) -> tuple[str, MetConfig]:
+def _select_met(config: ModelConfig, met: str | MetConfig | None) -> list[tuple[str, MetConfig]]:
+    """The archives a run reads, finest grid first."""
     if isinstance(met, MetConfig):
-        return "met", met
-    name = met if met is not None else next(iter(config.mets))
-    if name not in config.mets:
-        raise ConfigError(f"no met named {name!r} in the config (have {', '.join(config.mets)})")
-    return name, config.mets[name]
+        return [("met", met)]
+    return config.archives(met if met is not None else next(iter(config.mets)))
 
 
 def _postprocess(particles: pd.DataFrame, receptor: Receptor, config: ModelConfig) -> pd.DataFrame:

@@ -108,7 +108,7 @@ def test_met_manifest_writes_what_sha256sum_checks(met_dir: Path, stilt) -> None
         )  # fmt: skip
         assert check.returncode == 0, check.stdout + check.stderr
     # The manifest is never taken for a met file.
-    assert MANIFEST_NAME not in [p.name for p in find_met_files(POINT.time, -12, _met(met_dir))]
+    assert MANIFEST_NAME not in [p.name for p in find_met_files(POINT.time, -10, _met(met_dir))]
 
 
 def test_met_manifest_of_a_missing_directory_is_one_line(tmp_path: Path, stilt) -> None:
@@ -145,7 +145,8 @@ def test_a_run_on_intact_met_completes_and_a_changed_file_fails_it(
 
 def test_a_file_the_manifest_does_not_list_is_refused(met_dir: Path) -> None:
     write_manifest(met_dir)
-    extra = met_dir / "late" / "20190530_06-11_extra"
+    # Sorting first, it is the file a run reads for its hours.
+    extra = met_dir / "0late" / "20190530_06-11_extra"
     extra.parent.mkdir()
     shutil.copy(met_dir / READ, extra)
     files = find_met_files(POINT.time, N_HOURS, _met(met_dir))
@@ -160,7 +161,7 @@ def test_a_file_the_manifest_does_not_list_is_refused(met_dir: Path) -> None:
     with pytest.raises(MeteorologyError, match=f"met file {elsewhere} is not listed in "):
         verify_met_files([elsewhere], met_dir, "idealized")
     write_manifest(met_dir)  # the subfolder's file is listed by its relative name
-    assert "late/20190530_06-11_extra" in read_manifest(met_dir)
+    assert "0late/20190530_06-11_extra" in read_manifest(met_dir)
     verify_met_files(files, met_dir, "idealized")
 
 
