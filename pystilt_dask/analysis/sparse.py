@@ -50,9 +50,15 @@ class SparseJacobian:
     :func:`read_jacobian`. Row ``i`` is simulation ``rows.index[i]``; column
     ``j`` is time bin ``columns[j][0]`` and target ``columns[j][1:]``, so that
     ``H @ x`` is the enhancement of every simulation for a flux ``x`` on the
-    targets and bins (flattened time bin first). A simulation not computed yet
-    holds a single NaN (in the first column), so its products are NaN: select
-    complete simulations before solving.
+    targets and bins (flattened time bin first).
+
+    A simulation not computed yet is a row whose values are unknown. It is
+    stored as one NaN (in column 0) rather than a row of them, and the products
+    here read that marker as "unknown everywhere": ``H @ x`` is NaN in its row,
+    and ``H.T @ y`` is NaN in every column (the row could contribute to any),
+    as they would be with the row dense with NaN. The matrix of
+    :meth:`to_scipy` keeps the marker as it is: drop those rows (or wait for
+    their simulations) before solving.
 
     Attributes
     ----------
@@ -96,7 +102,7 @@ class SparseJacobian:
 
         ``x`` is ``(state,)`` or ``(state, k)``: numpy, dask or xarray.
         """
-        x = _as_dask(x, self.shape[1], "x", "state elements").rechunk(-1)
+        x = _as_dask(x, self.shape[1], "x", "state elements", ndim=(1, 2)).rechunk(-1)
         index = "j" if x.ndim == 1 else "jk"
         return da.blockwise(
             _matvec, "i" + index[1:], self.data, "ij", x, index,
@@ -106,9 +112,11 @@ class SparseJacobian:
     def rmatvec(self, y: Any) -> da.Array:
         """``Hᵀ @ y``, lazily: the sum over blocks of each block's ``Hᵀ y``.
 
-        ``y`` is ``(simulation,)``: numpy, dask or xarray.
+        ``y`` is ``(simulation,)``: numpy, dask or xarray. NaN everywhere while a
+        simulation is not computed yet.
         """
-        y = _as_dask(y, self.shape[0], "y", "simulations").rechunk((self.data.chunks[0],))
+        y = _as_dask(y, self.shape[0], "y", "simulations", ndim=(1,))
+        y = y.rechunk((self.data.chunks[0],))
         partial = da.blockwise(
             _rmatvec, "ij", self.data, "ij", y, "i",
             adjust_chunks={"i": 1}, dtype=np.float64, meta=np.empty((0, 0)),
@@ -286,6 +294,8 @@ def _rows(foot: list, bins: list, weights: tuple, n_bins: int, n_targets: int):
         scratch[:] = 0.0
         aggregate_targets_block(foot[s : s + 1], bins[s : s + 1], *weights, scratch)
         row = scratch.ravel()
+        # The kernel makes the row of a footprint not computed yet all NaN; one
+        # NaN marks it (see SparseJacobian) instead of a dense row of them.
         col = np.array([0]) if np.isnan(row[0]) else np.flatnonzero(row)
         rows.append(np.full(col.size, s, np.int64))
         cols.append(col)
@@ -302,15 +312,21 @@ def _matvec(block: sparse.csr_array, x: np.ndarray) -> np.ndarray:
 
 
 def _rmatvec(block: sparse.csr_array, y: np.ndarray) -> np.ndarray:
+    if np.isnan(block.data).any():
+        # A row not computed yet (its NaN marker) may hold values in any column.
+        return np.full((1, block.shape[1]), np.nan)
     return np.asarray(block.T @ y, dtype=np.float64)[np.newaxis]
 
 
-def _as_dask(values: Any, size: int, name: str, what: str) -> da.Array:
+def _as_dask(values: Any, size: int, name: str, what: str, ndim: tuple[int, ...]) -> da.Array:
     if isinstance(values, xr.DataArray):
         values = values.data
     values = values if isinstance(values, da.Array) else da.from_array(np.asarray(values))
-    if values.ndim not in (1, 2) or values.shape[0] != size:
-        raise ValueError(f"{name} must have {size} {what} along its first axis, not {values.shape}")
+    if values.ndim not in ndim or values.shape[0] != size:
+        axes = " or ".join(f"{n}-D" for n in ndim)
+        raise ValueError(
+            f"{name} must be {axes} with {size} {what} along its first axis, not {values.shape}"
+        )
     return values.astype(np.float64)
 
 
