@@ -20,18 +20,20 @@ With ``hysplit.seed`` set, repeated attempts write identical bytes.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
 from .config import ModelConfig
 from .errors import HysplitError, StiltError, StoreUnwritable
 from .footprint import footprint_layers
-from .hysplit.run import CANCELLED
+from .hysplit.run import CANCELLED, log_text
 from .receptors import Receptor
 from .store import claims, footprints, layout, particles, publish, records, registry
-from .store.completion import CompletionRule, State, footprint_component
+from .store.completion import CompletionRule, State
 from .store.paths import Location
 from .trajectory import Trajectories, simulate_trajectories
 
@@ -111,19 +113,17 @@ def _attempt(
     """One attempt under the simulation's claim."""
     receptor, row = registry.receptor(entry), int(entry["row"])
     names = list(config.footprints)
+    stored = None
     if skip_existing:
         # Checked again under the claim: another holder may have just finished.
         state, foot_states = rule.state(location.exists, sim_id, row)
         if state.done:
             return state.value
-        # A chunk at this row is reused only if this simulation published it: after
-        # outside damage (a lost registry commit) a row can hold another's chunk.
-        ours = publish.read_digests(location, sim_id)
-        todo = [
-            name
-            for name in names
-            if not (foot_states[name].done and footprint_component(name) in ours)
-        ]
+        stored = _stored_particles(location, sim_id, row, config)
+        # A chunk at this row is reused only beside this simulation's own particles
+        # at this row: after outside damage (a lost registry commit) a row can hold
+        # another's chunk, and chunks are never written before their particles.
+        todo = [name for name in names if stored is None or not foot_states[name].done]
     else:
         publish.invalidate(location, sim_id, row, names)
         todo = names
@@ -132,7 +132,9 @@ def _attempt(
     if simulate is None:
         simulate = functools.partial(simulate_trajectories, cancelled=cancelled)
     try:
-        table = _particles(location, receptor, entry, config, skip_existing, simulate, cancelled)
+        table = stored
+        if table is None:
+            table = _publish_run(location, receptor, entry, config, simulate, cancelled)
         for name in todo:
             step = f"footprint:{name}"
             fp_config = config.footprints[name]
@@ -147,7 +149,7 @@ def _attempt(
             raise
         if isinstance(exc, StoreUnwritable):
             raise  # not this simulation's failure, and no record could be written
-        records.write_failure(location, records.failure(exc, sim_id, step))
+        records.write_failure(location, records.failure(exc, sim_id, step), _failed_log(exc))
         if isinstance(exc, StiltError):
             return State.FAILED.value
         raise
@@ -155,31 +157,52 @@ def _attempt(
     return rule.state(location.exists, sim_id, row)[0].value
 
 
-def _particles(
+def _stored_particles(
+    location: Location, sim_id: str, row: int, config: ModelConfig
+) -> pd.DataFrame | None:
+    """The stored particles, when they are intact and were written for this simulation at ``row``.
+
+    Anything else (absent, damaged, another row's) is recomputed and replaced.
+    """
+    if config.hysplit.winderrtf and not location.exists(layout.error_particles_key(sim_id)):
+        return None
+    try:
+        table, meta = particles.parse(location.read_bytes(layout.particles_key(sim_id)))
+    except Exception:  # absent, or damaged: a fresh run replaces it
+        return None
+    if meta.get("sim_id") != sim_id or meta.get("row") != str(row):
+        return None
+    return table
+
+
+def _publish_run(
     location: Location,
     receptor: Receptor,
     entry: pd.Series,
     config: ModelConfig,
-    reuse: bool,
     simulate: Simulator,
     cancelled: Callable[[], str | None] | None,
 ) -> pd.DataFrame:
-    """The simulation's particles: stored ones when reusable, else a fresh published run."""
+    """Run the transport and publish its particles, the run's log inside; return them."""
     sim_id = receptor.sim_id
-    stored = location.exists(layout.particles_key(sim_id))
-    if config.hysplit.winderrtf:
-        stored = stored and location.exists(layout.error_particles_key(sim_id))
-    if reuse and stored:
-        return particles.read(location, layout.particles_key(sim_id))
     run = simulate(receptor, config, str(entry["met"]))
-    records.write_log(location, sim_id, run.log)
     error_data = None
     if run.error_particles is not None:
         error_data = particles.to_bytes(run.error_particles, receptor, entry)
-    data = particles.to_bytes(run.particles, receptor, entry)
+    # The log goes in as a retry would write it, so attempts stay byte-identical.
+    data = particles.to_bytes(run.particles, receptor, entry, records.reproducible(run.log))
     _raise_if(cancelled)
-    publish.publish_particles(location, sim_id, data, error_data)
+    digested = publish.legacy(location, list(config.footprints))
+    publish.publish_particles(location, sim_id, data, error_data, digested)
     return run.particles
+
+
+def _failed_log(exc: BaseException) -> str | None:
+    """The HYSPLIT output of a failed run, from the work directory it kept, if any."""
+    workdir = exc.workdir if isinstance(exc, HysplitError) else None
+    if workdir and os.path.isdir(workdir):
+        return log_text(Path(workdir))
+    return None
 
 
 def _raise_if(cancelled: Callable[[], str | None] | None) -> None:

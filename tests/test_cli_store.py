@@ -101,9 +101,10 @@ def test_verify_names_damage_and_repair_plus_run_restores_identical_results(conf
     assert invoke("verify", config_file).exit_code == 0
     good = snapshot(model.location.root)
 
-    # Lose registry entries, corrupt a chunk, truncate a particle file.
+    # Lose registry entries (the commit and its copy), corrupt a chunk, truncate a particle file.
     first, second = model.location.url(layout.registry_key(0)), layout.registry_key(1)
     os.unlink(first)  # rows 0-4 lost
+    os.unlink(model.location.url(layout.registry_copy_key(0)))  # the registrant wrote it
     chunk = model.location.url(layout.chunk_key("fine", 6))
     data = bytearray(open(chunk, "rb").read())
     data[len(data) // 2 :] = os.urandom(len(data) - len(data) // 2)
@@ -120,7 +121,7 @@ def test_verify_names_damage_and_repair_plus_run_restores_identical_results(conf
     for sim_id in (*ids[:5], ids[6], ids[8]):
         assert sim_id in result.output
     assert "registry entry is lost" in result.output
-    assert "checked 5 simulations: 7 damaged" in result.output
+    assert "checked 10 simulations: 7 damaged" in result.output
 
     assert invoke("verify", config_file, "--repair").exit_code == 0
     assert model.simulations.ids() == ids  # restored at their rows

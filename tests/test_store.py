@@ -68,7 +68,7 @@ def test_registration_is_idempotent_and_appends(model, tmp_path):
     assert table.index.tolist() == [r.sim_id for r in make_receptors(9)]
     assert table["scene_id"].isna().tolist() == [True] * 6 + [False] * 3
     assert table["scene_id"].iloc[-1] == "second"
-    assert table["footprints"].iloc[0].tolist() == ["coarse", "fine"]
+    assert list(table["footprints"].iloc[0]) == ["coarse", "fine"]
 
 
 def test_all_pending_then_complete(model):

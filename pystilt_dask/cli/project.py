@@ -125,14 +125,17 @@ def ls(
 def verify(
     project: ProjectArg,
     repair: Annotated[
-        bool, typer.Option("--repair", help="Remove damaged results and restore lost entries.")
+        bool,
+        typer.Option(
+            "--repair", help="Restore lost registry entries and remove damaged or stray keys."
+        ),
     ] = False,
 ) -> None:
-    """Read back every result; name damaged simulations (exit 1 when any)."""
+    """Read back every key; name what is damaged (exit 1 when any, or when --repair lost any)."""
     model = open_model(project)
     report = model.verify(repair=repair)
     console.print(report.summary(), markup=False, highlight=False)
-    if not report.ok and not repair:
+    if report.lost_anything or (not report.ok and not repair):
         raise typer.Exit(1)
 
 

@@ -9,6 +9,13 @@ so its chunk is written. Writers also set ``write_empty_chunks`` (runtime config
 not stored) to be safe. Nothing is sharded: a shard is one object, and writers of
 different simulations would race on it.
 
+A chunk is encoded ``bytes`` (little-endian) → ``zstd`` (level 3) → ``crc32c``:
+the last four bytes are the CRC-32C of the compressed bytes, checked before
+anything is decoded, by :class:`ChunkReader` and by zarr itself (format 2).
+Arrays made before that have no ``crc32c`` codec (format 1); their chunks are
+checked against the digests of :mod:`~pystilt_dask.store.digests` instead. A
+store's format is read from each array's codecs, never from a flag.
+
 ``lag`` is the start of each hourly layer in hours relative to the receptor time
 (``-n .. -1`` for backward runs, ``0 .. n`` forward, whose last output minute
 starts layer ``n``; ``0`` alone when time-integrated). ``time(simulation, lag)``
@@ -21,13 +28,14 @@ from __future__ import annotations
 import json
 import re
 
+import google_crc32c
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 import zarr.storage
 from numcodecs import Zstd
-from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.sync import sync as _sync
 
@@ -35,7 +43,8 @@ from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError, StoreError
 from ..fingerprint import footprint_settings
 from ..footprint import UNITS, Grid
-from . import layout
+from . import digests, layout
+from .completion import footprint_component
 from .paths import Location, refused_writes
 from .registry import Registry
 
@@ -235,7 +244,7 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
         chunks=(1, *shape),
         dtype="float32",
         fill_value=np.nan,
-        compressors=ZstdCodec(level=3),
+        compressors=(ZstdCodec(level=3), Crc32cCodec()),
         chunk_key_encoding=_SEPARATOR,
         dimension_names=("simulation", "lag", *grid.dims),
         attributes=foot_attrs,
@@ -324,13 +333,21 @@ def foot_array(
     return _extended(array, n_rows)
 
 
-def write_chunk(location: Location, name: str, row: int, chunk: np.ndarray) -> None:
-    """Write one simulation's chunk; this publishes the footprint's completion key."""
-    array = foot_array(location, name, row + 1).with_config({"write_empty_chunks": True})
+def write_chunk(location: Location, array: zarr.Array, row: int, chunk: np.ndarray) -> None:
+    """Write one simulation's chunk; this publishes the footprint's completion key.
+
+    ``array`` is the footprint's, from :func:`foot_array` with ``row + 1`` rows or more.
+    """
+    array = array.with_config({"write_empty_chunks": True})
     # A selection with the chunk's own shape is a whole-chunk write: zarr then
     # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
     with refused_writes(location.root):
         array[row : row + 1] = chunk[np.newaxis]
+
+
+def checked(array: zarr.Array) -> bool:
+    """Whether ``array``'s chunks carry their own CRC-32C (format 2) rather than a digest object."""
+    return isinstance(array.metadata.codecs[-1], Crc32cCodec)
 
 
 def chunk_reader(array: zarr.Array) -> ChunkReader:
@@ -339,9 +356,13 @@ def chunk_reader(array: zarr.Array) -> ChunkReader:
     Raises
     ------
     StoreError
-        When the array is not encoded as :func:`ensure_group` writes it.
+        When the array is not encoded as :func:`ensure_group` writes it (now, or
+        in format 1).
     """
-    codecs = array.metadata.codecs
+    codecs = list(array.metadata.codecs)
+    has_crc = checked(array)
+    if has_crc:
+        codecs.pop()
     if not (
         len(codecs) == 2
         and isinstance(codecs[0], BytesCodec)
@@ -351,39 +372,71 @@ def chunk_reader(array: zarr.Array) -> ChunkReader:
         and array.dtype == np.dtype("float32")
     ):
         raise StoreError(
-            f"footprint array {array.store_path} is encoded as {codecs}, not as "
-            "pystilt_dask writes it (little-endian float32, zstd)"
+            f"footprint array {array.store_path} is encoded as {array.metadata.codecs}, not "
+            "as pystilt_dask writes it (little-endian float32, zstd, crc32c)"
         )
-    return ChunkReader(array.shape[1:])
+    return ChunkReader(array.shape[1:], has_crc)
 
 
 class ChunkReader:
-    """Decode one simulation's chunk straight from its key.
+    """Check and decode one simulation's chunk straight from its key.
 
     The chunk is zstd-compressed little-endian float32 (what :func:`ensure_group`
-    declares, checked by :func:`chunk_reader`), decompressed into the array handed
-    back. Going through zarr instead cost about 3 ms a call, three quarters of
-    reading a 24 × 300 × 300 chunk, and serialised the threads reading in parallel.
+    declares, checked by :func:`chunk_reader`), followed by the CRC-32C of those
+    bytes in format 2, and decompressed into the array handed back. Going through
+    zarr instead cost about 3 ms a call, three quarters of reading a 24 × 300 ×
+    300 chunk, and serialised the threads reading in parallel.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of one chunk without its ``simulation`` axis.
+    crc : bool
+        Whether chunks end in their CRC-32C (format 2); otherwise (format 1) their
+        decoded values are compared with the digest recorded at publication.
     """
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], crc: bool) -> None:
         self.shape = tuple(shape)
+        self.crc = crc
 
-    def __call__(self, location: Location, name: str, row: int) -> np.ndarray:
+    def __call__(
+        self, location: Location, name: str, row: int, sim_id: str | None = None
+    ) -> np.ndarray:
         """The chunk of ``row``, shape ``(1, *shape)``; NaN (the fill value) when absent.
+
+        ``sim_id`` is the simulation holding ``row``: a format 1 chunk is checked
+        against that simulation's recorded digest only when it is given.
 
         Raises
         ------
         ValueError, RuntimeError
-            When the stored bytes do not decode to a chunk.
+            When the stored bytes fail their CRC-32C or digest, or do not decode
+            to a chunk; the message names the footprint and the key.
         """
         out = np.empty((1, *self.shape), dtype="<f4")
+        key = layout.chunk_key(name, row)
         try:
-            data = location.read_bytes(layout.chunk_key(name, row))
+            data = location.read_bytes(key)
         except FileNotFoundError:
             out.fill(np.nan)
             return out
-        _ZSTD.decode(data, out=out)
+        where = f"footprint {name!r} chunk {key}"
+        body = np.frombuffer(data, dtype="u1")
+        if self.crc:
+            body = body[:-4]  # a view: checked and decoded without a copy
+            if len(data) < 4 or google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
+                raise ValueError(f"{where}: its CRC-32C does not match its bytes")
+        try:
+            _ZSTD.decode(body, out=out)
+        except (ValueError, RuntimeError) as exc:
+            raise type(exc)(f"{where} does not decode: {exc}") from None
+        if not self.crc and sim_id is not None:
+            recorded = digests.read(location, sim_id).get(footprint_component(name))
+            if recorded is None:
+                raise ValueError(f"{where}: no digest was recorded for simulation {sim_id!r}")
+            if digests.digest(out) != recorded:
+                raise ValueError(f"{where}: its values do not match the digest recorded for it")
         return out
 
 

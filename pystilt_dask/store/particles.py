@@ -1,33 +1,47 @@
-"""Particle tables: one zstd Parquet file per simulation.
+"""Particle tables: one zstd Parquet file per simulation, with page checksums.
 
 The table is written exactly as the trajectory step returned it (R-STILT columns:
 ``time`` in minutes since release, ``indx``, ``long``, ``lati``, ``zagl``,
 ``foot``, ...), so footprints recomputed from a stored file equal those computed
 from the run. The schema metadata records the simulation's registry entry (id,
 receptor, row, meteorology name, scene id; not the registration time, so equal
-runs write equal bytes) under
-``pystilt_dask:*`` keys, which lets ``verify --repair`` restore a lost registry
-entry from the particles alone.
+runs write equal bytes) under ``pystilt_dask:*`` keys, which lets ``verify
+--repair`` restore a lost registry entry from the particles alone, and the
+HYSPLIT log of the run (``pystilt_dask:log``).
+
+Every page carries its CRC (``write_page_checksum``), and every read here checks
+them (``page_checksum_verification``), so a damaged page is an error, never wrong
+particles. This module is the package's only reader and writer of particle files.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import posixpath
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..receptors import Receptor
+from ..errors import StoreError
+from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
+from . import layout
 from .paths import Location
 
 _PREFIX = "pystilt_dask:"
 _DICTIONARY_COLUMNS = ["time", "indx"]
+_KINDS = {"point": PointReceptor, "column": ColumnReceptor, "multipoint": MultiPointReceptor}
 
 
-def to_bytes(particles: pd.DataFrame, receptor: Receptor, entry: pd.Series) -> bytes:
-    """Serialise a particle table to zstd Parquet with the simulation's registry entry."""
+def to_bytes(
+    particles: pd.DataFrame, receptor: Receptor, entry: pd.Series, log: str | None = None
+) -> bytes:
+    """Serialise a particle table to zstd Parquet with the simulation's registry entry.
+
+    ``log`` (the HYSPLIT log of the run) is stored beside the entry; it must not
+    vary between runs that should write equal bytes.
+    """
     table = pa.Table.from_pandas(particles, preserve_index=False)
     scene_id = entry["scene_id"]
     extra = {
@@ -37,24 +51,91 @@ def to_bytes(particles: pd.DataFrame, receptor: Receptor, entry: pd.Series) -> b
         f"{_PREFIX}row": str(int(entry["row"])),
         f"{_PREFIX}scene_id": "" if scene_id is None or pd.isna(scene_id) else str(scene_id),
     }
+    if log is not None:
+        extra[f"{_PREFIX}log"] = log
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = io.BytesIO()
     # Dictionaries pay off only for the few distinct times and particle numbers;
     # on the float columns they cost a fifth of the write and save nothing.
-    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=_DICTIONARY_COLUMNS,
+        write_page_checksum=True,
+    )
     return sink.getvalue()
 
 
+def parse(data: bytes) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table and the ``pystilt_dask:*`` metadata (without the prefix) of a file's bytes.
+
+    Raises
+    ------
+    OSError, pyarrow.ArrowException
+        When a page fails its CRC, or the bytes are not a Parquet file.
+    """
+    table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+    return table.to_pandas(), _ours(table.schema)
+
+
 def read(location: Location, key: str) -> pd.DataFrame:
-    """Read a particle table; raises ``FileNotFoundError`` when it is absent."""
-    return pq.read_table(io.BytesIO(location.read_bytes(key))).to_pandas()
+    """Read a particle table; raises ``FileNotFoundError`` when it is absent.
+
+    Raises
+    ------
+    StoreError
+        When the file is damaged (a page fails its CRC, or it does not parse).
+    """
+    data = location.read_bytes(key)
+    try:
+        return parse(data)[0]
+    except Exception as exc:
+        raise _damaged(key, exc) from None
 
 
 def metadata(location: Location, key: str) -> dict[str, str]:
-    """The ``pystilt_dask:*`` metadata of a particle file, without the prefix."""
-    schema = pq.read_schema(pa.BufferReader(location.read_bytes(key)))
+    """The ``pystilt_dask:*`` metadata of a particle file (its footer only), without the prefix.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file is absent.
+    StoreError
+        When its footer cannot be read.
+    """
+    data = location.read_bytes(key)
+    try:
+        return _ours(pq.read_schema(pa.BufferReader(data)))
+    except Exception as exc:
+        raise _damaged(key, exc) from None
+
+
+def receptor(meta: dict[str, str]) -> Receptor:
+    """The receptor a particle file's metadata records (under the id it was registered as).
+
+    Raises
+    ------
+    KeyError, ValueError
+        When the metadata holds no receptor, or not a valid one.
+    """
+    fields = json.loads(meta["receptor"])
+    built = _KINDS[fields["kind"]].model_validate(fields)
+    sim_id = meta["sim_id"]
+    return built if built.sim_id == sim_id else built.registered_as(sim_id)
+
+
+def _ours(schema: pa.Schema) -> dict[str, str]:
     return {
         k.decode().removeprefix(_PREFIX): v.decode()
         for k, v in (schema.metadata or {}).items()
         if k.decode().startswith(_PREFIX)
     }
+
+
+def _damaged(key: str, exc: BaseException) -> StoreError:
+    sim_id = posixpath.basename(key).removesuffix(layout.PARQUET_SUFFIX)
+    return StoreError(
+        f"the particle file of simulation {sim_id!r} ({key}) is damaged "
+        f"({type(exc).__name__}: {exc}); run `stilt-dask verify --repair`"
+    )

@@ -1,51 +1,36 @@
-"""The write protocol of one simulation: digests first, completion keys last.
+"""The write protocol of one simulation: completion keys last, each carrying its own digest.
 
 Every write is atomic. A simulation's outputs are published in this order:
-log → (digest, then particles) → (digest, then transport-error particles) → per
-footprint (digest, empty marker, then chunk) → removal of the failure record.
-A completion key is written only after its digest, so every complete-looking key
-can be checked by ``verify``, and an attempt killed at any point leaves the
-simulation incomplete; a retry rewrites identical keys (idempotent under
-at-least-once execution). :func:`invalidate` runs in the reverse order.
+particles (with the HYSPLIT log of the run inside) → transport-error particles →
+per footprint (empty marker, then chunk) → removal of the failure record and log.
+A particle file carries its page CRCs and a chunk its CRC-32C, written in the
+same atomic write as the data they protect, so every complete-looking key can be
+checked by whoever reads it. An attempt killed at any point leaves the simulation
+incomplete; a retry rewrites identical keys (idempotent under at-least-once
+execution). :func:`invalidate` runs in the reverse order.
 
-Digests are CRC-32 of the particle file's bytes and of a footprint chunk's
-decoded float32 values (15 ms for a 38 MB chunk), so a chunk that still decodes
-after damage is caught too.
+Footprint arrays made in format 1 (no ``crc32c`` codec) still get a digest object
+(:mod:`~pystilt_dask.store.digests`), recorded before the key it describes, for
+their chunks and for the simulation's particle files; :func:`legacy` says when.
 """
 
 from __future__ import annotations
 
-import json
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from . import footprints, layout
+from . import digests, footprints, layout, records
 from .completion import ERROR_PARTICLES, PARTICLES, footprint_component
 from .paths import Location
 
 
-def digest(data: bytes | np.ndarray) -> str:
-    """The digest recorded for a completion key's content."""
-    if isinstance(data, np.ndarray):
-        data = np.ascontiguousarray(data, dtype="float32").data  # hashed without a copy
-    return f"crc32:{zlib.crc32(data):08x}"
-
-
-def read_digests(location: Location, sim_id: str) -> dict[str, str]:
-    """The digests recorded for a simulation's completion keys, by component."""
-    try:
-        return json.loads(location.read_bytes(layout.checksums_key(sim_id)))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _record_digests(location: Location, sim_id: str, digests: dict[str, str]) -> None:
-    # Only the holder of the simulation's claim writes here (or a duplicate attempt
-    # writing the same digests), so read-modify-write is safe.
-    merged = {**read_digests(location, sim_id), **digests}
-    location.write_bytes(layout.checksums_key(sim_id), json.dumps(merged).encode())
+def legacy(location: Location, names: Sequence[str]) -> bool:
+    """Whether any of these footprint arrays is format 1, so digests are recorded for them."""
+    return any(
+        not footprints.checked(footprints.foot_array(location, name, read_only=True))
+        for name in names
+    )
 
 
 def invalidate(location: Location, sim_id: str, row: int, names: Sequence[str]) -> None:
@@ -60,13 +45,21 @@ def invalidate(location: Location, sim_id: str, row: int, names: Sequence[str]) 
 
 
 def publish_particles(
-    location: Location, sim_id: str, data: bytes, error_data: bytes | None = None
+    location: Location,
+    sim_id: str,
+    data: bytes,
+    error_data: bytes | None = None,
+    record_digests: bool = False,
 ) -> None:
-    """Write the particle file (and the transport-error one) after their digests."""
-    digests = {PARTICLES: digest(data)}
-    if error_data is not None:
-        digests[ERROR_PARTICLES] = digest(error_data)
-    _record_digests(location, sim_id, digests)
+    """Write the particle file (and the transport-error one).
+
+    ``record_digests``: record their format 1 digests first (see :func:`legacy`).
+    """
+    if record_digests:
+        found = {PARTICLES: digests.digest(data)}
+        if error_data is not None:
+            found[ERROR_PARTICLES] = digests.digest(error_data)
+        digests.record(location, sim_id, found)
     location.write_bytes(layout.particles_key(sim_id), data)
     if error_data is not None:
         location.write_bytes(layout.error_particles_key(sim_id), error_data)
@@ -75,16 +68,21 @@ def publish_particles(
 def publish_footprint(
     location: Location, name: str, sim_id: str, row: int, chunk: np.ndarray, empty: bool
 ) -> None:
-    """Write one footprint: its digest, its empty marker (or the marker's removal), its chunk."""
-    _record_digests(location, sim_id, {footprint_component(name): digest(chunk)})
+    """Write one footprint: its empty marker (or the marker's removal), then its chunk.
+
+    A format 1 array gets the chunk's digest recorded first.
+    """
+    array = footprints.foot_array(location, name, row + 1)
+    if not footprints.checked(array):
+        digests.record(location, sim_id, {footprint_component(name): digests.digest(chunk)})
     marker = layout.empty_key(name, sim_id)
     if empty:
         location.write_bytes(marker, b"")
     else:
         location.delete(marker)
-    footprints.write_chunk(location, name, row, chunk)
+    footprints.write_chunk(location, array, row, chunk)
 
 
 def clear_failure(location: Location, sim_id: str) -> None:
-    """Remove the failure record of a simulation that has completed."""
-    location.delete(layout.failure_key(sim_id))
+    """Remove the failure record and log of a simulation that has completed."""
+    records.clear(location, sim_id)
