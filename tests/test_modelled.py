@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from scipy.optimize import brentq
 from store_helpers import RaiseIfComputes
 
 from pystilt_dask import observations as obs
@@ -134,23 +135,27 @@ def test_columns_equal_a_hand_computation(project):
     enhancement = foot.stilt.convolve(f).compute(scheduler="threads")
     endpoints = background(model, co2, "xco2").compute(scheduler="threads")
     assert list(result.sounding_id.values) == soundings["sounding_id"].tolist()
-    n_above = 0
+    partial = 0
     for row, receptor in zip(soundings.itertuples(), receptors.itertuples(), strict=True):
         got = result.sel(sounding_id=row.sounding_id)
         assert got.simulation.item() == receptor.sim_id
         enh = enhancement.sel(simulation=receptor.sim_id).item()
         bg = endpoints.sel(simulation=receptor.sim_id).item()
-        # the field above the receptor's top: the kernel levels higher than the surface + TOP
-        altitudes = obs.pressure_altitudes(
-            row.ak_pressure, surface_pressure=row.surface_pressure,
-            surface_altitude=row.surface_altitude,
+        # the field above the receptor's top: the pressure TOP m above the surface (found
+        # by inverting pressure_altitudes), and each level's layer halfway to its neighbours
+        p = row.ak_pressure
+        p_top = brentq(
+            lambda x, r=row: obs.pressure_altitudes(
+                [x], surface_pressure=r.surface_pressure, surface_altitude=r.surface_altitude
+            )[0] - r.surface_altitude - TOP,
+            1.0, row.surface_pressure,
         )  # fmt: skip
-        assert len(altitudes) == len(row.ak_pressure)
-        above = altitudes > row.surface_altitude + TOP
-        n_above += int(above.sum())
+        edges = np.concatenate(([p[0]], (p[:-1] + p[1:]) / 2, [p[-1]]))
+        share = np.clip((np.minimum(edges[:-1], p_top) - edges[1:]) / -np.diff(edges), 0, 1)
+        partial += int(((share > 0) & (share < 1)).sum())
         at = co2.sel(lon=row.longitude, lat=row.latitude, time=row.time, method="nearest")
-        values = at.sel(pres=row.ak_pressure[above], method="nearest").values
-        bg_above = float(np.sum((row.pressure_weight * row.ak)[above] * values))
+        values = at.sel(pres=p, method="nearest").values
+        bg_above = float(np.sum(share * row.pressure_weight * row.ak * values))
         expected = obs.modelled_column(
             enh, bg + bg_above, ak=row.ak, pressure_weight=row.pressure_weight, prior=row.apriori
         )
@@ -165,7 +170,7 @@ def test_columns_equal_a_hand_computation(project):
         assert got.modelled.item() == pytest.approx(expected, rel=1e-12)
         assert got.observed.item() == row.value
         assert got.residual.item() == pytest.approx(row.value - expected, rel=1e-9)
-    assert 0 < n_above < sum(len(a) for a in soundings.ak)
+    assert partial == len(soundings)  # one layer each is cut by the receptor's top
     # one row per sounding, joined back on its id
     joined = soundings.join(result.to_dataframe(), on="sounding_id")
     assert joined["modelled"].notna().all() and len(joined) == len(soundings)

@@ -9,8 +9,10 @@ with the enhancement and background weighted by the footprint's transforms
 carry them) and the last sum, the prior where the retrieval is not sensitive,
 from the soundings' kernels (:func:`.modelled_column`). Over a receptor that
 stops below the top of the atmosphere, the particles' background covers its
-levels only; the field at the sounding adds the levels above it,
-``Σ_{l above} w_l A_l field_l``.
+levels only; the field at the sounding adds the rest of the column,
+``Σ_l f_l w_l A_l field_l`` with ``f_l`` the part of level ``l``'s layer above
+the receptor's top (pressures from heights in the standard atmosphere, as
+:func:`.pressure_altitudes` converts).
 
 A tower's modelled value is its enhancement plus its background.
 
@@ -94,8 +96,9 @@ def modelled_columns(
         (``Σ w (1 − A) x_prior``; 0 without kernels), ``observed`` (``value``)
         and, with a field, ``background_endpoints`` (the particles' background,
         PYSTILT's ``sim.background(field).value``), ``background_above``
-        (``Σ w A field`` over the kernel levels above the receptor's top, at the
-        sounding; 0 without kernels), ``background`` (their sum),
+        (``Σ f w A field``: the field at the sounding over the part ``f`` of
+        each kernel level's layer above the receptor's top; 0 without
+        kernels), ``background`` (their sum),
         ``modelled`` (``enhancement + background + prior``) and ``residual``
         (``observed − modelled``). Simulations not run yet give NaN.
         ``soundings.join(result.to_dataframe(), on="sounding_id")`` puts them
@@ -302,23 +305,29 @@ def _block_terms(part: pd.DataFrame, top_agl: np.ndarray, held: _Held | None) ->
     """``[prior, above]`` of each sounding of ``part`` (``above`` NaN without a field)."""
     n = len(part)
     out = np.full((2, n), np.nan)
+    p_top = _top_pressure(
+        part["surface_pressure"].to_numpy(np.float64),
+        part["surface_altitude"].to_numpy(np.float64),
+        top_agl,
+    )
     levels, weights = [], []
     for i, row in enumerate(part.itertuples(index=False)):
         ak = np.asarray(row.ak, dtype=np.float64).ravel()
         w = _pressure_weights(row, ak.size)
         out[0, i] = modelled_column(0.0, 0.0, ak=ak, pressure_weight=w, prior=row.apriori)
-        weights.append(w * ak)
-        levels.append(np.asarray(row.ak_pressure, dtype=np.float64).ravel())
+        p = np.asarray(row.ak_pressure, dtype=np.float64).ravel()
+        levels.append(p)
+        weights.append(w * ak * _share_above(row, p, p_top[i]))
     if held is None or n == 0:
         return out
     sizes = np.array([p.size for p in levels])
-    p = np.concatenate(levels)
-    p_surface = np.repeat(part["surface_pressure"].to_numpy(np.float64), sizes)
+    p, weight = np.concatenate(levels), np.concatenate(weights)
+    above = weight != 0
     height = _height_above_ground(
-        p, p_surface, np.repeat(part["surface_altitude"].to_numpy(), sizes)
+        p,
+        np.repeat(part["surface_pressure"].to_numpy(np.float64), sizes),
+        np.repeat(part["surface_altitude"].to_numpy(np.float64), sizes),
     )
-    above = height > np.repeat(top_agl, sizes)
-    row = np.repeat(np.arange(n), sizes)
     points = pd.DataFrame(
         {
             "long": np.repeat(part["longitude"].to_numpy(np.float64), sizes),
@@ -330,9 +339,37 @@ def _block_terms(part: pd.DataFrame, top_agl: np.ndarray, held: _Held | None) ->
     )[above]
     times = np.repeat(pd.to_datetime(part["time"]).to_numpy("datetime64[ns]"), sizes)[above]
     values = _sample(held.field, points, times)
-    contribution = np.concatenate(weights)[above] * values
-    out[1] = np.bincount(row[above], weights=contribution, minlength=n)
+    row = np.repeat(np.arange(n), sizes)[above]
+    out[1] = np.bincount(row, weights=weight[above] * values, minlength=n)
     return out
+
+
+def _share_above(row: Any, p: np.ndarray, p_top: float) -> np.ndarray:
+    """The part of each kernel level's layer above pressure ``p_top``.
+
+    A layer product's layers are its ``pressure_levels``; on levels (OCO, GGG)
+    a level's layer reaches halfway to its neighbours, and no further than the
+    first and last levels.
+    """
+    edges = getattr(row, "pressure_levels", None)
+    edges = None if edges is None or _missing(edges) else np.asarray(edges, np.float64).ravel()
+    if edges is not None and edges.size == p.size + 1:
+        lower, upper = edges[:-1], edges[1:]
+    else:
+        middle = (p[:-1] + p[1:]) / 2.0
+        lower, upper = np.concatenate((p[:1], middle)), np.concatenate((middle, p[-1:]))
+    thickness = lower - upper
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.clip((np.minimum(lower, p_top) - upper) / thickness, 0.0, 1.0)
+    return np.where(thickness > 0, share, p < p_top)
+
+
+def _top_pressure(p_surface: np.ndarray, z_surface: np.ndarray, top_agl: np.ndarray) -> np.ndarray:
+    """Pressure ``top_agl`` metres above the surface in the standard atmosphere
+    (the inverse of :func:`.pressure_altitudes`)."""
+    t_surface = SEA_LEVEL_TEMPERATURE - LAPSE_RATE * z_surface
+    ratio = np.clip(1.0 - LAPSE_RATE * np.maximum(top_agl, 0.0) / t_surface, 0.0, None)
+    return p_surface * ratio ** (GRAVITY / (R_DRY * LAPSE_RATE))
 
 
 def _pressure_weights(row: Any, n_levels: int) -> np.ndarray:
