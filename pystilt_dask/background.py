@@ -9,22 +9,8 @@ particle tables, whose columns keep R-STILT's names: ``long``, ``lati``, ``indx`
 and ``time`` in minutes since release where PYSTILT has ``lon``, ``lat``,
 ``particle``, ``age`` and a UTC ``time``.
 
-How the field is read, as PYSTILT reads it:
-
-* **horizontal**: dimensions ``lat``/``lon`` (also ``latitude``/``longitude``) or
-  ``y``/``x``, in degrees. The nearest cell centre wins; each cell reaches halfway
-  to its neighbours and, at the edges, as far out as it reaches in; an endpoint
-  beyond that is outside the field (a dimension of one cell has no edges).
-  On ``lon``/``longitude`` (not ``x``) endpoint longitudes are first brought into
-  the field's convention: [0, 360) when its centres reach east of 180°, else
-  [-180, 180). A tie goes to the lower coordinate.
-* **vertical**: at most one more dimension, named after the particle column it is
-  matched against (``pres`` in hPa, ``zagl`` in m, or any other stored column);
-  the nearest level, the first of the field's order on a tie, the top or bottom
-  level beyond them.
-* **time**: a ``time`` dimension is matched to the endpoint's UTC time (receptor
-  time plus ``time`` minutes): the nearest, the later on a tie, the first or last
-  beyond them.
+The field is read as PYSTILT reads it: nearest cell, level and time
+(:mod:`pystilt_dask.fields`).
 
 An endpoint outside the field, or in a cell holding NaN, has no value and counts
 as the weighted mean of the others. Each particle's weight is its endpoint's
@@ -44,8 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import fsspec
 import numpy as np
 import pandas as pd
@@ -54,6 +38,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .errors import ConfigError, StoreError
+from .fields import Held, batches, field_axes, sample
 from .footprint.column import first_rows
 from .footprint.transforms import CustomTransform, Transform, apply_transforms
 from .receptors import Receptor
@@ -65,11 +50,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Background", "background", "endpoint_rows", "particle_background", "particle_weights"]
 
-#: Horizontal dimension pairs a field may have, and whether longitudes wrap on them.
-_HORIZONTAL = (("lat", "lon", True), ("latitude", "longitude", True), ("y", "x", False))
+# observations/modelled.py imports these three from here; once it imports them
+# from .fields, this line goes.
+_field_axes, _Held, _sample = field_axes, Held, sample
+
 #: Particle columns every background reads.
 _COLUMNS = ("indx", "time", "long", "lati")
-_NS_PER_MINUTE = 60_000_000_000
 
 
 @dataclass(frozen=True)
@@ -90,56 +76,6 @@ class Background:
     value: float
     per_particle: pd.Series
     weights: pd.Series
-
-
-@dataclass(frozen=True)
-class _Axes:
-    """Which dimension of a field is what."""
-
-    lat: str
-    lon: str
-    wraps: bool
-    vertical: str | None
-    time: str | None
-
-
-def _field_axes(field: xr.DataArray) -> _Axes:
-    """Name the horizontal, vertical and time dimensions of a background field.
-
-    Raises
-    ------
-    TypeError
-        If ``field`` is not a DataArray.
-    ValueError
-        If it has no horizontal pair, more than one other dimension besides
-        ``time``, a dimension without coordinates, or a ``time`` that is not datetimes.
-    """
-    if not isinstance(field, xr.DataArray):
-        raise TypeError(
-            f"a background field is an xarray.DataArray, not {type(field).__name__} "
-            "(pick one variable of a Dataset: ds['co2'])"
-        )
-    dims = field.dims
-    pair = next((p for p in _HORIZONTAL if p[0] in dims and p[1] in dims), None)
-    if pair is None:
-        raise ValueError(
-            f"a background field needs dimensions lat/lon, latitude/longitude or y/x; "
-            f"it has {list(dims)}"
-        )
-    lat, lon, wraps = pair
-    time = "time" if "time" in dims else None
-    others = [d for d in dims if d not in (lat, lon, time)]
-    if len(others) > 1:
-        raise ValueError(
-            f"a background field has at most one vertical dimension besides {lat}/{lon} "
-            f"and time; it has {others}"
-        )
-    for dim in dims:
-        if dim not in field.coords:
-            raise ValueError(f"the background field's dimension {dim!r} has no coordinates")
-    if time is not None and not np.issubdtype(field[time].dtype, np.datetime64):
-        raise ValueError(f"the background field's time is {field[time].dtype}, not datetimes")
-    return _Axes(lat, lon, wraps, others[0] if others else None, time)
 
 
 def endpoint_rows(particles: pd.DataFrame) -> np.ndarray:
@@ -167,45 +103,6 @@ def particle_weights(
     foot = weighted["foot"].to_numpy(dtype=np.float64)[rows]
     index = pd.Index(weighted["indx"].to_numpy()[rows], name="indx")
     return pd.Series(foot / max(rows.size, 1), index=index, name="weight")
-
-
-def _sample(
-    field: xr.DataArray, endpoints: pd.DataFrame, receptor_time: Any, axes: _Axes | None = None
-) -> np.ndarray:
-    """The field at each endpoint row (``long``, ``lati``, ``time`` and the vertical column).
-
-    ``receptor_time`` (naive UTC) turns ``time`` (minutes since release) into the
-    UTC time a ``time`` dimension is matched against; it may also be one time per row.
-    NaN where an endpoint is outside the field horizontally. Only the cells needed
-    are read from a lazy field.
-    """
-    axes = axes or _field_axes(field)
-    n = len(endpoints)
-    lat, lat_in = _nearest_cell(field[axes.lat].to_numpy(), _column(endpoints, "lati"), False)
-    lon, lon_in = _nearest_cell(field[axes.lon].to_numpy(), _column(endpoints, "long"), axes.wraps)
-    inside = lat_in & lon_in
-    where = {axes.lat: np.where(inside, lat, 0), axes.lon: np.where(inside, lon, 0)}
-    if axes.vertical is not None:
-        if axes.vertical not in endpoints.columns:
-            raise ValueError(
-                f"the background field's vertical dimension {axes.vertical!r} is not a particle "
-                f"column (rename it after one: pres in hPa, zagl in m; or add the column)"
-            )
-        where[axes.vertical] = _nearest_level(
-            field[axes.vertical].to_numpy(), _column(endpoints, axes.vertical)
-        )
-    if axes.time is not None:
-        released = np.asarray(receptor_time, dtype="datetime64[ns]").view(np.int64)
-        minutes = _column(endpoints, "time")
-        utc = released + np.rint(minutes * _NS_PER_MINUTE).astype(np.int64)
-        stamps = field[axes.time].to_numpy().astype("datetime64[ns]").view(np.int64)
-        where[axes.time] = _nearest_time(stamps, utc)
-    if n == 0:
-        return np.zeros(0)
-    points = {dim: xr.DataArray(index, dims="_endpoint") for dim, index in where.items()}
-    with dask.config.set(scheduler="sync"):
-        values = field.isel(points).to_numpy().astype(np.float64, copy=False)
-    return np.where(inside, values, np.nan)
 
 
 def particle_background(
@@ -244,10 +141,10 @@ def particle_background(
     >>> ct = xr.open_dataarray("ct_co2.nc").rename(level="pres")  # doctest: +SKIP
     >>> particle_background(model.trajectories.load(sim_id), ct, receptor).value  # doctest: +SKIP
     """
-    axes = _field_axes(field)
+    axes = field_axes(field)
     weights = particle_weights(particles, receptor, transforms)
     ends = particles.iloc[endpoint_rows(particles)]
-    values = pd.Series(_sample(field, ends, receptor.time, axes), index=weights.index)
+    values = pd.Series(sample(field, ends, receptor.time, axes), index=weights.index)
     return Background(
         _weighted(values.to_numpy(), weights.to_numpy()), values.rename("background"), weights
     )
@@ -287,16 +184,16 @@ def background(
     ConfigError
         If ``footprint`` is not configured, or the field's vertical dimension is
         not among ``hysplit.varsiwant``.
+    ValueError
+        If ``batch_size`` is less than 1.
     """
-    axes = _field_axes(field)
+    axes = field_axes(field)
     transforms, needed = _footprint_transforms(model, footprint)
     if axes.vertical is not None and axes.vertical not in model.config.hysplit.varsiwant:
         raise ConfigError(
             f"the background field's vertical dimension {axes.vertical!r} is not a stored "
             f"particle variable (hysplit.varsiwant: {', '.join(model.config.hysplit.varsiwant)})"
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     columns = sorted({*_COLUMNS, *needed, *([axes.vertical] if axes.vertical else [])})
     # Built-in transforms read a particle's release row only, so its release and
     # endpoint rows weight it as its whole trajectory does; a custom one may read any.
@@ -306,17 +203,10 @@ def background(
         model.location.url(), table["sim_id"].tolist(), table["row"].tolist(),
         json.dumps([t.model_dump(mode="json") for t in transforms]), field,
     )  # fmt: skip
-    name = f"stilt-background-{token}"
-    field_key = f"{name}-field"
-    graph: dict[Any, Any] = {field_key: _Held(field)}
-    starts = range(0, len(table), batch_size)
-    for i, start in enumerate(starts):
-        entries = table.iloc[start : start + batch_size].reset_index(drop=True)
-        graph[(name, i)] = (
-            _batch, model.location, entries, field_key, transforms, columns, whole,
-        )  # fmt: skip
-    sizes = tuple(min(batch_size, len(table) - s) for s in starts)
-    data = da.Array(graph, name, (sizes,), meta=np.empty((0,)), dtype=np.float64)
+    data = batches(
+        f"stilt-background-{token}", table, batch_size, _batch, field,
+        model.location, transforms, columns, whole,
+    )  # fmt: skip
     coords = {
         "simulation": ("simulation", table["sim_id"].to_numpy(dtype=object)),
         "receptor_time": ("simulation", table["time"].to_numpy("datetime64[ns]")),
@@ -327,15 +217,6 @@ def background(
     attrs = {"footprint": footprint or "", "long_name": "background at the particles' endpoints"}
     attrs.update({k: v for k, v in field.attrs.items() if k == "units"})
     return xr.DataArray(data, dims="simulation", coords=coords, name="background", attrs=attrs)
-
-
-class _Held:
-    """The field, held in a dask graph as a plain value (not a collection to compute)."""
-
-    __slots__ = ("field",)
-
-    def __init__(self, field: xr.DataArray) -> None:
-        self.field = field
 
 
 def _footprint_transforms(
@@ -351,15 +232,15 @@ def _footprint_transforms(
 
 
 def _batch(
-    location: Location,
     entries: pd.DataFrame,
-    held: _Held,
+    held: Held,
+    location: Location,
     transforms: tuple[Transform, ...],
     columns: list[str],
     whole: bool,
 ) -> np.ndarray:
     """The background of each simulation in ``entries`` (registry rows); NaN without particles."""
-    axes = _field_axes(held.field)
+    axes = field_axes(held.field)
     out = np.full(len(entries), np.nan)
     found, weights, ends, times = [], [], [], []
     for i, entry in entries.iterrows():
@@ -375,7 +256,7 @@ def _batch(
     if not found:
         return out
     # One read of the field for the whole batch.
-    values = _sample(held.field, pd.concat(ends, ignore_index=True), np.concatenate(times), axes)
+    values = sample(held.field, pd.concat(ends, ignore_index=True), np.concatenate(times), axes)
     bounds = np.cumsum([0] + [len(end) for end in ends])
     for i, w, lo, hi in zip(found, weights, bounds[:-1], bounds[1:], strict=True):
         out[i] = _weighted(values[lo:hi], w)
@@ -430,49 +311,3 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
         return float("nan")
     mean = np.sum(weights[valid] * values[valid]) / np.sum(weights[valid])
     return float(mean * np.sum(weights))
-
-
-def _column(table: pd.DataFrame, name: str) -> np.ndarray:
-    return table[name].to_numpy(dtype=np.float64)
-
-
-def _nearest_cell(centres: np.ndarray, x: np.ndarray, wraps: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the cell holding each ``x``, and whether it is inside the field at all."""
-    order = np.argsort(centres, kind="stable")
-    ordered = centres[order].astype(np.float64)
-    if wraps:
-        # Into the field's convention: [0, 360) when it reaches east of 180, else [-180, 180).
-        west = 0.0 if ordered[-1] > 180.0 else -180.0
-        x = np.where((x >= west) & (x < west + 360.0), x, (x - west) % 360.0 + west)
-    if ordered.size == 1:
-        return np.zeros(x.size, dtype=np.int64), np.ones(x.size, dtype=bool)
-    # side="left": a point halfway between two centres belongs to the lower cell.
-    cell = np.searchsorted((ordered[:-1] + ordered[1:]) / 2.0, x, side="left")
-    low = ordered[0] - (ordered[1] - ordered[0]) / 2.0
-    high = ordered[-1] + (ordered[-1] - ordered[-2]) / 2.0
-    return order[cell], (x >= low) & (x <= high)
-
-
-def _nearest_level(levels: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Index of the nearest level (the first in the field's order on a tie), clamped
-    to the field's levels; the first level for a missing value."""
-    order = np.argsort(levels, kind="stable")
-    ordered = levels[order].astype(np.float64)
-    above = np.searchsorted(ordered, v)
-    high = np.minimum(above, ordered.size - 1)
-    low = np.maximum(above - 1, 0)
-    to_low, to_high = np.abs(v - ordered[low]), np.abs(ordered[high] - v)
-    first = np.minimum(order[low], order[high])
-    nearest = np.where(to_low < to_high, order[low], np.where(to_high < to_low, order[high], first))
-    return np.where(np.isnan(v), 0, nearest)
-
-
-def _nearest_time(stamps: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Index of the nearest time (the later on a tie), clamped to the field's times."""
-    order = np.argsort(stamps, kind="stable")
-    ordered = stamps[order]
-    if ordered.size == 1:
-        return np.zeros(t.size, dtype=np.int64)
-    after = np.clip(np.searchsorted(ordered, t), 1, ordered.size - 1)
-    later = ordered[after] - t <= t - ordered[after - 1]
-    return order[np.where(later, after, after - 1)]

@@ -8,16 +8,20 @@ the receptor's enhancement is the mean over particles, as it forms it.
 
 from __future__ import annotations
 
+import pickle
+import shutil
+
 import dask
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 import pystilt_dask as stilt
 from pystilt_dask.analysis import enhancement_from_particles, particle_enhancement
 from pystilt_dask.demo import make_demo_project
+from pystilt_dask.errors import StoreError
+from pystilt_dask.store import layout
 
 pystilt = pytest.importorskip("stilt")  # registers its DataFrame accessor
 
@@ -111,17 +115,27 @@ def test_half_way_times_take_the_later_step_and_positions_the_lower_cell():
     np.testing.assert_array_equal(got.values, theirs.values)
 
 
-def test_on_a_cluster_simulations_without_particles_are_nan(demo, tmp_path):
+def test_on_a_cluster_simulations_without_particles_are_nan(demo, tmp_path, client):
     pending = stilt.Model(tmp_path / "pending", demo.receptors()[:1], demo.config)
     pending.register_pending()
     flux = _fine_flux()
     assert np.isnan(enhancement_from_particles(pending, flux).values).all()
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
-        with Client(cluster):
-            on_cluster = enhancement_from_particles(demo, flux.chunk({"time": 4})).compute()
+    # The graph (a lazy flux, the store) pickles whole, as it must to reach worker processes.
+    lazy = enhancement_from_particles(demo, flux.chunk({"time": 4}))
+    on_cluster = client.compute(pickle.loads(pickle.dumps(lazy))).result()
     np.testing.assert_allclose(
         on_cluster.values, enhancement_from_particles(demo, flux).values, rtol=1e-12
     )
+
+
+def test_a_damaged_particle_file_is_an_error_not_a_missing_simulation(demo, tmp_path):
+    copy = stilt.Model(shutil.copytree(demo.location.root, tmp_path / "copy"), demo.receptors(),
+                       demo.config)  # fmt: skip
+    damaged = copy.location.url(layout.particles_key(copy.simulations.ids()[0]))
+    with open(damaged, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(StoreError):
+        enhancement_from_particles(copy, _fine_flux()).compute(scheduler="sync")
 
 
 def test_building_reads_nothing(demo):

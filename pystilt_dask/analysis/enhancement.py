@@ -5,16 +5,10 @@ the flux cell its position falls in, at the flux step nearest its time, so a
 flux finer than the footprint grid keeps its detail. A particle's enhancement
 is the sum of ``foot × flux`` along its trajectory, and the receptor's the mean
 over its particles, as PYSTILT's ``particles.stilt.enhancement(flux).mean()``
-forms them:
-
-* the flux cell is the one whose centre is nearest on each axis (each cell
-  reaching half-way to its neighbours, the outer ones as far beyond their
-  centres; a position half-way between two centres takes the lower one);
-  longitudes are wrapped to the flux's convention (-180..180 or 0..360);
-  positions outside the flux, and missing (NaN) flux cells, meet no flux;
-* the flux step is the one whose ``time`` is nearest the row's time (receptor
-  time + ``time`` minutes); half-way between two steps the later one; before
-  the first or after the last, the first or the last.
+forms them. The flux cell and step are the nearest, as :mod:`pystilt_dask.fields`
+reads any field (longitudes wrapped to the flux's convention; half-way, the
+lower cell and the later step); positions outside the flux, and missing (NaN)
+flux cells, meet no flux.
 
 :func:`particle_enhancement` does it for one particle table,
 :func:`enhancement_from_particles` for every stored simulation of a model as
@@ -25,11 +19,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import tokenize
 
+from ..fields import FieldAxes, Held, batches, field_axes, sample
+from ..store import layout
+from ..store import particles as particle_files
+from ..store.paths import Location
 from .convolve import ENHANCEMENT_ATTRS
 
 if TYPE_CHECKING:
@@ -37,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Simulations per task of :func:`enhancement_from_particles`.
 SIMULATIONS_PER_TASK = 32
+#: Particle columns an enhancement reads.
+_COLUMNS = {"indx", "time", "long", "lati", "foot"}
 
 
 def particle_enhancement(
@@ -55,8 +55,8 @@ def particle_enhancement(
         ``lati`` and ``foot``.
     flux : xarray.DataArray
         Surface flux on a ``lat``/``lon`` grid (1-D coordinates, either
-        direction), in µmol m⁻² s⁻¹ for ppm; with a ``time`` dimension (UTC,
-        increasing) or constant in time.
+        direction), in µmol m⁻² s⁻¹ for ppm; with a ``time`` dimension (UTC)
+        or constant in time.
     receptor_time : datetime-like, optional
         The release time; needed when the flux has a ``time`` dimension.
 
@@ -72,10 +72,10 @@ def particle_enhancement(
         If the flux is not on ``lat``/``lon`` (and ``time``), or varies in time
         and no ``receptor_time`` is given.
     """
-    field = _Field.of(flux)
-    if field.times is not None and receptor_time is None:
+    axes = _flux_axes(flux)
+    if axes.time is not None and receptor_time is None:
         raise ValueError("the flux varies in time: give the particles' receptor_time")
-    ids, sums = _per_particle(particles, field, receptor_time)
+    ids, sums = _per_particle(particles, flux, _naive_utc(receptor_time), axes)
     return pd.Series(sums, index=pd.Index(ids, name="particle"), name="enhancement")
 
 
@@ -83,8 +83,9 @@ def enhancement_from_particles(model: Model, flux: xr.DataArray) -> xr.DataArray
     """The particle-level enhancement of every registered simulation, lazily.
 
     Each task reads the stored particles of :data:`SIMULATIONS_PER_TASK`
-    simulations and reduces them against the flux, which every task shares
-    (sent once to each worker). Runs on the active Dask client, if any.
+    simulations and the flux where they go (the graph holds the flux once; a
+    lazy one is read only in the cells and steps the particles meet). Runs on
+    the active Dask client, if any.
 
     Parameters
     ----------
@@ -99,129 +100,84 @@ def enhancement_from_particles(model: Model, flux: xr.DataArray) -> xr.DataArray
         ``enhancement(simulation)`` in ppm (the mean over each simulation's
         particles), with the receptor coordinates; NaN for a simulation with no
         stored particles yet.
+
+    Raises
+    ------
+    ValueError
+        If the flux is not on ``lat``/``lon`` (and ``time``).
     """
-    field = _Field.of(flux)
+    _flux_axes(flux)
     table = model.registry().table
-    sim_ids = np.asarray(table.index, dtype=object)
-    release = table["time"].to_numpy("datetime64[ns]")
-    ids = da.from_array(sim_ids, chunks=SIMULATIONS_PER_TASK)
-    times = da.from_array(release, chunks=SIMULATIONS_PER_TASK)
-    values = flux.transpose(*(["time"] if field.times is not None else []), "lat", "lon").data
-    values = values if isinstance(values, da.Array) else da.from_array(np.asarray(values))
-    out = da.blockwise(
-        _simulations, "s", ids, "s", times, "s", values.astype(np.float64).rechunk(-1), None,
-        dtype=np.float64, meta=np.empty(0), trajectories=model.trajectories,
-        field=field.without_values(),
+    token = tokenize(model.location.url(), table["sim_id"].tolist(), table["row"].tolist(), flux)
+    data = batches(
+        f"stilt-enhancement-{token}", table, SIMULATIONS_PER_TASK, _simulations, flux,
+        model.location,
     )  # fmt: skip
     coords = {
-        "simulation": ("simulation", sim_ids),
+        "simulation": ("simulation", np.asarray(table.index, dtype=object)),
         **{f"receptor_{k}": ("simulation", table[k].to_numpy()) for k in
            ("time", "longitude", "latitude", "altitude")},
     }  # fmt: skip
-    return xr.DataArray(out, dims=("simulation",), coords=coords, name="enhancement",
+    return xr.DataArray(data, dims=("simulation",), coords=coords, name="enhancement",
                         attrs={**ENHANCEMENT_ATTRS, "long_name": "modelled enhancement "
                                "(particle foot times flux, mean over particles)"})  # fmt: skip
 
 
-class _Field:
-    """A flux's axes (increasing, with the order back to the flux's) and values."""
-
-    def __init__(self, lat, lon, times, values) -> None:
-        self.lat, self.lon, self.times, self.values = lat, lon, times, values
-
-    @classmethod
-    def of(cls, flux: xr.DataArray) -> _Field:
-        if not isinstance(flux, xr.DataArray):
-            raise TypeError(f"flux must be an xarray.DataArray, not {type(flux).__name__}")
-        if not {"lat", "lon"} <= set(flux.dims) or not set(flux.dims) <= {"time", "lat", "lon"}:
-            raise ValueError(
-                f"flux dimensions must be (time, lat, lon) or (lat, lon), not {flux.dims}"
-            )
-        times = None
-        if "time" in flux.dims:
-            times = np.asarray(flux["time"].values).astype("datetime64[ns]")
-            if times.size > 1 and (np.diff(times) <= np.timedelta64(0)).any():
-                raise ValueError("the flux's time coordinate must increase")
-        order = "time", "lat", "lon"
-        values = flux.transpose(*(d for d in order if d in flux.dims))
-        return cls(
-            np.asarray(flux["lat"].values, np.float64),
-            np.asarray(flux["lon"].values, np.float64),
-            times,
-            values,
-        )
-
-    def without_values(self) -> _Field:
-        return _Field(self.lat, self.lon, self.times, None)
-
-    def sample(self, values: np.ndarray, lon, lat, when) -> np.ndarray:
-        """The flux at each point (0 outside it or in a missing cell)."""
-        if self.lon.max() > 180.0:
-            lon = np.mod(lon, 360.0)
-        else:
-            lon = np.mod(lon + 180.0, 360.0) - 180.0
-        ix, iy = _nearest_cell(self.lon, lon), _nearest_cell(self.lat, lat)
-        inside = (ix >= 0) & (iy >= 0)
-        ix, iy = np.where(inside, ix, 0), np.where(inside, iy, 0)
-        if self.times is None:
-            picked = values[iy, ix]
-        else:
-            picked = values[_nearest_step(self.times, when), iy, ix]
-        return np.where(inside & ~np.isnan(picked), picked, 0.0)
+def _flux_axes(flux: xr.DataArray) -> FieldAxes:
+    if isinstance(flux, xr.DataArray) and (
+        not {"lat", "lon"} <= set(flux.dims) or not set(flux.dims) <= {"time", "lat", "lon"}
+    ):
+        raise ValueError(f"flux dimensions must be (time, lat, lon) or (lat, lon), not {flux.dims}")
+    return field_axes(flux, "flux")
 
 
-def _nearest_cell(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Index of the cell each value falls in (cells reach half-way to neighbours), -1 outside."""
-    order = np.argsort(centres, kind="stable")
-    c = centres[order]
-    if c.size == 1:
-        return np.where(np.isfinite(values), order[0], -1)
-    middles = (c[1:] + c[:-1]) / 2
-    low = c[0] - (c[1] - c[0]) / 2
-    high = c[-1] + (c[-1] - c[-2]) / 2
-    index = np.searchsorted(middles, values, side="left")  # half-way: the lower cell
-    inside = (values >= low) & (values <= high)
-    return np.where(inside, order[np.minimum(index, c.size - 1)], -1)
+def _naive_utc(time: Any) -> np.datetime64 | None:
+    if time is None:
+        return None
+    stamp = pd.Timestamp(time)
+    if stamp.tz is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(stamp, "ns")
 
 
-def _nearest_step(times: np.ndarray, when: np.ndarray) -> np.ndarray:
-    """Index of the step nearest each time; half-way, the later; outside, the first or last."""
-    after = np.clip(np.searchsorted(times, when, side="left"), 0, times.size - 1)
-    before = np.clip(after - 1, 0, times.size - 1)
-    later = (times[after] - when) <= (when - times[before])
-    return np.where(later, after, before)
-
-
-def _per_particle(particles: pd.DataFrame, field: _Field, receptor_time: Any, values=None):
-    missing = {"indx", "time", "long", "lati", "foot"} - set(particles.columns)
+def _per_particle(
+    table: pd.DataFrame, flux: xr.DataArray, release: Any, axes: FieldAxes
+) -> tuple[np.ndarray, np.ndarray]:
+    """Particle ids and each one's ``Σ foot × flux``."""
+    missing = _COLUMNS - set(table.columns)
     if missing:
         raise ValueError(f"the particle table lacks the column(s) {', '.join(sorted(missing))}")
-    values = np.asarray(field.values if values is None else values, dtype=np.float64)
-    when = None
-    if field.times is not None:
-        start = pd.Timestamp(receptor_time)
-        if start.tz is not None:
-            start = start.tz_convert("UTC").tz_localize(None)
-        start = np.datetime64(start, "ns")
-        minutes = particles["time"].to_numpy(np.float64)
-        when = start + np.round(minutes * 60e9).astype("timedelta64[ns]")
-    flux = field.sample(
-        values, particles["long"].to_numpy(np.float64), particles["lati"].to_numpy(np.float64), when
-    )
-    contribution = particles["foot"].to_numpy(np.float64) * flux
-    ids, inverse = np.unique(particles["indx"].to_numpy(), return_inverse=True)
+    return _sums(table, sample(flux, table, release, axes))
+
+
+def _sums(table: pd.DataFrame, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Particle ids and each one's ``Σ foot × flux``, a missing flux (NaN) counting 0."""
+    contribution = table["foot"].to_numpy(np.float64) * np.where(np.isnan(flux), 0.0, flux)
+    ids, inverse = np.unique(table["indx"].to_numpy(), return_inverse=True)
     return ids, np.bincount(inverse, weights=contribution, minlength=ids.size)
 
 
-def _simulations(sim_ids, release, values, trajectories, field: _Field) -> np.ndarray:
-    from ..errors import StoreError
-
-    out = np.full(len(sim_ids), np.nan)
-    for k, (sim_id, time) in enumerate(zip(sim_ids, release, strict=True)):
+def _simulations(entries: pd.DataFrame, held: Held, location: Location) -> np.ndarray:
+    """Each registry row's enhancement (mean over its particles); NaN without particles."""
+    out = np.full(len(entries), np.nan)
+    found, tables, releases = [], [], []
+    for i, entry in entries.iterrows():
         try:
-            particles = trajectories.load(sim_id)
-        except StoreError:  # not stored yet
+            table = particle_files.read(location, layout.particles_key(str(entry["sim_id"])))
+        except FileNotFoundError:  # not stored yet (a damaged file raises StoreError)
             continue
-        _, sums = _per_particle(particles, field, time, values)
-        out[k] = sums.mean() if sums.size else 0.0
+        found.append(i)
+        tables.append(table)
+        releases.append(np.full(len(table), _naive_utc(entry["time"])))
+    if not found:
+        return out
+    # One read of the flux for the whole batch.
+    flux = sample(
+        held.field, pd.concat(tables, ignore_index=True), np.concatenate(releases),
+        field_axes(held.field, "flux"),
+    )  # fmt: skip
+    bounds = np.cumsum([0] + [len(table) for table in tables])
+    for i, table, lo, hi in zip(found, tables, bounds[:-1], bounds[1:], strict=True):
+        _, sums = _sums(table, flux[lo:hi])
+        out[i] = sums.mean() if sums.size else 0.0
     return out
