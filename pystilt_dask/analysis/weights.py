@@ -65,11 +65,19 @@ def polygon_weights(geometries: Any, x: np.ndarray, y: np.ndarray) -> sparse.csr
     # A polygon's first ring is its exterior, the others its holes.
     first = np.r_[True, part[1:] != part[:-1]]
     coords, ring = shapely.get_coordinates(rings, return_index=True)
-    start = np.searchsorted(ring, np.arange(rings.size + 1))
-    cells, owner, area = _ring_areas(
-        coords[:, 0].copy(), coords[:, 1].copy(), start.astype(np.int64),
-        target[part].astype(np.int64), np.where(first, 1.0, -1.0), x_edges, y_edges,
+    start = np.searchsorted(ring, np.arange(rings.size + 1)).astype(np.int64)
+    xs, ys = coords[:, 0].copy(), coords[:, 1].copy()
+    # Room for every cell of each ring's bounding box: a bound on what it can touch.
+    boxes = np.empty(rings.size, np.int64)
+    _box_cells(xs, ys, start, x_edges, y_edges, boxes)
+    capacity = int(boxes.sum())
+    cells, owner = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    area = np.empty(capacity, np.float64)
+    count = _ring_areas(
+        xs, ys, start, target[part].astype(np.int64), np.where(first, 1.0, -1.0),
+        x_edges, y_edges, cells, owner, area,
     )  # fmt: skip
+    cells, owner, area = cells[:count], owner[:count], area[:count]
     row, col = np.divmod(cells, x.size)
     cell_area = np.diff(y_edges)[row] * np.diff(x_edges)[col]
     # Back to the footprint's own order of its coordinates.
@@ -122,7 +130,7 @@ def to_csr(rows, cols, values, n_rows: int, n_cols: int) -> sparse.csr_array:
     return matrix
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _clip(xs, ys, n, axis, bound, keep_above, out_x, out_y):
     """Clip the ring ``xs[:n], ys[:n]`` to one side of ``coordinate[axis] = bound``.
 
@@ -153,7 +161,7 @@ def _clip(xs, ys, n, axis, bound, keep_above, out_x, out_y):
     return m
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _signed_area(xs, ys, n, x0, y0):
     """Shoelace area of a ring, coordinates taken relative to ``(x0, y0)`` for precision."""
     total = 0.0
@@ -163,19 +171,37 @@ def _signed_area(xs, ys, n, x0, y0):
     return total / 2.0
 
 
-@njit(cache=True)
-def _ring_areas(xs, ys, start, target, sign, x_edges, y_edges):
-    """Area of each ring inside each cell it touches: ``(cell, target, area)`` triplets.
+@njit(nogil=True, cache=True)
+def _span(low, high, edges):
+    """The cells ``[first, stop)`` between increasing ``edges`` that ``[low, high]`` may touch."""
+    first = max(np.searchsorted(edges, low, side="right") - 1, 0)
+    stop = min(np.searchsorted(edges, high, side="left"), edges.size - 1)
+    return first, max(stop, first)
+
+
+@njit(nogil=True, cache=True)
+def _box_cells(xs, ys, start, x_edges, y_edges, out):
+    """``out[r]``: the cells of ring ``r``'s bounding box, all it can overlap."""
+    for r in range(start.size - 1):
+        rx, ry = xs[start[r] : start[r + 1]], ys[start[r] : start[r + 1]]
+        if rx.size == 0:
+            out[r] = 0
+            continue
+        i0, i1 = _span(rx.min(), rx.max(), x_edges)
+        j0, j1 = _span(ry.min(), ry.max(), y_edges)
+        out[r] = (i1 - i0) * (j1 - j0)
+
+
+@njit(nogil=True, cache=True)
+def _ring_areas(xs, ys, start, target, sign, x_edges, y_edges, cells, owners, areas):
+    """Area of each ring inside each cell it touches, as ``(cell, target, area)`` triplets.
 
     Ring ``r`` is ``xs[start[r]:start[r + 1]]`` (closed: its last vertex repeats
     the first) of target ``target[r]``, counted with ``sign[r]`` (+1 exterior,
-    -1 hole). Cells are ``row * nx + column`` along increasing edges.
+    -1 hole). Cells are ``row * nx + column`` along increasing edges. Triplets
+    go to ``cells, owners, areas``, sized by :func:`_box_cells`; returns how many.
     """
     nx = x_edges.size - 1
-    capacity = 1024
-    cells = np.empty(capacity, np.int64)
-    owners = np.empty(capacity, np.int64)
-    areas = np.empty(capacity, np.float64)
     count = 0
     for r in range(start.size - 1):
         n = start[r + 1] - start[r] - 1  # without the closing vertex
@@ -189,16 +215,16 @@ def _ring_areas(xs, ys, start, target, sign, x_edges, y_edges):
         sx, sy = np.empty(size), np.empty(size)
         bx, by = np.empty(size), np.empty(size)
         cx, cy = np.empty(size), np.empty(size)
-        j0 = max(np.searchsorted(y_edges, ry.min(), side="right") - 1, 0)
-        j1 = min(np.searchsorted(y_edges, ry.max(), side="left"), y_edges.size - 1)
+        # Within the ring's box, so that the triplets fit the room _box_cells made.
+        box_i0, box_i1 = _span(rx.min(), rx.max(), x_edges)
+        j0, j1 = _span(ry.min(), ry.max(), y_edges)
         for j in range(j0, j1):
             m = _clip(rx, ry, n, 1, y_edges[j], True, ax, ay)
             m = _clip(ax, ay, m, 1, y_edges[j + 1], False, sx, sy)
             if m < 3:
                 continue
-            i0 = max(np.searchsorted(x_edges, sx[:m].min(), side="right") - 1, 0)
-            i1 = min(np.searchsorted(x_edges, sx[:m].max(), side="left"), nx)
-            for i in range(i0, i1):
+            i0, i1 = _span(sx[:m].min(), sx[:m].max(), x_edges)
+            for i in range(max(i0, box_i0), min(i1, box_i1)):
                 k = _clip(sx, sy, m, 0, x_edges[i], True, bx, by)
                 k = _clip(bx, by, k, 0, x_edges[i + 1], False, cx, cy)
                 if k < 3:
@@ -206,20 +232,8 @@ def _ring_areas(xs, ys, start, target, sign, x_edges, y_edges):
                 area = _signed_area(cx, cy, k, x_edges[i], y_edges[j]) * orientation
                 if area <= 0.0:
                     continue
-                if count == capacity:
-                    capacity *= 2
-                    cells = _grow(cells, capacity)
-                    owners = _grow(owners, capacity)
-                    areas = _grow(areas, capacity)
                 cells[count] = j * nx + i
                 owners[count] = target[r]
                 areas[count] = area * sign[r]
                 count += 1
-    return cells[:count], owners[:count], areas[:count]
-
-
-@njit(cache=True)
-def _grow(values, capacity):
-    grown = np.empty(capacity, values.dtype)
-    grown[: values.size] = values
-    return grown
+    return count
