@@ -312,6 +312,11 @@ def test_bad_targets_are_clear_errors(foot):
     labels = xr.DataArray(np.zeros((3, 3), int), dims=("y", "x"), name="z")
     with pytest.raises(ValueError, match=r"zone labels must be a 2-D DataArray on \(lat, lon\)"):
         foot.stilt.aggregate(labels)
+    with pytest.raises(ValueError, match="there are no targets"):
+        foot.stilt.aggregate(_polygons(1).iloc[:0])
+    with pytest.raises(ValueError, match="there are no targets"):
+        unlabelled = xr.full_like(foot.isel(simulation=0, lag=0), None, dtype=object)
+        foot.stilt.jacobian(unlabelled.rename("z"), sparse=True)
     projected = foot.rename(lat="y", lon="x")
     projected.attrs = {}
     with pytest.raises(ValueError, match="the footprint grid's CRS is unknown"):

@@ -74,8 +74,8 @@ def resolve(foot: xr.DataArray, dims: tuple[str, str], target: Any) -> Target:
     Raises
     ------
     ValueError
-        For geometries other than polygons, repeated ids, labels on a grid
-        without the footprint's coordinates, or a target CRS on a grid
+        For no targets, geometries other than polygons, repeated ids, labels on
+        a grid without the footprint's coordinates, or a target CRS on a grid
         whose own CRS is unknown.
     """
     y_dim, x_dim = dims
@@ -91,6 +91,8 @@ def resolve(foot: xr.DataArray, dims: tuple[str, str], target: Any) -> Target:
             _cache.move_to_end(key)
             return _cache[key]
     resolved = _polygons(target, x, y, crs) if _is_geo(target) else _zones(target, dims, (y, x))
+    if len(resolved.ids) == 0:
+        raise ValueError("there are no targets: no polygons, or no labelled zone")
     with _cache_lock:
         _cache[key] = resolved
         while len(_cache) > CACHE_SIZE:
