@@ -38,31 +38,14 @@ def aggregate(
     foot_axes = {d: np.asarray(foot[d].values, dtype=np.float64) for d in dims}
     grid = foot_axes if target is None else regrid.target_axes(target, dims)
     overlap_y, overlap_x = regrid.weights(foot_axes, grid)
-
     shape = (len(left), grid[dims[0]].size, grid[dims[1]].size)
-    data = blocks.stored(foot)
-    out = da.blockwise(
-        _aggregate, "stuv",
-        data, "slyx",
-        blocks.bins_like(data, bins), "sl",
-        new_axes=dict(zip("tuv", shape, strict=True)),
-        concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0, 0), np.float64),
-        shape=shape, overlap_y=overlap_y, overlap_x=overlap_x,
-    )  # fmt: skip
-    coords: dict[str, Any] = {
-        **blocks.simulation_coords(foot),
+    out = _reduced(foot, bins, aggregate_block, shape, (*overlap_y, *overlap_x))
+    coords = {
         "time": ("time", left, _BIN_ATTRS),
         "time_end": ("time", right, _END_ATTRS),
         **{d: (d, grid[d], foot[d].attrs) for d in dims},
     }
-    attrs = {**foot.attrs, "cell_methods": "time: sum area: sum"}
-    return xr.DataArray(
-        blocks.grouped(out, 8 * int(np.prod(shape))),
-        dims=("simulation", "time", *dims),
-        coords=coords,
-        name="foot",
-        attrs=attrs,
-    )
+    return _labelled(foot, out, ("time", *dims), coords)
 
 
 def layer_bins(
@@ -89,56 +72,55 @@ def _onto_targets(
             "uses; rename the index (e.g. gdf.rename_axis('region'))"
         )
     w = target.weights
-    shape = (len(left), len(target.ids))
-    data = blocks.stored(foot)
-    out = da.blockwise(
-        _aggregate_targets, "stk",
-        data, "slyx",
-        blocks.bins_like(data, bins), "sl",
-        new_axes=dict(zip("tk", shape, strict=True)),
-        concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64),
-        shape=shape, weights=(w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data),
-    )  # fmt: skip
-    coords: dict[str, Any] = {
-        **blocks.simulation_coords(foot),
+    weights = (w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data)
+    out = _reduced(foot, bins, aggregate_targets_block, (len(left), len(target.ids)), weights)
+    coords = {
         "time_bin": ("time_bin", left, _BIN_ATTRS),
         "time_bin_end": ("time_bin", right, _END_ATTRS),
         target.dim: (target.dim, _labels(target.ids)),
     }
-    attrs = {**foot.attrs, "cell_methods": "time: sum area: sum"}
-    return xr.DataArray(
-        blocks.grouped(out, 8 * int(np.prod(shape))),
-        dims=("simulation", "time_bin", target.dim),
-        coords=coords,
-        name="foot",
-        attrs=attrs,
-    )
+    return _labelled(foot, out, ("time_bin", target.dim), coords)
 
 
-def _aggregate_targets(foot: list, bins: list, shape: tuple[int, int], weights) -> np.ndarray:
+def _reduced(
+    foot: xr.DataArray, bins: np.ndarray, kernel: Any, shape: tuple[int, ...], args: tuple
+) -> da.Array:
+    """``(simulation, *shape)``: ``kernel(foot, bins, *args, out)`` on each stored chunk."""
+    data = blocks.stored(foot)
+    index = "s" + "tuv"[: len(shape)]
+    return da.blockwise(
+        _reduce_chunk, index,
+        data, "slyx",
+        blocks.bins_like(data, bins), "sl",
+        new_axes=dict(zip(index[1:], shape, strict=True)),
+        concatenate=False, dtype=np.float64, meta=np.empty((0,) * len(index), np.float64),
+        kernel=kernel, shape=shape, args=args,
+    )  # fmt: skip
+
+
+def _reduce_chunk(foot: list, bins: list, kernel: Any, shape: tuple, args: tuple) -> np.ndarray:
     foot, bins = blocks.whole(foot), blocks.whole(bins)
     out = np.zeros((foot.shape[0], *shape), dtype=np.float64)
-    aggregate_targets_block(foot, bins, *weights, out)
+    kernel(foot, bins, *args, out)
     return out
+
+
+def _labelled(foot: xr.DataArray, out: da.Array, dims: tuple, coords: dict) -> xr.DataArray:
+    """``out`` as ``foot(simulation, *dims)`` with the simulations' coordinates."""
+    bytes_per_sim = 8 * int(np.prod(out.shape[1:]))
+    return xr.DataArray(
+        blocks.grouped(out, bytes_per_sim),
+        dims=("simulation", *dims),
+        coords={**blocks.simulation_coords(foot), **coords},
+        name="foot",
+        attrs={**foot.attrs, "cell_methods": "time: sum area: sum"},
+    )
 
 
 def _labels(ids: pd.Index) -> np.ndarray:
     # Text as objects, so that results write to zarr v3 as variable-length strings.
     values = ids.to_numpy()
     return values.astype(object) if values.dtype.kind == "U" else values
-
-
-def _aggregate(
-    foot: list,
-    bins: list,
-    shape: tuple[int, int, int],
-    overlap_y: regrid.Overlap,
-    overlap_x: regrid.Overlap,
-) -> np.ndarray:
-    foot, bins = blocks.whole(foot), blocks.whole(bins)
-    out = np.zeros((foot.shape[0], *shape), dtype=np.float64)
-    aggregate_block(foot, bins, *overlap_y, *overlap_x, out)
-    return out
 
 
 def jacobian(
