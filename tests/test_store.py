@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from numcodecs import Zstd
 from store_helpers import (
     RaiseIfComputes,
     chunk_path,
@@ -316,3 +317,71 @@ def test_loading_a_damaged_chunk_names_its_simulation(model):
         foot.isel(simulation=3).compute()
     report = model.verify()
     assert list(report.damaged) == [ids[3]] and not report.ok
+
+
+def _as_format_1(model, name):
+    """Rewrite footprint ``name``'s array as versions before format 2 made it: no crc32c codec."""
+    path = os.path.join(model.location.url(layout.foot_array(name)), "zarr.json")
+    meta = json.load(open(path))
+    meta["codecs"] = [codec for codec in meta["codecs"] if codec["name"] != "crc32c"]
+    json.dump(meta, open(path, "w"))
+
+
+def test_a_format_1_array_keeps_its_digests_and_is_checked_against_them(model, tmp_path):
+    _as_format_1(model, "coarse")  # "fine" stays format 2: a store may hold both
+    run_all(model)
+    ids = model.simulations.ids()
+    recorded = json.loads(model.location.read_bytes(layout.checksums_key(ids[2])))
+    assert sorted(recorded) == ["footprint:coarse", "particles"]  # nothing for format 2 "fine"
+    foot = model.footprints["coarse"].load()
+    np.testing.assert_array_equal(
+        foot.isel(simulation=2).values, expected_chunk(model, ids[2], "coarse")
+    )
+    assert model.verify().ok
+
+    # Decodable, but not what was written: its digest says so.
+    path = chunk_path(model.location, "coarse", 2)
+    values = np.frombuffer(Zstd().decode(open(path, "rb").read()), "<f4") + 1
+    open(path, "wb").write(Zstd(level=3).encode(values.tobytes()))
+    read = footprints.chunk_reader(footprints.foot_array(model.location, "coarse", read_only=True))
+    with pytest.raises(ValueError, match="footprint 'coarse'.*digest"):
+        read(model.location, "coarse", 2, ids[2])
+    report = model.verify(repair=True)
+    assert list(report.damaged) == [ids[2]] and "digest" in report.damaged[ids[2]][0]
+    assert run_all(model)[ids[2]] == "complete"
+    assert model.verify().ok
+
+    # A footprint added now is format 2 beside it.
+    added = make_config(tmp_path, names=("coarse", "fine", "big"))
+    Model(model.location.root, make_receptors(6), added).register_pending()
+    array = footprints.foot_array(model.location, "big", read_only=True)
+    assert footprints.checked(array) and not footprints.checked(
+        footprints.foot_array(model.location, "coarse", read_only=True)
+    )
+
+
+def test_verify_removes_keys_nobody_holds_and_empty_markers_that_hold_values(model):
+    run_all(model)
+    ids = model.simulations.ids()
+    location = model.location
+    stray_chunk = layout.chunk_key("coarse", 40)
+    location.write_bytes(stray_chunk, location.read_bytes(layout.chunk_key("coarse", 1)))
+    location.write_bytes(layout.empty_key("fine", "nobody"), b"")
+    location.write_bytes(layout.error_particles_key("nobody"), b"not particles")
+    location.write_bytes(layout.empty_key("coarse", ids[3]), b"")  # but its chunk holds values
+
+    report = model.verify()
+    assert not report.ok and len(report.stray) == 3
+    assert list(report.damaged) == [ids[3]]
+    assert "marked empty but holds values" in report.damaged[ids[3]][0]
+    report = model.verify(repair=True)
+    assert "3 stray keys removed" in report.summary()
+    for key in (
+        stray_chunk,
+        layout.empty_key("fine", "nobody"),
+        layout.error_particles_key("nobody"),
+    ):
+        assert not location.exists(key)
+    assert model.status().table.loc[ids[3], "coarse"] == "pending"
+    assert run_all(model)[ids[3]] == "complete"
+    assert model.verify().ok
