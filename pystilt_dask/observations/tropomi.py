@@ -82,20 +82,24 @@ def _orbit(name: str, f: Any) -> str:
     return f"{int(np.asarray(f.attrs['orbit']).reshape(-1)[0]):05d}"
 
 
-def _profiles(get: Any) -> dict[str, object]:
-    """Pressure grid, kernel and prior, surface first, from a reader of pixel variables."""
+def _profiles(get: Any, altitudes: bool) -> tuple[np.ndarray, dict[str, object]]:
+    """Surface pressure (hPa), and the pressure grid, kernel, edge heights and prior, surface first.
+
+    ``get`` reads a variable of every pixel kept; ``altitudes``: the file has
+    ``altitude_levels`` (operational files; blended ones do not).
+    """
     surface = get("surface_pressure") / 100.0
     interval = get("pressure_interval") / 100.0
-    levels = surface[:, None] - interval[:, None] * np.arange(13)
-    mids = surface[:, None] - interval[:, None] * (np.arange(12) + 0.5)
-    prior = get("methane_profile_apriori") / get("dry_air_subcolumns") * 1e9
-    return {
-        "surface_pressure": surface,
-        "ak_pressure": rows(mids),
+    columns: dict[str, object] = {
+        "ak_pressure": rows(surface[:, None] - interval[:, None] * (np.arange(12) + 0.5)),
         "ak": rows(get("column_averaging_kernel")[:, ::-1]),
-        "pressure_levels": rows(levels),
-        "apriori": rows(prior[:, ::-1]),
+        "pressure_levels": rows(surface[:, None] - interval[:, None] * np.arange(13)),
     }
+    if altitudes:
+        columns["altitude_levels"] = rows(get("altitude_levels")[:, ::-1])
+    prior = get("methane_profile_apriori") / get("dry_air_subcolumns") * 1e9
+    columns["apriori"] = rows(prior[:, ::-1])
+    return surface, columns
 
 
 def _operational(
@@ -116,32 +120,30 @@ def _operational(
         return values.reshape(scan.size * pix.size, *values.shape[2:])[keep]
 
     times = pd.to_datetime(text(product["time_utc"], 0)).tz_localize(None)
-    profiles = _profiles(get)
+    surface_pressure, profiles = _profiles(get, altitudes=True)
+    qa = get("qa_value")
     columns: dict[str, object] = {
         "sounding_id": [f"{orbit}_{scan[i]}_{pix[j]}" for i, j in zip(line, column, strict=True)],
         "time": times[line],
         "longitude": lon[keep],
         "latitude": lat[keep],
         "surface_altitude": get("surface_altitude"),
-        "surface_pressure": profiles.pop("surface_pressure"),
+        "surface_pressure": surface_pressure,
         "zenith": get(_GEO + "viewing_zenith_angle"),
         "azimuth": azimuth(get(_GEO + "viewing_azimuth_angle")),
         "solar_zenith": get(_GEO + "solar_zenith_angle"),
         "solar_azimuth": azimuth(get(_GEO + "solar_azimuth_angle")),
         "value": get("methane_mixing_ratio_bias_corrected"),
         "uncertainty": get("methane_mixing_ratio_precision"),
+        "good": qa >= 0.5,
+        **profiles,
+        "longitude_bounds": rows(get(_GEO + "longitude_bounds")),
+        "latitude_bounds": rows(get(_GEO + "latitude_bounds")),
+        "qa_value": qa,
+        "xch4_uncorrected": get("methane_mixing_ratio"),
+        "scanline": scan[line],
+        "ground_pixel": pix[column],
     }
-    qa = get("qa_value")
-    columns["good"] = qa >= 0.5
-    columns.update(profiles)
-    columns["altitude_levels"] = rows(get("altitude_levels")[:, ::-1])
-    columns["apriori"] = columns.pop("apriori")
-    columns["longitude_bounds"] = rows(get(_GEO + "longitude_bounds"))
-    columns["latitude_bounds"] = rows(get(_GEO + "latitude_bounds"))
-    columns["qa_value"] = qa
-    columns["xch4_uncorrected"] = get("methane_mixing_ratio")
-    columns["scanline"] = scan[line]
-    columns["ground_pixel"] = pix[column]
     return soundings_table(columns, "xch4", "ppb")
 
 
@@ -157,7 +159,7 @@ def _blended(
     def get(variable: str) -> np.ndarray:
         return decoded(f[variable], keep)
 
-    profiles = _profiles(get)
+    surface_pressure, profiles = _profiles(get, altitudes=False)
     qa = get("qa_value")
     columns: dict[str, object] = {
         "sounding_id": [f"{orbit}_{i}" for i in keep],
@@ -165,7 +167,7 @@ def _blended(
         "longitude": lon[keep],
         "latitude": lat[keep],
         "surface_altitude": get("surface_altitude"),
-        "surface_pressure": profiles.pop("surface_pressure"),
+        "surface_pressure": surface_pressure,
         "value": get("methane_mixing_ratio_blended"),
         "uncertainty": get("methane_mixing_ratio_precision"),
         "good": qa >= 0.5,
