@@ -247,3 +247,16 @@ def test_bad_asks_are_named_before_computing(project):
             obs.modelled_points(model, TOWERS.drop(columns="value"), f, footprint="surface")
         with pytest.raises(ValueError, match="not registered"):
             obs.modelled_points(model, TOWERS, f, footprint="surface")
+
+
+def test_the_demo_overpass_reads_as_an_oco2_file(tmp_path):
+    from pystilt_dask.observations.demo import write_demo_overpass
+
+    soundings = obs.read_oco2(write_demo_overpass(tmp_path, frames=10))
+    obs.check_soundings(soundings)
+    assert len(soundings) == 80 and soundings["sounding_id"].is_unique
+    assert soundings["sounding_id"].str.len().eq(16).all()  # as OCO-2 numbers soundings
+    assert np.isnan(soundings["value"].iloc[3]) and (~soundings["good"]).sum() == 11
+    weights = np.stack(soundings["pressure_weight"])
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert (np.stack(soundings["pressure_levels"])[:, 0] == 1000.0).all()  # surface first

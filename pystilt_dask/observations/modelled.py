@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..analysis import convolve
 from ..background import _field_axes, _Held, _sample, background
 from ..errors import ConfigError
 from ..receptors import receptor_rows
@@ -251,7 +252,8 @@ def _enhancement(
     """Each row's enhancement: the stored footprints of its simulation convolved with ``flux``."""
     unique, inverse = np.unique(where, return_inverse=True)
     foot = model.footprints[name].load().isel(simulation=unique)
-    return foot.stilt.convolve(flux).data[inverse].rechunk((chunks,))
+    # analysis.convolve rather than the accessor, which an import of PYSTILT replaces
+    return convolve(foot, flux).data[inverse].rechunk((chunks,))
 
 
 def _background(
