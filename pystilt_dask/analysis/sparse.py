@@ -372,7 +372,11 @@ def _write_labels(location: Location, rows: pd.DataFrame, columns: pd.MultiIndex
     location.write_bytes("columns.parquet", _parquet(pa.Table.from_pandas(_text(frame))))
 
 
-def _write_manifest(location: Location, manifest: dict, written: list[int], labels: None) -> int:
+def _write_manifest(
+    location: Location, manifest: dict, written: list[int], labels_written: None
+) -> int:
+    # Takes the blocks' and labels' writes as arguments only to run after them:
+    # the manifest is what makes the folder a Jacobian.
     manifest = {**manifest, "block_bytes": written}
     location.write_bytes("jacobian.json", json.dumps(manifest).encode())
     return sum(written)
