@@ -85,7 +85,10 @@ class MetConfig(_Section):
     Parameters
     ----------
     directory : str
-        Directory holding ARL files (searched recursively, symlinks followed).
+        Directory holding ARL files (searched recursively, symlinks followed), or
+        the URL of one anywhere fsspec reaches (``s3://bucket/hrrr``,
+        ``https://host/arl/``): listed there, headers read with range requests,
+        the files a run reads fetched into the node's met cache (``stilt.met-cache``).
     file_format : str
         R-STILT's ``met_file_format``: strftime fields (``%Y %y %m %d %j %H %M %b``)
         inside a regular expression, searched in each file's path relative to
@@ -95,11 +98,15 @@ class MetConfig(_Section):
     file_tres : str, optional
         R-STILT's ``met_file_tres``. Accepted so that older configs load; not used,
         since the period of each file comes from its header.
+    storage_options : dict, optional
+        Options of the fsspec filesystem of a URL ``directory`` (credentials,
+        ``endpoint_url``, ``anon``…); unused for a local one.
     """
 
     directory: str
     file_format: str
     file_tres: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("file_format")
     @classmethod

@@ -43,8 +43,9 @@ from .meteorology.files import (
     missing_message,
     select_files,
 )
-from .meteorology.headers import MetFileInfo, UnreadableMetFile
+from .meteorology.headers import MetFileInfo, UnreadableMetFile, read_info
 from .meteorology.manifest import verify_met_files
+from .meteorology.remote import RemoteFile, fetch_infos, is_remote
 from .receptors import Receptor
 from .store.paths import Location
 from .store.registry import Registry
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 #: Problems listed in the error of a run's pre-flight; ``stilt-dask check`` lists all.
 SHOWN = 20
 #: Per (met name, met file): the time steps the checked runs read from it.
-Needed = dict[tuple[str, Path], set[pd.Timestamp]]
+Needed = dict[tuple[str, Path | RemoteFile], set[pd.Timestamp]]
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,12 @@ def check(model: Model) -> Report:
         seen: set[str] = set()  # a bad manifest would be named once per file
         for (met_name, path), times in needed.items():
             try:
-                verify_met_files([path], config.mets[met_name].directory, met_name)
+                met = config.mets[met_name]
+                if isinstance(path, RemoteFile):  # fetched, and checked against its manifest
+                    info = read_info(path)
+                    path = fetch_infos([info], archive_index(met).manifest, met_name)[path].path
+                else:
+                    verify_met_files([path], met.directory, met_name)
                 verify_checksums(path, sorted(times))
             except MeteorologyError as exc:
                 if str(exc) not in seen:
@@ -184,9 +190,10 @@ def check_run(model: Model, known: Registry, sim_ids: Sequence[str]) -> list[Pro
     For each simulation: its met is configured, files match its run window, their
     headers hold every time step of the window, and each release point lies inside
     every file's grid, away from its edge. Headers are read once per file and
-    process; no data record is read. A met directory this process does not see is
-    left to the workers, which may mount it where the client cannot (Kubernetes);
-    :func:`check` reports it.
+    process (a remote archive's with range requests); no data record is read. A met
+    directory this process does not see (a folder that does not exist here, a URL
+    it cannot list) is left to the workers, which may mount it or hold credentials
+    where the client does not (Kubernetes); :func:`check` reports it.
 
     Parameters
     ----------
@@ -324,7 +331,7 @@ def _met_problems(
             )
             continue
         archives = config.archives(str(met_name))
-        if unseen_met_ok and not all(Path(met.directory).is_dir() for _, met in archives):
+        if unseen_met_ok and not all(_visible(met) for _, met in archives):
             continue
         problems += _one_met(config.hysplit.n_hours, archives, group, needed)
     if not problems:
@@ -332,6 +339,17 @@ def _met_problems(
     # In table order; problems of a met or a file (no row) first.
     ranks = pd.Index(points["sim_id"]).drop_duplicates().get_indexer([p.subject for p in problems])
     return [problems[i] for i in np.argsort(ranks, kind="stable")]
+
+
+def _visible(met: MetConfig) -> bool:
+    """Whether this process sees an archive: a local folder that exists, a URL it can list."""
+    if not is_remote(met.directory):
+        return Path(met.directory).is_dir()
+    try:
+        archive_index(met)
+    except MeteorologyError:
+        return False
+    return True
 
 
 def _one_met(
@@ -351,7 +369,7 @@ def _one_met(
     absent = [
         Problem(f"mets.{name}", f"met {name!r}: directory {met.directory} does not exist")
         for name, met in archives
-        if not Path(met.directory).is_dir()
+        if not is_remote(met.directory) and not Path(met.directory).is_dir()
     ]
     if absent:
         return absent
@@ -369,9 +387,12 @@ def _one_met(
     problems: list[Problem] = []
     reported: set[str] = set()
     for k, (name, met) in enumerate(archives):
-        index = archive_index(met)
-        if not index.paths:
-            index = archive_index(met, relist=True)
+        try:
+            index = archive_index(met)
+            if not index.paths:
+                index = archive_index(met, relist=True)
+        except MeteorologyError as exc:  # a remote archive that cannot be listed
+            return [Problem(f"mets.{name}", f"met {name!r}: {exc}")]
         if not index.paths:
             message = f"no file under {met.directory} matches file_format {met.file_format!r}"
             return [Problem(f"mets.{name}", f"met {name!r}: {message}")]

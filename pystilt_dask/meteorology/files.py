@@ -12,9 +12,8 @@ first takes the next file, and a time the archive truly lacks is named.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,12 +25,10 @@ import pandas as pd
 from ..config import MetConfig
 from ..errors import MeteorologyError
 from .headers import MetFileInfo, read_info
+from .listing import walk_met_files
 from .names import name_pattern
+from .remote import RemoteFile, is_remote, list_archive
 
-# Lock files, editor backups and half-written downloads are never met files.
-_EXCLUDED_SUFFIXES = ("~", ".partial", ".bad", ".tmp")
-#: The digest manifest a met directory may hold (:mod:`.manifest`); never a met file.
-MANIFEST_NAME = "MANIFEST.sha256"
 #: The spacing assumed between the time steps of a grid seen at one time only.
 DEFAULT_STEP = pd.Timedelta(hours=1)
 
@@ -135,8 +132,8 @@ def select_files(
         When the directory is missing, no file matches ``file_format``, or a
         candidate file is not readable ARL.
     """
-    directory = Path(met.directory)
-    if not directory.is_dir():
+    directory = met.directory
+    if not is_remote(directory) and not Path(directory).is_dir():
         raise MeteorologyError(f"met {name!r}: directory {directory} does not exist")
     index = archive_index(met)
     selection = index.select(window, name) if index.paths else None
@@ -175,10 +172,12 @@ class ArchiveIndex:
     time between two of them (``None`` for fewer than two).
     """
 
-    paths: tuple[Path, ...]
+    paths: tuple[Path | RemoteFile, ...]
     times: pd.DatetimeIndex
     name_times: pd.DatetimeIndex
     spacing: pd.Timedelta | None
+    #: A remote archive's ``MANIFEST.sha256`` (a local one is read by :mod:`.manifest`).
+    manifest: RemoteFile | None = None
 
     def select(self, window: tuple[pd.Timestamp, pd.Timestamp], name: str) -> Selection:
         """Choose from these files (see :func:`select_files`)."""
@@ -290,8 +289,12 @@ def archive_index(met: MetConfig, relist: bool = False) -> ArchiveIndex:
     """The archive's files and the times their names hold (cached per directory version).
 
     ``relist`` walks the directory afresh: the cache keys on the top folder's
-    modification time, which a file added in a subfolder does not change.
+    modification time, which a file added in a subfolder does not change. A
+    remote archive (:mod:`.remote`) is listed once per process, and afresh on ``relist``.
     """
+    if is_remote(met.directory):
+        files, manifest = list_archive(met.directory, met.storage_options, relist)
+        return _remote_index(files, manifest, met.file_format)
     directory = Path(met.directory)
     if relist:
         _listing.cache_clear()
@@ -300,11 +303,27 @@ def archive_index(met: MetConfig, relist: bool = False) -> ArchiveIndex:
 
 @lru_cache(maxsize=64)
 def _index(directory: str, mtime_ns: int, file_format: str) -> ArchiveIndex:
-    pattern = name_pattern(file_format)
     root = Path(directory).absolute()
-    found: list[tuple[pd.Timestamp, str, Path]] = []
-    for path in _listing(directory, mtime_ns):
-        time = pattern.time_of(path.relative_to(root).as_posix())
+    listed = [(path.relative_to(root).as_posix(), path) for path in _listing(directory, mtime_ns)]
+    return _sorted_index(listed, file_format)
+
+
+@lru_cache(maxsize=64)
+def _remote_index(
+    files: tuple[RemoteFile, ...], manifest: RemoteFile | None, file_format: str
+) -> ArchiveIndex:
+    index = _sorted_index([(file.relative, file) for file in files], file_format)
+    return replace(index, manifest=manifest)
+
+
+def _sorted_index(
+    listed: Sequence[tuple[str, Path | RemoteFile]], file_format: str
+) -> ArchiveIndex:
+    """The index of the files ``listed`` as ``(path relative to the directory, file)``."""
+    pattern = name_pattern(file_format)
+    found: list[tuple[pd.Timestamp, str, Path | RemoteFile]] = []
+    for relative, path in listed:
+        time = pattern.time_of(relative)
         if time is not None:
             found.append((time, str(path), path))
     if pattern.timed:
@@ -325,20 +344,3 @@ def _listing(directory: str, mtime_ns: int) -> tuple[Path, ...]:
     for path in walk_met_files(Path(directory)):
         paths.setdefault(path.resolve(), path)
     return tuple(paths.values())
-
-
-def walk_met_files(directory: Path) -> Iterator[Path]:
-    """Yield every file under ``directory`` that could be a met file, by the name found.
-
-    The walk is recursive and follows symlinks. Paths are kept as found, not
-    resolved: a file is matched by the name it is found under (a link into a
-    content-addressed store resolves to a hash). Lock files, editor backups,
-    half-written downloads and the digest manifest are left out.
-    """
-    for root, _, names in os.walk(Path(directory).absolute(), followlinks=True):
-        for file_name in names:
-            if ".lock" in file_name or file_name.endswith(_EXCLUDED_SUFFIXES):
-                continue
-            if file_name == MANIFEST_NAME:
-                continue
-            yield Path(root, file_name)

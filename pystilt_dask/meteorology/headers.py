@@ -7,6 +7,7 @@ size, modification time), however many simulations use it.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,11 +52,16 @@ class MetFileInfo:
 def read_info(path: Path) -> MetFileInfo:
     """Read (and cache per path, size and mtime) the header facts of one ARL file.
 
+    ``path`` may also be a :class:`~pystilt_dask.meteorology.remote.RemoteFile`,
+    whose header is read with range requests (cached per file version).
+
     Raises
     ------
     UnreadableMetFile
         When the file is not readable ARL or arlmet finds damage in it.
     """
+    if not isinstance(path, os.PathLike):
+        return path.read_info()
     stat = path.stat()
     with READ_LOCK:
         return _read_info(path, stat.st_size, stat.st_mtime_ns)

@@ -10,39 +10,22 @@ other are one valid file: the joined file is byte for byte the file the archive
 would hold had it been written a day per file, and HYSPLIT's particles on it are
 identical (measured; ``tests/test_met_selection.py``).
 
-Joined files are kept in a cache on local disk, named by what they were joined
-from (path, size and modification time of each part), so the runs of a node
-that read the same files join them once; the cache is bounded (:data:`CACHE_BYTES`),
-and the files used least recently go first.
+Joined files are kept in the node's met cache (:mod:`.cache`), named by what they
+were joined from (path, size and modification time of each part), so the runs of
+a node that read the same files join them once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MeteorologyError
+from .cache import cached, entry_name
 from .headers import MetFileInfo, read_info
 
-__all__ = ["CACHE_BYTES", "cache_directory", "hysplit_files"]
-
-#: Bytes of joined files kept per user and machine before the least recently used go.
-CACHE_BYTES = 20 * 2**30
-_LOCK = threading.Lock()
-
-
-def cache_directory() -> Path:
-    """Where joined files are kept: ``pystilt_dask-<uid>-met`` in the system temporary folder.
-
-    On disk rather than on the RAM-backed compute root: joined met can be large.
-    ``TMPDIR`` moves it.
-    """
-    return Path(tempfile.gettempdir()) / f"pystilt_dask-{os.getuid()}-met"
+__all__ = ["hysplit_files"]
 
 
 def hysplit_files(files: Sequence[Path]) -> list[Path]:
@@ -83,53 +66,17 @@ def _given(run: Sequence[MetFileInfo]) -> list[Path]:
 
 
 def _joined(parts: Sequence[MetFileInfo]) -> Path:
-    """The cached join of ``parts`` (filled once, atomically, by whoever needs it first)."""
-    key = hashlib.sha256()
+    """The cached join of ``parts`` (made once, by whoever needs it first)."""
+    key = []
     for info in parts:
         stat = info.path.stat()
-        key.update(f"{info.path.absolute()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    folder = cache_directory()
-    target = folder / f"{parts[0].times[0]:%Y%m%d%H%M}-{key.hexdigest()[:32]}.arl"
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if target.exists():
-            os.utime(target)  # recently used: evicted last
-            return target
-        # Another process may fill the same file: each writes its own part and the
-        # rename makes one whole file appear, never a part of one.
-        fd, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for info in parts:
-                    with open(info.path, "rb") as part:
-                        shutil.copyfileobj(part, out, 1 << 20)
-            os.replace(partial, target)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
-        _evict(folder, keep=target)
-    except OSError as exc:
-        raise MeteorologyError(
-            f"cannot join met files {parts[0].path.name}…{parts[-1].path.name} "
-            f"into {folder}: {exc.strerror or exc}"
-        ) from None
-    return target
+        key.append(f"{info.path.absolute()}\0{stat.st_size}\0{stat.st_mtime_ns}")
 
+    def join(partial: Path) -> None:
+        with open(partial, "wb") as out:
+            for info in parts:
+                with open(info.path, "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
 
-def _evict(folder: Path, keep: Path) -> None:
-    """Remove the least recently used joined files until the cache fits :data:`CACHE_BYTES`."""
-    with _LOCK:
-        entries = []
-        for path in folder.glob("*.arl"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # evicted by another process meanwhile
-                continue
-            entries.append((stat.st_mtime_ns, stat.st_size, path))
-        total = sum(size for _, size, _ in entries)
-        for _, size, path in sorted(entries):
-            if total <= CACHE_BYTES:
-                break
-            if path != keep:
-                path.unlink(missing_ok=True)
-                total -= size
+    what = f"joined met files {parts[0].path.name}…{parts[-1].path.name}"
+    return cached(entry_name(f"{parts[0].times[0]:%Y%m%d%H%M}-joined", *key), join, what)

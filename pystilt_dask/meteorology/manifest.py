@@ -19,18 +19,20 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import MeteorologyError
-from .files import MANIFEST_NAME, walk_met_files
+from .listing import MANIFEST_NAME, walk_met_files
 
 __all__ = [
     "MANIFEST_NAME",
     "file_digest",
     "parse_manifest",
     "read_manifest",
+    "remember_digest",
     "verify_file",
     "verify_met_files",
     "write_manifest",
@@ -41,6 +43,9 @@ _HEX = frozenset("0123456789abcdef")
 # Threads of one worker start simulations on the same files together: one hashes,
 # the others then find its digest in the cache.
 _HASH_LOCK = threading.Lock()
+#: Digests remembered per process (path, size, modification time), about 200 bytes each.
+DIGEST_CACHE_SIZE = 4096
+_DIGESTS: OrderedDict[tuple[Path, int, int], str] = OrderedDict()
 
 
 def file_digest(path: Path) -> str:
@@ -62,14 +67,31 @@ def file_digest(path: Path) -> str:
     """
     try:
         stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
         with _HASH_LOCK:
-            return _digest(path, stat.st_size, stat.st_mtime_ns)
+            if key in _DIGESTS:
+                _DIGESTS.move_to_end(key)
+                return _DIGESTS[key]
+            digest = stream_digest(path)
+            _remember(key, digest)
+            return digest
     except OSError as exc:
         raise MeteorologyError(f"met file {path} cannot be read: {exc.strerror}") from None
 
 
-@lru_cache(maxsize=4096)
-def _digest(path: Path, size: int, mtime_ns: int) -> str:
+def remember_digest(path: Path, digest: str) -> None:
+    """Record the SHA-256 of a file just written whole (as :func:`file_digest` would find it).
+
+    A file fetched into the met cache is hashed as it is written; this saves its
+    first use in the process from reading it again.
+    """
+    stat = path.stat()
+    with _HASH_LOCK:
+        _remember((path, stat.st_size, stat.st_mtime_ns), digest)
+
+
+def stream_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read 1 MiB at a time (not cached)."""
     digest = hashlib.sha256()
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
@@ -77,6 +99,12 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:
         while n := stream.readinto(buffer):
             digest.update(view[:n])
     return digest.hexdigest()
+
+
+def _remember(key: tuple[Path, int, int], digest: str) -> None:
+    _DIGESTS[key] = digest
+    while len(_DIGESTS) > DIGEST_CACHE_SIZE:
+        _DIGESTS.popitem(last=False)
 
 
 def verify_file(path: Path, expected: str, manifest: str = "its manifest") -> None:

@@ -1,23 +1,26 @@
 """The met files of one run, chosen and checked before HYSPLIT starts.
 
 One function for the whole sequence a worker follows for a simulation: choose
-each archive's files from their headers, check them against their directory's
-digest manifest, then check that every archive covers the run window, that each
-release point lies inside one of the grids, and that the steps read are intact.
+each archive's files from their headers, fetch those of a remote archive into the
+node's met cache (:mod:`.remote`), check them against their directory's digest
+manifest, then check that every archive covers the run window, that each release
+point lies inside one of the grids, and that the steps read are intact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from ..config import MetConfig
 from .coverage import check_selection
-from .files import run_window, select_files
+from .files import Selection, archive_index, run_window, select_files
 from .manifest import verify_met_files
+from .remote import RemoteFile, fetch_infos, is_remote
 
-__all__ = ["prepare_met"]
+__all__ = ["fetched", "prepare_met"]
 
 
 def prepare_met(
@@ -43,7 +46,8 @@ def prepare_met(
     Returns
     -------
     list of Path
-        Every archive's files, archive after archive, each grid in time order.
+        Every archive's files, archive after archive, each grid in time order
+        (a remote archive's as their copies in the met cache).
 
     Raises
     ------
@@ -53,7 +57,33 @@ def prepare_met(
     """
     window = run_window(time, n_hours)
     selections = [select_files(window, met, name) for name, met in archives]
-    for (name, met), selection in zip(archives, selections, strict=True):
-        verify_met_files(selection.files, met.directory, name)
+    for k, ((name, met), selection) in enumerate(zip(archives, selections, strict=True)):
+        if is_remote(met.directory):
+            selections[k] = fetched(selection, archive_index(met).manifest)
+        else:
+            verify_met_files(selection.files, met.directory, name)
     check_selection(selections, window, list(points))
     return [path for selection in selections for path in selection.files]
+
+
+def fetched(selection: Selection, manifest: RemoteFile | None) -> Selection:
+    """``selection`` with its remote files fetched: the same choice, on the local copies.
+
+    Missing steps are named before anything is fetched.
+
+    Raises
+    ------
+    MeteorologyError
+        As :func:`~pystilt_dask.meteorology.remote.fetch_infos`.
+    """
+    if selection.missing:
+        return selection
+    infos = [info for series in selection.series for info in series.infos]
+    local = fetch_infos(infos, manifest, selection.name)
+    return Selection(
+        selection.name,
+        tuple(
+            replace(series, infos=tuple(local.get(info.path, info) for info in series.infos))
+            for series in selection.series
+        ),
+    )
