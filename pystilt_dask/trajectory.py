@@ -1,8 +1,9 @@
 """One STILT trajectory run: receptor + configuration → particle table.
 
-Met files are found, checked against their directory's digest manifest (when it
-has one) and their coverage verified before HYSPLIT starts; HYSPLIT
-runs in a private scratch directory; particles are parsed as soon as it ends;
+Met files are found (and fetched, for met behind a URL), checked against their
+directory's digest manifest (when it has one) and their coverage verified before
+HYSPLIT starts; HYSPLIT runs in a private scratch directory; particles are parsed
+as soon as it ends, and on cropped met checked to stay inside the crop;
 column release heights (``xhgt``) and the near-field correction are added.
 """
 
@@ -20,6 +21,7 @@ from .hysplit.executable import resolve_hysplit
 from .hysplit.inputs import write_inputs
 from .hysplit.particles import read_particle_file
 from .hysplit.run import log_text, run_hysplit, workdir_for
+from .meteorology.crop import check_inside_crops
 from .meteorology.prepare import prepare_met
 from .nearfield import apply_hnf_plume, release_heights
 from .receptors import ColumnReceptor, Receptor
@@ -84,7 +86,8 @@ def run_trajectory(
     ------
     MeteorologyError
         Met files missing, damaged, changed since their directory's manifest was
-        written (or not listed in it), or not covering the run window or the receptor.
+        written (or not listed in it), or not covering the run window or the
+        receptor; particles reaching a cut edge of cropped met.
     HysplitNotFoundError
         No ``hycs_std`` could be resolved.
     HysplitError
@@ -112,9 +115,8 @@ def simulate_trajectories(
     Same parameters as :func:`run_trajectory`; returns a :class:`Trajectories`.
     """
     hysplit = config.hysplit
-    files = prepare_met(
-        receptor.time, hysplit.n_hours, receptor.release_points, _select_met(config, met)
-    )
+    archives = _select_met(config, met)
+    files = prepare_met(receptor.time, hysplit.n_hours, receptor.release_points, archives)
     install = resolve_hysplit(hysplit.executable)
     with workdir_for(receptor.sim_id, workdir) as root:
         write_inputs(root, receptor, hysplit, files)
@@ -122,6 +124,7 @@ def simulate_trajectories(
         particles = _postprocess(
             read_particle_file(particle_file, hysplit.varsiwant), receptor, config
         )
+        check_inside_crops(particles, archives, receptor.sim_id)
         log = log_text(root)
         error_particles = None
         if hysplit.winderrtf:
@@ -132,6 +135,7 @@ def simulate_trajectories(
             error_particles = _postprocess(
                 read_particle_file(error_file, hysplit.varsiwant), receptor, config
             )
+            check_inside_crops(error_particles, archives, receptor.sim_id)
     return Trajectories(particles, error_particles, log, tuple(files))
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from ..config import MetConfig
 from ..errors import MeteorologyError
 from .headers import MetFileInfo, read_info
-from .listing import walk_met_files
+from .listing import CROP_NAME, MANIFEST_NAME, walk_met_files
 from .names import name_pattern
 from .remote import RemoteFile, is_remote, list_archive
 
@@ -178,6 +178,8 @@ class ArchiveIndex:
     spacing: pd.Timedelta | None
     #: A remote archive's ``MANIFEST.sha256`` (a local one is read by :mod:`.manifest`).
     manifest: RemoteFile | None = None
+    #: A remote archive's ``CROP.json`` (a local one is read by :mod:`.crop`).
+    crop: RemoteFile | None = None
 
     def select(self, window: tuple[pd.Timestamp, pd.Timestamp], name: str) -> Selection:
         """Choose from these files (see :func:`select_files`)."""
@@ -293,8 +295,10 @@ def archive_index(met: MetConfig, relist: bool = False) -> ArchiveIndex:
     remote archive (:mod:`.remote`) is listed once per process, and afresh on ``relist``.
     """
     if is_remote(met.directory):
-        files, manifest = list_archive(met.directory, met.storage_options, relist)
-        return _remote_index(files, manifest, met.file_format)
+        files, extras = list_archive(met.directory, met.storage_options, relist)
+        return _remote_index(
+            files, extras.get(MANIFEST_NAME), extras.get(CROP_NAME), met.file_format
+        )
     directory = Path(met.directory)
     if relist:
         _listing.cache_clear()
@@ -310,10 +314,13 @@ def _index(directory: str, mtime_ns: int, file_format: str) -> ArchiveIndex:
 
 @lru_cache(maxsize=64)
 def _remote_index(
-    files: tuple[RemoteFile, ...], manifest: RemoteFile | None, file_format: str
+    files: tuple[RemoteFile, ...],
+    manifest: RemoteFile | None,
+    crop: RemoteFile | None,
+    file_format: str,
 ) -> ArchiveIndex:
     index = _sorted_index([(file.relative, file) for file in files], file_format)
-    return replace(index, manifest=manifest)
+    return replace(index, manifest=manifest, crop=crop)
 
 
 def _sorted_index(

@@ -6,10 +6,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["MANIFEST_NAME", "excluded", "walk_met_files"]
+__all__ = ["CROP_NAME", "MANIFEST_NAME", "excluded", "walk_met_files"]
 
 #: The digest manifest a met directory may hold (:mod:`.manifest`); never a met file.
 MANIFEST_NAME = "MANIFEST.sha256"
+#: What a cropped archive was cut from (:mod:`.crop`); never a met file.
+CROP_NAME = "CROP.json"
 _EXCLUDED_SUFFIXES = ("~", ".partial", ".bad", ".tmp")
 
 
@@ -24,9 +26,9 @@ def walk_met_files(directory: Path) -> Iterator[Path]:
     The walk is recursive and follows symlinks. Paths are kept as found, not
     resolved: a file is matched by the name it is found under (a link into a
     content-addressed store resolves to a hash). Lock files, editor backups,
-    half-written downloads and the digest manifest are left out.
+    half-written downloads, the digest manifest and a crop's description are left out.
     """
     for root, _, names in os.walk(Path(directory).absolute(), followlinks=True):
         for file_name in names:
-            if not excluded(file_name) and file_name != MANIFEST_NAME:
+            if not excluded(file_name) and file_name not in (MANIFEST_NAME, CROP_NAME):
                 yield Path(root, file_name)

@@ -39,7 +39,7 @@ from arlmet.indexrecord import IndexRecord
 from ..errors import MeteorologyError
 from .cache import cached, entry_name
 from .headers import MetFileInfo, UnreadableMetFile, read_info
-from .listing import MANIFEST_NAME, excluded
+from .listing import CROP_NAME, MANIFEST_NAME, excluded
 from .manifest import parse_manifest, remember_digest, stream_digest, verify_file
 
 __all__ = ["RemoteFile", "fetch", "is_remote", "list_archive", "remote_manifest"]
@@ -125,8 +125,8 @@ def options_key(storage_options: Mapping[str, Any]) -> str:
 
 def list_archive(
     directory: str, storage_options: Mapping[str, Any], relist: bool = False
-) -> tuple[tuple[RemoteFile, ...], RemoteFile | None]:
-    """The met files under a remote ``directory`` and its manifest, if it holds one.
+) -> tuple[tuple[RemoteFile, ...], dict[str, RemoteFile]]:
+    """The met files under a remote ``directory``, and its manifest and crop description.
 
     Listed recursively once per process; ``relist`` lists afresh (as a local
     archive is before a time step is declared missing). Lock files, backups,
@@ -134,8 +134,9 @@ def list_archive(
 
     Returns
     -------
-    (tuple of RemoteFile, RemoteFile or None)
-        The candidate files, and ``MANIFEST.sha256`` when the directory holds one.
+    (tuple of RemoteFile, dict)
+        The candidate files, and ``{name: file}`` of the ``MANIFEST.sha256`` and
+        ``CROP.json`` the directory holds at its top.
 
     Raises
     ------
@@ -154,7 +155,7 @@ def list_archive(
 @lru_cache(maxsize=64)
 def _list(
     directory: str, options: str, listing: int
-) -> tuple[tuple[RemoteFile, ...], RemoteFile | None]:
+) -> tuple[tuple[RemoteFile, ...], dict[str, RemoteFile]]:
     try:
         fs, root = fsspec.core.url_to_fs(directory, **json.loads(options))
         found = fs.find(root, detail=True, withdirs=False)
@@ -163,7 +164,7 @@ def _list(
             f"met directory {directory} cannot be listed: {type(exc).__name__}: {exc}"
         ) from None
     root = root.rstrip("/")
-    files, manifest = [], None
+    files, extras = [], {}
     for path, info in sorted(found.items()):
         relative = path[len(root) :].lstrip("/") if path.startswith(root) else ""
         if not relative or excluded(PurePosixPath(relative).name):
@@ -173,13 +174,13 @@ def _list(
         remote = RemoteFile(
             f"{directory}/{relative}", relative, size, version.strip('"'), options, listing
         )
-        if relative == MANIFEST_NAME:
-            manifest = remote
+        if relative in (MANIFEST_NAME, CROP_NAME):
+            extras[relative] = remote
         else:
             files.append(remote)
     if not found and not fs.exists(root):
         raise MeteorologyError(f"met directory {directory} does not exist")
-    return tuple(files), manifest
+    return tuple(files), extras
 
 
 @lru_cache(maxsize=4096)
