@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import dask.array as da
 import numpy as np
+import pyarrow.compute as pc
 import xarray as xr
 from dask.base import tokenize
 
@@ -43,6 +44,18 @@ def _read_row(
         ) from None
 
 
+def _read_block(
+    read: footprints.ChunkReader,
+    location: Location,
+    name: str,
+    rows: np.ndarray,
+    sim_ids: np.ndarray,
+    block_id: tuple[int, ...],
+) -> np.ndarray:
+    i = block_id[0]
+    return _read_row(read, location, name, int(rows[i]), sim_ids[i])
+
+
 def open_footprint(
     location: Location, name: str, registry: Registry, config: FootprintConfig
 ) -> xr.DataArray:
@@ -52,35 +65,46 @@ def open_footprint(
     """
     group = footprints.read_group(location, name)
     array = footprints.foot_array(location, name, registry.next_row, read_only=True)
-    rows, sim_ids = registry.rows, registry.sim_ids
-    token = tokenize(location.url(), name, rows, sim_ids)
-    key = f"stilt-foot-{token}"
+    rows = registry.rows
+    ids = registry.entries["sim_id"].combine_chunks()
+    sim_ids = ids.to_numpy(zero_copy_only=False)
+    # The ids' Arrow buffers stand for them: tokenizing a million strings one by one
+    # cost seconds.
+    buffers = [bytes(b) for b in ids.buffers() if b is not None]
+    token = tokenize(location.url(), name, rows, ids.offset, *buffers)
     read = footprints.chunk_reader(array)
-    graph = {
-        (key, i, 0, 0, 0): (_read_row, read, location, name, row, sim_id)
-        for i, (row, sim_id) in enumerate(zip(rows.tolist(), sim_ids, strict=True))
-    }
     chunks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
-    data = da.Array(graph, key, chunks, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+    # One block per simulation, made when the graph is built for a computation (a
+    # blockwise layer), not a million tasks up front.
+    data = da.map_blocks(
+        _read_block, read, location, name, rows, sim_ids, name=f"stilt-foot-{token}",
+        chunks=chunks, dtype=array.dtype, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+    )  # fmt: skip
 
-    table = registry.table
+    entries = registry.entries
     dims = array.metadata.dimension_names
     lag = group["lag"].values
-    receptor_time = table["time"].to_numpy("datetime64[ns]")
+    receptor_time = entries["time"].to_numpy().astype("datetime64[ns]")
+
+    def text(column: str) -> np.ndarray:
+        return pc.fill_null(entries[column], "").to_numpy(zero_copy_only=False).astype(str)
+
     coords = {
-        "simulation": ("simulation", np.asarray(sim_ids, dtype=object)),
+        "simulation": ("simulation", sim_ids),
         "time": (
             ("simulation", "lag"),
             receptor_time[:, None] + lag[None, :].astype("timedelta64[h]"),
             _TIME_ATTRS,
         ),
-        **{f"receptor_{field}": ("simulation", table[field].to_numpy()) for field in
-           ("time", "longitude", "latitude", "altitude", "bottom", "top")},
-        "receptor_kind": ("simulation", table["kind"].to_numpy(str)),
-        "scene_id": ("simulation", table["scene_id"].fillna("").to_numpy(str)),
-        "met": ("simulation", table["met"].to_numpy(str)),
+        "receptor_time": ("simulation", entries["time"].to_numpy()),
+        **{f"receptor_{field}": ("simulation", pc.fill_null(entries[field], np.nan).to_numpy())
+           for field in ("longitude", "latitude", "altitude", "bottom", "top")},
+        "receptor_kind": ("simulation", text("kind")),
+        "scene_id": ("simulation", text("scene_id")),
+        "met": ("simulation", text("met")),
     }  # fmt: skip
     attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
     attrs.update(settings_attrs(config))  # as calc_footprint records them
-    foot = xr.DataArray(data, dims=dims, coords=coords, name="foot", attrs=attrs)
+    # Assigned rather than given to the constructor, which deep-copies every coordinate.
+    foot = xr.DataArray(data, dims=dims, name="foot", attrs=attrs).assign_coords(coords)
     return foot.assign_coords({v: group[v] for v in group.variables if v not in foot.coords})

@@ -158,10 +158,7 @@ class Registry:
         given = frame.table
         fresh = np.ones(len(frame), dtype=bool)
         if len(self) and len(frame):
-            legacy = given["legacy_id"]
-            found = _positions(pa.chunked_array(given["sim_id"].chunks + legacy.chunks,
-                                                pa.string()), self.entries["sim_id"])  # fmt: skip
-            found, found_legacy = found[: len(frame)], found[len(frame) :]
+            found = self._found(given["sim_id"])
             hit = np.flatnonzero(found >= 0)
             # A point's or column's id prints its numbers as it keeps them; its time only
             # to the minute in ids written before seconds were stamped.
@@ -171,7 +168,12 @@ class Registry:
             for i in hit[doubt]:
                 self._same(given["sim_id"][i].as_py(), frame.receptor(int(i)))
             fresh[hit] = False
-            candidates = np.flatnonzero(fresh & (found_legacy >= 0))
+            unknown = np.flatnonzero(fresh)
+            found_legacy = np.full(len(frame), -1)
+            if len(unknown):
+                legacy = given["legacy_id"].take(pa.array(unknown))
+                found_legacy[unknown] = _positions(legacy, self.entries["sim_id"])
+            candidates = np.flatnonzero(found_legacy >= 0)
             same = _same_fields(given, candidates, self.entries, found_legacy[candidates])
             for j in np.flatnonzero(kinds[candidates] == "multipoint"):
                 entry = self.table.iloc[int(found_legacy[candidates[j]])]
@@ -181,6 +183,22 @@ class Registry:
         if not frame.unique and len(keep):
             keep = keep[_first_of_each(frame, keep)]
         return ReceptorFrame(given.take(pa.array(keep)), unique=True)
+
+    def _found(self, ids: pa.ChunkedArray) -> np.ndarray:
+        """Position of each id among the registered ones (``-1``: not registered).
+
+        A table registered again holds its ids in registry order, so ids are first
+        compared in place, and only the others are looked up.
+        """
+        found = np.full(len(ids), -1)
+        shared = min(len(ids), len(self))
+        in_place = pc.equal(ids.slice(0, shared), self.entries["sim_id"].slice(0, shared))
+        in_place = pc.fill_null(in_place, False).to_numpy(zero_copy_only=False)
+        found[:shared][in_place] = np.flatnonzero(in_place)
+        rest = np.flatnonzero(found < 0)
+        if len(rest):
+            found[rest] = _positions(ids.take(pa.array(rest)), self.entries["sim_id"])
+        return found
 
     def _same(self, sim_id: str, given: Receptor) -> None:
         registered = receptor(self.entry(sim_id))

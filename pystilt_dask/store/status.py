@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import claims, layout
 from .completion import (
@@ -77,12 +79,16 @@ class Status:
 
 def status(location: Location, registry: Registry, rule: CompletionRule) -> Status:
     """Derive every registered simulation's state from the keys present in the store."""
-    index = pd.Index(registry.sim_ids, name="sim_id")
+    index = registry.index
+    ids = registry.entries["sim_id"]
 
     def by_id(names: Iterable[str]) -> np.ndarray:
         mask = np.zeros(len(index), dtype=bool)
-        positions = index.get_indexer(list(names))
-        mask[positions[positions >= 0]] = True
+        names = list(names)
+        if names:  # an empty folder costs no lookup: a million pending simulations stay cheap
+            found = pc.index_in(pa.array(names, pa.string()), value_set=ids.combine_chunks())
+            positions = pc.drop_null(found).to_numpy()
+            mask[positions] = True
         return mask
 
     def listed(folder: str, suffix: str) -> np.ndarray:
