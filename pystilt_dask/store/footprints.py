@@ -456,7 +456,14 @@ def read_group(location: Location, name: str) -> xr.Dataset:
     """
     try:
         store = location.zarr_store(layout.footprint_group(name), read_only=True)
-        ds = xr.open_zarr(store, consolidated=False, chunks=None, decode_times=False)
+        # Not even opened: an index of a million simulation ids took a second to build.
+        ds = xr.open_zarr(
+            store,
+            consolidated=False,
+            chunks=None,
+            decode_times=False,
+            drop_variables=["simulation", "time", layout.FOOT],
+        )
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise StoreError(f"footprint {name!r} has no store in {location.root}") from None
     keep = [v for v in ds.variables if "simulation" not in ds[v].dims]
