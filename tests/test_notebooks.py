@@ -24,7 +24,13 @@ TIMEOUT = 600  # seconds per cell: guards against a hang only
 
 def test_committed_notebooks_have_no_outputs():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["analysis.ipynb", "hpc.ipynb", "inversion.ipynb", "quickstart.ipynb"]
+    assert names == [
+        "analysis.ipynb",
+        "hpc.ipynb",
+        "inversion.ipynb",
+        "quickstart.ipynb",
+        "satellite.ipynb",
+    ]
     for name in names:
         notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(notebook)
@@ -119,3 +125,13 @@ def test_inversion(docs_site):
     assert "recovered: the synthetic truth lies within the posterior uncertainty" in text
     assert "truth within 2 sigma of the posterior:" in page
     assert images(notebook) == 1 and page.count("<img ") == 1
+
+
+@pytest.mark.timeout(1800)
+def test_satellite(docs_site):
+    notebook, page = _executed(docs_site, "satellite.ipynb")
+    text = notebook_text(notebook)
+    assert "lazy: Array" in text and "lazy: Array" in page  # modelled_columns stays a dask graph
+    assert "'complete': 9" in text and "RMS residual:" in text
+    assert images(notebook) == 2  # modelled vs observed, the plume map
+    assert page.count("<img ") == 2
