@@ -21,7 +21,14 @@ import pytest
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.errors import MeteorologyError
 from pystilt_dask.meteorology.coverage import EDGE
-from pystilt_dask.meteorology.crop import Crop, crop_batch, crop_bbox, crop_met, read_crop
+from pystilt_dask.meteorology.crop import (
+    Crop,
+    crop_batch,
+    crop_bbox,
+    crop_met,
+    cropped_config,
+    read_crop,
+)
 from pystilt_dask.meteorology.files import run_window
 from pystilt_dask.meteorology.idealized import write_idealized_met
 from pystilt_dask.receptors import PointReceptor
@@ -155,3 +162,18 @@ def test_edges_shared_with_the_source_are_no_cut():
     assert crop.safe(lon, lat).tolist() == [True, True, False, True, True, True]
     assert not crop.safe(np.array([-105.0]), np.array([35.0 + EDGE - 0.5]))[0]
     assert crop.to_json() == Crop.from_json(crop.to_json()).to_json()
+
+
+def test_a_batch_depends_on_one_crop_task(config, uncropped, tmp_path, client):
+    """One crop task per batch; the batch's simulations take its result as their config."""
+    receptors = [RECEPTOR, PointReceptor(time="2024-07-01 09:00", longitude=-99.8,
+                                         latitude=40.1, altitude=5)]  # fmt: skip
+    batch = [(r.time, r.release_points) for r in receptors]
+    crop = client.submit(cropped_config, config, "large", batch, REACH_KM, str(tmp_path),
+                         pure=False)  # fmt: skip
+    runs = [client.submit(simulate_trajectories, r, crop, "large", pure=False) for r in receptors]
+    results = client.gather(runs)
+    (cut,) = tmp_path.iterdir()  # one crop for the batch
+    assert {path.parent.parent for run in results for path in run.met_files} == {cut}
+    assert (results[0].particles["long"] - uncropped["long"]).abs().max() <= 0.005
+    assert crop.result().mets["large"].directory == str(cut / "large")

@@ -49,7 +49,15 @@ from .manifest import write_manifest
 from .prepare import fetched
 from .remote import is_remote
 
-__all__ = ["Crop", "check_inside_crops", "crop_bbox", "crop_batch", "crop_met", "read_crop"]
+__all__ = [
+    "Crop",
+    "check_inside_crops",
+    "crop_batch",
+    "crop_bbox",
+    "crop_met",
+    "cropped_config",
+    "read_crop",
+]
 
 #: Kilometres per degree of latitude (and of longitude at the equator).
 KM_PER_DEGREE = 111.32
@@ -244,6 +252,35 @@ def crop_batch(
     return crop_met(
         config.archives(met), (min(firsts), max(lasts)), bbox, destination, storage_options
     )
+
+
+def cropped_config(
+    config: ModelConfig,
+    met: str,
+    points: Iterable[tuple[pd.Timestamp, Iterable[tuple[float, float, float]]]],
+    reach_km: float,
+    destination: str,
+    storage_options: dict[str, Any] | None = None,
+) -> ModelConfig:
+    """``config`` with the archives of ``mets.<met>`` replaced by their crop for a batch.
+
+    The task a batch's simulations depend on: its result is the configuration they
+    run with, unchanged but for where the met of ``met`` lives (``mets`` are not
+    part of the settings fingerprint), so a simulation task that takes it reads
+    the crop under the same met name.
+
+    Parameters
+    ----------
+    config, met, points, reach_km, destination, storage_options
+        As :func:`crop_batch`.
+
+    Returns
+    -------
+    ModelConfig
+        A copy whose ``mets`` entries of the archives ``met`` reads are the crops.
+    """
+    crops = crop_batch(points, config, met, reach_km, destination, storage_options)
+    return config.model_copy(update={"mets": {**config.mets, **dict(crops)}})
 
 
 def _crop_key(chosen, bbox: tuple[float, ...]) -> str:
