@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import blocks, regrid, targets, timebins
+from . import blocks, regrid, targets
 from .kernels import aggregate_block, aggregate_targets_block
 
 _BIN_ATTRS = {"standard_name": "time", "long_name": "start of the time bin (UTC)"}
@@ -32,7 +32,7 @@ def aggregate(
 ) -> xr.DataArray:
     """Footprints summed onto targets and time bins: see ``FootprintAccessor.aggregate``."""
     dims = blocks.check_footprint(foot)
-    left, right, bins = layer_bins(foot, time_bins)
+    left, right, bins = blocks.footprint_bins(foot, time_bins)
     if targets.is_target(target):
         return _onto_targets(foot, targets.resolve(foot, dims, target), left, right, bins)
     foot_axes = {d: np.asarray(foot[d].values, dtype=np.float64) for d in dims}
@@ -46,20 +46,6 @@ def aggregate(
         **{d: (d, grid[d], foot[d].attrs) for d in dims},
     }
     return _labelled(foot, out, ("time", *dims), coords)
-
-
-def layer_bins(
-    foot: xr.DataArray, time_bins: pd.IntervalIndex | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bin edges and the bin of every (simulation, layer); default one bin holding every layer."""
-    layer_start = foot["time"].values
-    if time_bins is None:
-        left = np.array([layer_start.min()], dtype="datetime64[ns]")
-        right = np.array([layer_start.max() + np.timedelta64(1, "h")], dtype="datetime64[ns]")
-    else:
-        blocks.check_hourly(foot, "time_bins")
-        left, right = timebins.bin_edges(time_bins)
-    return left, right, timebins.layer_bins(layer_start, left, right)
 
 
 def _onto_targets(

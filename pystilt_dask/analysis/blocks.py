@@ -12,8 +12,11 @@ from __future__ import annotations
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 from dask.utils import parse_bytes
+
+from . import timebins
 
 _SPATIAL = (("lat", "lon"), ("y", "x"))
 
@@ -99,3 +102,17 @@ def simulation_coords(foot: xr.DataArray) -> dict:
     """
     coords = {k: v for k, v in foot.coords.items() if v.dims == ("simulation",)}
     return {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in coords.items()}
+
+
+def footprint_bins(
+    foot: xr.DataArray, time_bins: pd.IntervalIndex | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin edges and the bin of every (simulation, layer); default one bin holding every layer."""
+    layer_start = foot["time"].values
+    if time_bins is None:
+        left = np.array([layer_start.min()], dtype="datetime64[ns]")
+        right = np.array([layer_start.max() + np.timedelta64(1, "h")], dtype="datetime64[ns]")
+    else:
+        check_hourly(foot, "time_bins")
+        left, right = timebins.bin_edges(time_bins)
+    return left, right, timebins.layer_bins(layer_start, left, right)

@@ -34,7 +34,6 @@ from scipy import sparse
 
 from ..store.paths import Location
 from . import blocks, targets
-from .aggregate import layer_bins
 from .kernels import aggregate_targets_block
 
 #: Simulations per block of a :class:`SparseJacobian` (one Parquet file each).
@@ -220,7 +219,7 @@ def sparse_jacobian(
         Simulations per block.
     """
     dims = blocks.check_footprint(foot)
-    left, _, bins = layer_bins(foot, time_bins)
+    left, _, bins = blocks.footprint_bins(foot, time_bins)
     if targets.is_target(target):
         resolved = targets.resolve(foot, dims, target)
     else:
