@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, as_completed
+from distributed.scheduler import KilledWorker
 
 from ..errors import StoreError, StoreUnwritable
 from ..store import claims, records
 from ..store.completion import State
-from ..store.paths import Location
 
 if TYPE_CHECKING:
     from .run import Run
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 WAVE_FACTOR = 4
 #: Held simulations named in one line; the rest are counted.
 NAMED = 3
+#: Times a simulation is sent again after Dask gave up on its task before it ever
+#: started (its worker died while it waited there): a bound, not a retry policy.
+REQUEUES = 3
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +89,14 @@ def run_waves(
     is no longer live (expired on the store's clock, or its holder's process is
     gone). A simulation under a stuck claim is not waited for. A task that ends
     without a state (its worker killed, the task cancelled or lost) gets a
-    failure record naming why. Closing the generator
-    (or an exception in the consumer, such as Ctrl-C) cancels the tasks in
-    flight; the store stays consistent because every task publishes its
-    completion keys last.
+    failure record naming why, but for one Dask gave up on (``KilledWorker``)
+    while it waited on a worker that another task killed: it never started (it
+    took no claim), so it is sent again, at most :data:`REQUEUES` times. Closing
+    the generator (or an exception in the consumer, such as Ctrl-C) cancels the
+    tasks in flight; the store stays consistent because every task publishes
+    its completion keys last.
     """
-    location, owner = run.model.location, run.owner
+    location = run.model.location
     rule = run.model.completion
     pending = iter(run.sim_ids)
     again: list[str] = []
@@ -99,6 +106,7 @@ def run_waves(
     say = notify or logger.warning
     in_flight = as_completed()
     futures: dict[str, str] = {}
+    requeued: Counter[str] = Counter()
 
     def refill() -> None:
         limit = window or WAVE_FACTOR * capacity(client)
@@ -116,9 +124,12 @@ def run_waves(
             if futures:
                 future = next(in_flight)
                 sim_id = futures.pop(future.key)
-                outcome = _outcome(location, sim_id, future, owner)
+                outcome = _outcome(run, sim_id, future, requeued[sim_id] < REQUEUES)
                 future.release()
-                if outcome.state == State.RUNNING:
+                if outcome is None:
+                    requeued[sim_id] += 1
+                    again.append(sim_id)
+                elif outcome.state == State.RUNNING:
                     held.add(sim_id)
                 else:
                     yield outcome
@@ -170,24 +181,49 @@ def _stuck_message(stuck: Mapping[str, claims.Claim], root: str) -> str:
     )
 
 
-def _outcome(location: Location, sim_id: str, future: Any, owner: str) -> Outcome:
-    if future.status == "finished":
+def _outcome(run: Run, sim_id: str, future: Any, requeue: bool) -> Outcome | None:
+    """How ``sim_id``'s task ended; ``None``: it never started, send it again (``requeue``)."""
+    location, owner = run.model.location, run.owner
+    try:
+        # Waits while Dask recomputes a result lost with its worker (the
+        # "Couldn't gather keys … rescheduling" of a worker killed after the task
+        # finished); raises what ended the task, or that the recomputation failed.
         return Outcome(sim_id, future.result())
-    # An attempt that died with its worker never released this run's claim.
-    claims.release_owned(location, sim_id, owner)
-    error = future.exception() if future.status == "error" else None
+    except CancelledError:
+        error = None
+    except Exception as exc:
+        error = exc
+    claim = claims.current(location).get(sim_id)
+    ours = claim is not None and claim.holder.run == owner
+    if ours:
+        # An attempt that died with its worker never released this run's claim.
+        claims.release(location, claim)
     if isinstance(error, StoreUnwritable):
         # Every other simulation would meet the same refusal: stop the run here.
         raise StoreUnwritable(
             f"{error}; the run stopped, its unfinished simulations stay pending "
             "(run again once the store takes writes)"
         )
+    if isinstance(error, KilledWorker):
+        state, _ = run.model.completion.state(location.exists, sim_id, run.registry.row(sim_id))
+        if state.done:  # it finished before its worker died, unreported
+            return Outcome(sim_id, state.value)
+        if not ours and requeue:
+            # Dask counts a death against every task sent to that worker, also
+            # those waiting there behind the one that killed it: this one took no
+            # claim, so it never started.
+            return None
     detail = f"{type(error).__name__}: {error}" if error else f"task {future.status}"
-    if records.read_failure(location, sim_id) is None:
+    killed = isinstance(error, KilledWorker)
+    if killed or records.read_failure(location, sim_id) is None:
         # The task never ran to its own error handling (worker killed, cancelled, lost).
         reason = type(error).__name__ if error else f"task {future.status}"
-        records.write_failure(
-            location,
-            {**records.failure(error or RuntimeError(detail), sim_id, "task"), "reason": reason},
-        )
+        record = {
+            **records.failure(error or RuntimeError(detail), sim_id, "task"),
+            "reason": reason,
+        }
+        if killed and ours:
+            holder = claim.holder
+            record["message"] += f" Its last attempt ran in process {holder.pid} on {holder.host}."
+        records.write_failure(location, record)
     return Outcome(sim_id, State.FAILED.value, detail)
