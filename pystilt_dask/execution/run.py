@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 import dask
 from dask.base import tokenize
 from distributed import Client, Future, default_client
-from distributed.deploy import Cluster
+from distributed.core import Status
+from distributed.deploy import Cluster, SpecCluster
 from pydantic import ValidationError
 from rich.console import Console
+from tornado.ioloop import PeriodicCallback
 
 from .. import preflight
 from ..config import ExecutionConfig
@@ -49,6 +51,9 @@ TASK_PREFIX = "stilt-sim-"
 
 #: What a run does by default: every simulation not complete.
 INCOMPLETE = (State.PENDING, State.RUNNING, State.FAILED, State.INTERRUPTED)
+
+#: Seconds between looks at whether the cluster a run started gave a worker up.
+KEEP_INTERVAL = 1.0
 
 
 def task_key(token: str, sim_id: str) -> str:
@@ -277,7 +282,8 @@ def connect(client: Client | Cluster | str | None, execution: ExecutionConfig) -
     """Yield a client: ``client``, one of a cluster or address, the default, or a new cluster's.
 
     What this function started (a client of a given cluster or address, a new
-    cluster) is closed on exit; what the caller gave is left running.
+    cluster) is closed on exit; what the caller gave is left running. A new
+    cluster is kept at its size while it is used (see :func:`keep_workers`).
 
     Raises
     ------
@@ -306,8 +312,68 @@ def connect(client: Client | Cluster | str | None, execution: ExecutionConfig) -
     if given is not None:
         yield given
         return
-    with quiet_cancels(), make_cluster(execution) as cluster, Client(cluster) as own:
+    with (
+        quiet_cancels(),
+        make_cluster(execution) as cluster,
+        Client(cluster) as own,
+        keep_workers(cluster),
+    ):
         yield own
+
+
+@contextmanager
+def keep_workers(cluster: Cluster) -> Iterator[None]:
+    """Replace the workers ``cluster`` gives up for good while the block runs.
+
+    A ``SpecCluster`` (``LocalCluster``, ``SLURMCluster``) closes a worker's
+    nanny or job for good when, ``distributed.deploy.lost-worker-timeout`` (15 s)
+    after the scheduler lost the worker, no worker of its name is back, and never
+    replaces it. A task that kills its worker on every attempt makes that likely
+    (the nanny is restarting the worker just then); once every worker is given
+    up, the tasks left wait forever for a worker, and so does a run. Each worker
+    given up (or whose nanny or job failed) while its cluster still counts it is
+    replaced by a new one under a name not used before, as the old one may still
+    register for a moment. Workers a cluster retires (scaling down, adapting)
+    are not replaced; other clusters are left alone.
+
+    Parameters
+    ----------
+    cluster : distributed.deploy.Cluster
+        A running cluster.
+    """
+    if not isinstance(cluster, SpecCluster):
+        yield
+        return
+    ended = (Status.closed, Status.failed)
+
+    def alive() -> set[Any]:
+        return {name for name, w in list(cluster.workers.items()) if w.status not in ended}
+
+    # Workers still starting (jobs in a queue) are counted once they have started.
+    seen = alive()
+
+    def look() -> None:  # on the cluster's event loop, as the cluster's own changes
+        nonlocal seen
+        present = alive()
+        failed = {name for name, w in cluster.workers.items() if w.status in ended}
+        lost = ((seen - present) | failed) & set(cluster.worker_spec)
+        seen = present
+        if not lost or cluster.status != Status.running:
+            return
+        for _ in lost:  # while the lost names still hold their places: new names
+            cluster.worker_spec.update(cluster.new_worker_spec())
+        for name in lost:
+            del cluster.worker_spec[name]
+        # Starts the new ones, closes what is left of the lost ones; the base class
+        # counts entries of the spec (SLURMCluster's own scale counts workers).
+        SpecCluster.scale(cluster, len(cluster.worker_spec))
+
+    watch = PeriodicCallback(look, KEEP_INTERVAL * 1000)
+    cluster.loop.add_callback(watch.start)
+    try:
+        yield
+    finally:
+        cluster.loop.add_callback(watch.stop)
 
 
 def start_client(execution: ExecutionConfig) -> Client:
