@@ -6,8 +6,10 @@ The table is written exactly as the trajectory step returned it (R-STILT columns
 from the run. The schema metadata records the simulation's registry entry (id,
 receptor, row, meteorology name, scene id; not the registration time, so equal
 runs write equal bytes) under ``pystilt_dask:*`` keys, which lets ``verify
---repair`` restore a lost registry entry from the particles alone, and the
-HYSPLIT log of the run (``pystilt_dask:log``).
+--repair`` restore a lost registry entry from the particles alone. The HYSPLIT
+log of the run is in the file's key-value metadata too (``pystilt_dask:log``),
+but not in the Arrow schema pyarrow also stores there, which would hold it a
+second time, base64-encoded.
 
 Every page carries its CRC (``write_page_checksum``), and every read here checks
 them (``page_checksum_verification``), so a damaged page is an error, never wrong
@@ -51,19 +53,20 @@ def to_bytes(
         f"{_PREFIX}row": str(int(entry["row"])),
         f"{_PREFIX}scene_id": "" if scene_id is None or pd.isna(scene_id) else str(scene_id),
     }
-    if log is not None:
-        extra[f"{_PREFIX}log"] = log
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = io.BytesIO()
     # Dictionaries pay off only for the few distinct times and particle numbers;
     # on the float columns they cost a fifth of the write and save nothing.
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         sink,
+        table.schema,
         compression="zstd",
         use_dictionary=_DICTIONARY_COLUMNS,
         write_page_checksum=True,
-    )
+    ) as writer:
+        writer.write_table(table)
+        if log is not None:
+            writer.add_key_value_metadata({f"{_PREFIX}log": log})
     return sink.getvalue()
 
 
@@ -75,8 +78,8 @@ def parse(data: bytes) -> tuple[pd.DataFrame, dict[str, str]]:
     OSError, pyarrow.ArrowException
         When a page fails its CRC, or the bytes are not a Parquet file.
     """
-    table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
-    return table.to_pandas(), _ours(table.schema)
+    parquet = pq.ParquetFile(io.BytesIO(data), page_checksum_verification=True)
+    return parquet.read().to_pandas(), _ours(parquet.metadata.metadata)
 
 
 def read(location: Location, key: str) -> pd.DataFrame:
@@ -106,7 +109,7 @@ def metadata(location: Location, key: str) -> dict[str, str]:
     """
     data = location.read_bytes(key)
     try:
-        return _ours(pq.read_schema(pa.BufferReader(data)))
+        return _ours(pq.read_metadata(pa.BufferReader(data)).metadata)
     except Exception as exc:
         raise _damaged(key, exc) from None
 
@@ -125,10 +128,11 @@ def receptor(meta: dict[str, str]) -> Receptor:
     return built if built.sim_id == sim_id else built.registered_as(sim_id)
 
 
-def _ours(schema: pa.Schema) -> dict[str, str]:
+def _ours(metadata: dict[bytes, bytes] | None) -> dict[str, str]:
+    """The ``pystilt_dask:*`` entries of a file's key-value metadata, without the prefix."""
     return {
         k.decode().removeprefix(_PREFIX): v.decode()
-        for k, v in (schema.metadata or {}).items()
+        for k, v in (metadata or {}).items()
         if k.decode().startswith(_PREFIX)
     }
 
