@@ -50,10 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Background", "background", "endpoint_rows", "particle_background", "particle_weights"]
 
-# observations/modelled.py imports these three from here; once it imports them
-# from .fields, this line goes.
-_field_axes, _Held, _sample = field_axes, Held, sample
-
 #: Particle columns every background reads.
 _COLUMNS = ("indx", "time", "long", "lati")
 

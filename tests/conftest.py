@@ -16,14 +16,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import dask.config
 import pytest
+import xarray as xr
 from distributed import Client, LocalCluster
 
+from pystilt_dask import accessor
 from pystilt_dask.config import ModelConfig
 from pystilt_dask.hysplit.executable import resolve_hysplit
 from pystilt_dask.meteorology.idealized import write_idealized_met
@@ -33,6 +36,21 @@ SHARED = CHECKOUT.parent / "shared"
 #: The console script of the installed package (which imports the code under test:
 #: see ``env``).
 STILT = str(Path(sys.executable).parent / "stilt-dask")
+
+
+@pytest.fixture(autouse=True)
+def _our_accessor() -> None:
+    """Give ``DataArray.stilt`` back to pystilt_dask after a test imported PYSTILT.
+
+    PYSTILT's ``stilt`` package registers an accessor of the same name when it is
+    imported (tests compare with it), so without this the tests that follow would
+    depend on the order they run in. Users call ``accessor.register()`` the same way.
+    """
+    if xr.DataArray.stilt is not accessor.FootprintAccessor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", accessor.StiltAccessorWarning)
+            accessor.register()
+
 
 #: The idealized stand-in for the HRRR crop: the same morning (2019-05-30 00–11 UTC,
 #: two 6-hourly files named like HRRR's, ``20190530_00-05_ideal``), over the Salt

@@ -32,8 +32,9 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis import convolve
-from ..background import _field_axes, _Held, _sample, background
+from ..background import background
 from ..errors import ConfigError
+from ..fields import Held, field_axes, sample
 from ..receptors import receptor_rows
 from .columns import modelled_column
 from .placement import GRAVITY, LAPSE_RATE, R_DRY, SEA_LEVEL_TEMPERATURE
@@ -138,13 +139,13 @@ def modelled_columns(
     enhancement = _enhancement(model, name, where, flux, chunks)
     held = None
     if background is not None:
-        axes = _field_axes(background)
+        axes = field_axes(background)
         if kernels and axes.vertical not in (None, "pres", "zagl"):
             raise ValueError(
                 f"the background field's vertical dimension {axes.vertical!r} cannot be "
                 "matched to the kernel levels above the receptor: name it pres (hPa) or zagl (m)"
             )
-        held = _Held(background)
+        held = Held(background)
     prior, above = _level_terms(soundings, top_agl, held, kernels, chunks)
     data: dict[str, Any] = {"enhancement": enhancement, "prior": prior}
     if background is not None:
@@ -279,7 +280,7 @@ def _positions(model: Model, sim_ids: np.ndarray) -> np.ndarray:
 def _level_terms(
     soundings: pd.DataFrame,
     top_agl: np.ndarray,
-    held: _Held | None,
+    held: Held | None,
     kernels: bool,
     chunks: tuple[int, ...],
 ) -> tuple[da.Array, da.Array]:
@@ -303,7 +304,7 @@ def _level_terms(
     return both[0], both[1]
 
 
-def _block_terms(part: pd.DataFrame, top_agl: np.ndarray, held: _Held | None) -> np.ndarray:
+def _block_terms(part: pd.DataFrame, top_agl: np.ndarray, held: Held | None) -> np.ndarray:
     """``[prior, above]`` of each sounding of ``part`` (``above`` NaN without a field)."""
     n = len(part)
     out = np.full((2, n), np.nan)
@@ -340,7 +341,7 @@ def _block_terms(part: pd.DataFrame, top_agl: np.ndarray, held: _Held | None) ->
         }
     )[above]
     times = np.repeat(pd.to_datetime(part["time"]).to_numpy("datetime64[ns]"), sizes)[above]
-    values = _sample(held.field, points, times)
+    values = sample(held.field, points, times)
     row = np.repeat(np.arange(n), sizes)[above]
     out[1] = np.bincount(row, weights=weight[above] * values, minlength=n)
     return out
