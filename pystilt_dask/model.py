@@ -204,7 +204,10 @@ class Model:
         ----------
         repair : bool
             Remove damaged results (so the next ``run`` recomputes exactly those)
-            and restore lost registry entries from their particle files.
+            and restore lost registry entries from the commits' copies, the
+            checkpoints or the particle files; entries nothing holds are named as
+            lost (``report.ok`` stays false, and ``stilt-dask verify --repair``
+            exits 1).
 
         See :func:`pystilt_dask.store.verify.verify`.
         """
@@ -242,6 +245,61 @@ class Model:
     def footprints(self) -> Footprints:
         """Named footprints, each loadable as a lazy xarray object."""
         return Footprints(self)
+
+    def background(
+        self, field: xr.DataArray, footprint: str | None = None, *, batch_size: int = 64
+    ) -> xr.DataArray:
+        """Every registered simulation's background: ``field`` at its particles' endpoints.
+
+        Lazy, one dask computation; see :func:`pystilt_dask.background.background`.
+
+        Parameters
+        ----------
+        field : xarray.DataArray
+            A mole-fraction field (CarbonTracker, CAMS, ...), lazy or in memory.
+        footprint : str, optional
+            The footprint whose transforms weight the particles; default: none.
+        batch_size : int
+            Simulations per task.
+        """
+        from .background import background  # dask.array: only for analysis
+
+        return background(self, field, footprint, batch_size=batch_size)
+
+    def modelled_columns(
+        self,
+        soundings: pd.DataFrame,
+        flux: xr.DataArray,
+        *,
+        receptors: pd.DataFrame,
+        background: xr.DataArray | None = None,
+        footprint: str | None = None,
+    ) -> xr.Dataset:
+        """Every sounding's modelled column beside the observed one, lazily.
+
+        See :func:`pystilt_dask.observations.modelled_columns`.
+        """
+        from .observations.modelled import modelled_columns
+
+        return modelled_columns(
+            self, soundings, flux, receptors=receptors, background=background, footprint=footprint
+        )
+
+    def modelled_points(
+        self,
+        observations: pd.DataFrame,
+        flux: xr.DataArray,
+        *,
+        background: xr.DataArray | None = None,
+        footprint: str | None = None,
+    ) -> xr.Dataset:
+        """Every point observation's modelled value beside the observed one, lazily.
+
+        See :func:`pystilt_dask.observations.modelled_points`.
+        """
+        from .observations.modelled import modelled_points
+
+        return modelled_points(self, observations, flux, background=background, footprint=footprint)
 
     def plan(self, profile: str | None = None, skip_existing: bool = True, **overrides: Any) -> Run:
         """Register pending receptors and plan a run: see :meth:`pystilt_dask.execution.Run.plan`.

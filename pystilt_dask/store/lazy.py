@@ -36,7 +36,7 @@ def _read_row(
     read: footprints.ChunkReader, location: Location, name: str, row: int, sim_id: str
 ) -> np.ndarray:
     try:
-        return read(location, name, row)
+        return read(location, name, row, sim_id)
     except (ValueError, RuntimeError) as exc:
         raise StoreError(
             f"the footprint chunk of simulation {sim_id!r} (row {row}) is damaged "
