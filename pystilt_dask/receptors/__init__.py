@@ -16,7 +16,7 @@ time with seconds stamps them too (``yyyymmddHHMMSS``): HYSPLIT releases on the
 minute, but footprint layers count from the receptor's time, as in R-STILT.
 """
 
-from .frame import ReceptorFrame, receptor_frame
+from .frame import ReceptorFrame
 from .models import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -31,6 +31,7 @@ from .table import (
     ReceptorsMerged,
     read_receptor_frame,
     read_receptors,
+    receptor_frame,
     receptor_rows,
     receptors_from_frame,
 )

@@ -1,17 +1,16 @@
 """Receptors as columns: a receptor table read, checked and given ids without a Python loop.
 
-:func:`receptor_frame` turns a table into a :class:`ReceptorFrame` (one Arrow
-row per receptor, in the order of its first row), with the ids and numbers of
-:mod:`.models`, byte for byte. Rows whose cells the array checks cannot vouch
-for (a missing or out-of-range value, text that is not a plain number or a
-common time layout, a multipoint group) go through the receptor models one by
-one, in row order, so a bad row is named with exactly the message a model
-gives, and the first bad row is the one named.
+:func:`~.table.receptor_frame` turns a table into a :class:`ReceptorFrame` (one
+Arrow row per receptor, in the order of its first row) from the parts here, with
+the ids and numbers of :mod:`.models`, byte for byte. Rows whose cells the array
+checks cannot vouch for (a missing or out-of-range value, text that is not a
+plain number or a common time layout, a multipoint group) go through the
+receptor models one by one, in row order, so a bad row is named with exactly the
+message a model gives, and the first bad row is the one named.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +71,7 @@ class ReceptorFrame:
         ``time`` (naive UTC), the numbers as the ids print them, and the point
         lists of multipoint receptors.
     unique : bool
-        Whether no id appears twice (true of what :func:`receptor_frame` returns).
+        Whether no id appears twice (true of what :func:`~.table.receptor_frame` returns).
     """
 
     table: pa.Table
@@ -204,56 +203,6 @@ def canonical_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
     if "time" not in table.columns:
         raise ReceptorError(f"{source}: missing column 'time'")
     return table
-
-
-def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
-    """Read a receptor table (columns as :func:`~.table.read_receptors` takes them) as a frame.
-
-    Each receptor once, in the order of its first row; rows repeating an earlier
-    row's receptor are merged into it, said by one :class:`ReceptorsMerged` warning.
-
-    Raises
-    ------
-    ReceptorError
-        Naming the first bad row (1-based, as in a spreadsheet after the header) and field.
-    """
-    from .table import group_receptor, row_receptor  # the one-by-one path
-
-    table = canonical_table(table, source).reset_index(drop=True)
-    n = len(table)
-    grouped = np.zeros(n, dtype=bool)
-    members: dict[int, list[int]] = {}
-    if "group" in table.columns:
-        codes, _ = pd.factorize(table["group"], use_na_sentinel=False)
-        grouped = np.bincount(codes)[codes] > 1
-        for position in np.flatnonzero(grouped):
-            members.setdefault(int(codes[position]), []).append(int(position))
-    column, times, numbers, suspect = _cells(table)
-    # One by one, in the order of each receptor's first row: the first bad one raises.
-    units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect & ~grouped)]
-    units += [(positions[0], positions) for positions in members.values()]
-    groups: dict[int, tuple[list[int], Receptor]] = {}
-    for first, positions in sorted(units):
-        rows = [p + 1 for p in positions]
-        records = table.iloc[positions].to_dict(orient="records")
-        if len(positions) > 1:
-            groups[first] = (rows, group_receptor(rows, records, source))
-            continue
-        single = row_receptor(rows[0], records[0], source)
-        column[first] = single.kind == "column"
-        times[first] = np.datetime64(single.time, "s")
-        for name, value in single.model_dump(include=set(FLOATS)).items():
-            numbers[name][first] = value
-    singles = np.flatnonzero(~grouped)
-    frame, repeated = _single_receptors(singles, column, times, numbers)
-    multi, repeated_rows = _multipoints(groups, source)
-    firsts = np.concatenate([singles[~repeated], multi.pop("firsts")])
-    parts = [frame, ReceptorFrame.from_receptors(multi["receptors"]).table]
-    merged = pa.concat_tables(parts).take(pa.array(np.argsort(firsts, kind="stable")))
-    count = int(repeated.sum()) + repeated_rows
-    if count:
-        warnings.warn(ReceptorsMerged(count, source), stacklevel=3)
-    return ReceptorFrame(merged, unique=True)
 
 
 def _single_receptors(

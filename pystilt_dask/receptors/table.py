@@ -7,15 +7,26 @@ column checks cannot vouch for and names a bad row and field.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import ValidationError
 
 from ..errors import ReceptorError
-from .frame import ReceptorFrame, ReceptorsMerged, canonical_table, receptor_frame
+from .frame import (
+    FLOATS,
+    ReceptorFrame,
+    ReceptorsMerged,
+    _cells,
+    _multipoints,
+    _single_receptors,
+    canonical_table,
+)
 from .models import (
     ColumnReceptor,
     MultiPointReceptor,
@@ -25,7 +36,13 @@ from .models import (
     parse_time,
 )
 
-__all__ = ["ReceptorsMerged", "read_receptor_frame", "read_receptors", "receptor_rows"]
+__all__ = [
+    "ReceptorsMerged",
+    "read_receptor_frame",
+    "read_receptors",
+    "receptor_frame",
+    "receptor_rows",
+]
 
 
 def read_receptors(path: str | Path, storage_options: dict | None = None) -> list[Receptor]:
@@ -67,6 +84,54 @@ def read_receptor_frame(path: str | Path, storage_options: dict | None = None) -
     except FileNotFoundError:
         raise ReceptorError(f"receptor table {path} does not exist") from None
     return receptor_frame(table, source=path)
+
+
+def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
+    """Read a receptor table (columns as :func:`~.table.read_receptors` takes them) as a frame.
+
+    Each receptor once, in the order of its first row; rows repeating an earlier
+    row's receptor are merged into it, said by one :class:`ReceptorsMerged` warning.
+
+    Raises
+    ------
+    ReceptorError
+        Naming the first bad row (1-based, as in a spreadsheet after the header) and field.
+    """
+    table = canonical_table(table, source).reset_index(drop=True)
+    n = len(table)
+    grouped = np.zeros(n, dtype=bool)
+    members: dict[int, list[int]] = {}
+    if "group" in table.columns:
+        codes, _ = pd.factorize(table["group"], use_na_sentinel=False)
+        grouped = np.bincount(codes)[codes] > 1
+        for position in np.flatnonzero(grouped):
+            members.setdefault(int(codes[position]), []).append(int(position))
+    column, times, numbers, suspect = _cells(table)
+    # One by one, in the order of each receptor's first row: the first bad one raises.
+    units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect & ~grouped)]
+    units += [(positions[0], positions) for positions in members.values()]
+    groups: dict[int, tuple[list[int], Receptor]] = {}
+    for first, positions in sorted(units):
+        rows = [p + 1 for p in positions]
+        records = table.iloc[positions].to_dict(orient="records")
+        if len(positions) > 1:
+            groups[first] = (rows, group_receptor(rows, records, source))
+            continue
+        single = row_receptor(rows[0], records[0], source)
+        column[first] = single.kind == "column"
+        times[first] = np.datetime64(single.time, "s")
+        for name, value in single.model_dump(include=set(FLOATS)).items():
+            numbers[name][first] = value
+    singles = np.flatnonzero(~grouped)
+    frame, repeated = _single_receptors(singles, column, times, numbers)
+    multi, repeated_rows = _multipoints(groups, source)
+    firsts = np.concatenate([singles[~repeated], multi.pop("firsts")])
+    parts = [frame, ReceptorFrame.from_receptors(multi["receptors"]).table]
+    merged = pa.concat_tables(parts).take(pa.array(np.argsort(firsts, kind="stable")))
+    count = int(repeated.sum()) + repeated_rows
+    if count:
+        warnings.warn(ReceptorsMerged(count, source), stacklevel=3)
+    return ReceptorFrame(merged, unique=True)
 
 
 def receptors_from_frame(table: pd.DataFrame, source: str = "table") -> list[Receptor]:
