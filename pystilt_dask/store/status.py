@@ -9,6 +9,7 @@ holder that is gone, or expired). No client or scheduler is asked.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -92,10 +93,13 @@ def status(location: Location, registry: Registry, rule: CompletionRule) -> Stat
         return mask
 
     def listed(folder: str, suffix: str) -> np.ndarray:
-        return by_id(layout.strip_suffix(location.list_names(folder), suffix))
+        # Expected names only cut large object-store folders into concurrent listings.
+        expected = (f"{sim_id}{suffix}" for sim_id in index)
+        return by_id(layout.strip_suffix(location.list_names(folder, expected), suffix))
 
     def chunks(name: str) -> np.ndarray:
-        names = location.list_names(layout.foot_array(name))
+        expected = (posixpath.basename(layout.chunk_key(name, row)) for row in registry.rows)
+        names = location.list_names(layout.foot_array(name), expected)
         rows = [int(m.group(1)) for key in names if (m := layout.CHUNK_RE.match(key))]
         mask = np.zeros(len(index), dtype=bool)
         positions = registry.positions(rows)
