@@ -306,9 +306,18 @@ def checkpoints(location: Location) -> list[int]:
     return _listing(location)[1]
 
 
+def _parquet(data: bytes) -> pa.Table:
+    """A commit's or checkpoint's bytes as a table, every page checked against its CRC.
+
+    The trust rule: a damaged page raises rather than being read as entries.
+    (Files written before pages carried CRCs have none to check, and read as before.)
+    """
+    return pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+
+
 def _parsed(data: bytes, version: int) -> pa.Table:
     """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
-    return _versioned(pq.read_table(io.BytesIO(data)).select(SCHEMA.names).cast(SCHEMA), version)
+    return _versioned(_parquet(data).select(SCHEMA.names).cast(SCHEMA), version)
 
 
 def _versioned(table: pa.Table, version: int) -> pa.Table:
@@ -348,7 +357,7 @@ def read_checkpoint(location: Location, version: int) -> pa.Table:
     """
     key = layout.checkpoint_key(version)
     try:
-        table = pq.read_table(io.BytesIO(location.read_bytes(key)))
+        table = _parquet(location.read_bytes(key))
         return table.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
     except Exception as exc:
         raise StoreError(
@@ -488,7 +497,12 @@ def write_checkpoint(location: Location, registry: Registry) -> bool:
     """
     table = registry.entries.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
     sink = io.BytesIO()
-    pq.write_table(table.combine_chunks().replace_schema_metadata(None), sink, compression="zstd")
+    pq.write_table(
+        table.combine_chunks().replace_schema_metadata(None),
+        sink,
+        compression="zstd",
+        write_page_checksum=True,
+    )
     try:
         return location.create(layout.checkpoint_key(registry.version), sink.getvalue())
     except (StoreUnwritable, PermissionError):
@@ -602,7 +616,7 @@ def commit_bytes(records: list[dict]) -> bytes:
 
 def _commit_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     return sink.getvalue()
 
 
