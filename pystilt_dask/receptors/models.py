@@ -15,6 +15,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -102,16 +106,72 @@ Longitude = Annotated[
 Latitude = Annotated[
     float, Field(ge=-90, le=90, allow_inf_nan=False), AfterValidator(canonical_number)
 ]
-Height = Annotated[float, Field(ge=0, allow_inf_nan=False), AfterValidator(canonical_number)]
+Height = Annotated[float, Field(allow_inf_nan=False), AfterValidator(canonical_number)]
+#: What a receptor's heights are measured from: the ground or mean sea level (PYSTILT's names).
+AltitudeRef = Literal["agl", "msl"]
+#: The lowest height above sea level a receptor may have: the lowest land on Earth,
+#: the Dead Sea shore, is at about -430 m.
+LOWEST_MSL = -500.0
+#: The end of the id of a receptor above sea level (PYSTILT's marker).
+MSL_MARK = "msl"
+
+
+def check_height(value: float, altitude_ref: str) -> float:
+    """``value`` if it is a height a receptor of ``altitude_ref`` may have.
+
+    Raises
+    ------
+    ValueError
+        For a height below the ground (``agl``) or below :data:`LOWEST_MSL` (``msl``).
+    """
+    if altitude_ref == "msl":
+        if value < LOWEST_MSL:
+            raise ValueError(
+                f"a height above sea level must be at least {LOWEST_MSL:g} m "
+                "(the lowest land is the Dead Sea shore, about -430 m)"
+            )
+    elif value < 0:
+        raise ValueError(
+            "a height above ground must be at least 0; heights above sea level need "
+            "altitude_ref 'msl'"
+        )
+    return value
+
+
+def _sounding_text(value: Any) -> Any:
+    """A sounding id as text: integer ids (OCO's 16 digits) as their digits."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    return value
 
 
 class _Receptor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     time: UTCTime
+    #: Whether heights are above ground (``agl``) or mean sea level (``msl``; HYSPLIT's
+    #: ``KMSL=1`` for this simulation, and ``msl`` at the end of its id).
+    altitude_ref: AltitudeRef = "agl"
+    #: The sounding the receptor was made from (a label: not part of its identity).
+    sounding_id: Annotated[str | None, BeforeValidator(_sounding_text)] = Field(
+        default=None, repr=False
+    )
     #: The id a registry holds this receptor under, when an older id scheme gave it
     #: another (set by :func:`pystilt_dask.store.registry.receptor`); not part of it.
     registered_id: str | None = Field(default=None, exclude=True, repr=False)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The defaults are left out, so an AGL receptor dumps (into messages, particle
+        # files, netCDF attributes) exactly as it did before it had these fields.
+        data = handler(self)
+        if data.get("altitude_ref") == "agl":
+            del data["altitude_ref"]
+        if "sounding_id" in data and data["sounding_id"] is None:
+            del data["sounding_id"]
+        return data
 
     @property
     def time_id(self) -> str:
@@ -125,15 +185,24 @@ class _Receptor(BaseModel):
 
     @property
     def sim_id(self) -> str:
-        """The simulation id (the one it is registered under, when that differs)."""
-        return self.registered_id or self._own_id(self.time_id)
+        """The simulation id (the one it is registered under, when that differs).
+
+        A receptor above sea level ends it with ``msl``.
+        """
+        if self.registered_id:
+            return self.registered_id
+        own = self._own_id(self.time_id)
+        return own + MSL_MARK if self.altitude_ref == "msl" else own
 
     @property
     def legacy_sim_id(self) -> str | None:
         """The id registries written before this id scheme may hold it under, if another.
 
-        Those ids stamped the time to the minute and a column's height as ``X``.
+        Those ids stamped the time to the minute and a column's height as ``X``; they
+        had no receptors above sea level.
         """
+        if self.altitude_ref == "msl":
+            return None
         legacy = self._legacy_id(self.time.strftime("%Y%m%d%H%M"))
         return legacy if legacy != self._own_id(self.time_id) else None
 
@@ -144,7 +213,7 @@ class _Receptor(BaseModel):
         return self._own_id(time_id)
 
     def _identity(self) -> tuple:
-        return tuple(self.model_dump().values())
+        return tuple(self.model_dump(exclude={"sounding_id"}).values())
 
     def registered_as(self, sim_id: str) -> _Receptor:
         """This receptor, answering ``sim_id`` as its id: a registry entry under an older id."""
@@ -164,7 +233,7 @@ class _Receptor(BaseModel):
 
     def describe(self) -> str:
         """The receptor's fields in one line, for messages."""
-        fields = self.model_dump(exclude={"kind"})
+        fields = self.model_dump(exclude={"kind", "sounding_id"})
         fields["time"] = f"{self.time:%Y-%m-%d %H:%M:%S}"
         return ", ".join(f"{k}={_shown(v)}" for k, v in fields.items())
 
@@ -185,13 +254,22 @@ class PointReceptor(_Receptor):
     longitude, latitude : float
         Position in degrees.
     altitude : float
-        Height above ground in metres.
+        Height in metres above ground, or above sea level with ``altitude_ref="msl"``.
+    altitude_ref : {"agl", "msl"}
+        What ``altitude`` is measured from.
+    sounding_id : str, optional
+        The sounding it was made from; a label, not part of the receptor.
     """
 
     kind: Literal["point"] = "point"
     longitude: Longitude
     latitude: Latitude
     altitude: Height
+
+    @field_validator("altitude")
+    @classmethod
+    def _height(cls, value: float, info: ValidationInfo) -> float:
+        return check_height(value, info.data.get("altitude_ref", "agl"))
 
     def _own_id(self, time_id: str) -> str:
         lon, lat, z = (format_number(v) for v in (self.longitude, self.latitude, self.altitude))
@@ -212,7 +290,11 @@ class ColumnReceptor(_Receptor):
     longitude, latitude : float
         Position in degrees.
     bottom, top : float
-        Column bounds above ground in metres.
+        Column bounds in metres above ground, or above sea level with ``altitude_ref="msl"``.
+    altitude_ref : {"agl", "msl"}
+        What ``bottom`` and ``top`` are measured from.
+    sounding_id : str, optional
+        The sounding it was made from; a label, not part of the receptor.
     """
 
     kind: Literal["column"] = "column"
@@ -220,6 +302,11 @@ class ColumnReceptor(_Receptor):
     latitude: Latitude
     bottom: Height
     top: Height
+
+    @field_validator("bottom", "top")
+    @classmethod
+    def _height(cls, value: float, info: ValidationInfo) -> float:
+        return check_height(value, info.data.get("altitude_ref", "agl"))
 
     @model_validator(mode="after")
     def _ordered(self) -> ColumnReceptor:
@@ -255,13 +342,25 @@ class MultiPointReceptor(_Receptor):
     time : datetime or str
         Measurement time (UTC).
     longitudes, latitudes, altitudes : sequence of float
-        Release points; heights above ground in metres.
+        Release points; heights in metres above ground, or above sea level with
+        ``altitude_ref="msl"`` (a slant line of sight).
+    altitude_ref : {"agl", "msl"}
+        What ``altitudes`` are measured from.
+    sounding_id : str, optional
+        The sounding it was made from; a label, not part of the receptor.
     """
 
     kind: Literal["multipoint"] = "multipoint"
     longitudes: tuple[Longitude, ...]
     latitudes: tuple[Latitude, ...]
     altitudes: tuple[Height, ...]
+
+    @field_validator("altitudes")
+    @classmethod
+    def _heights(cls, values: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        for value in values:
+            check_height(value, info.data.get("altitude_ref", "agl"))
+        return values
 
     @model_validator(mode="after")
     def _aligned(self) -> MultiPointReceptor:
@@ -274,7 +373,7 @@ class MultiPointReceptor(_Receptor):
         return list(zip(self.longitudes, self.latitudes, self.altitudes, strict=True))
 
     def _identity(self) -> tuple:
-        return (self.kind, self.time, tuple(sorted(self._points())))
+        return (self.kind, self.time, self.altitude_ref, tuple(sorted(self._points())))
 
     def _own_id(self, time_id: str) -> str:
         points = sorted(
