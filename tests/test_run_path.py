@@ -43,19 +43,19 @@ def test_a_run_reads_each_registry_commit_once(tmp_path, idealized_met, client, 
     model = _model(tmp_path / "proj", idealized_met)
     Model(model.location.root, model.receptors()[:1], model.config).register_pending()
     reads: Counter[int] = Counter()
-    read_commit = registry.read_commit
+    read_commit = registry._commit_entries  # every read of a commit goes through it
 
     def counted(location, version):
         reads[version] += 1
         return read_commit(location, version)
 
-    monkeypatch.setattr(registry, "read_commit", counted)
+    monkeypatch.setattr(registry, "_commit_entries", counted)
     # Registers the two receptors not registered yet (commit 1), then runs all three.
     states = model.run(client=client, quiet=True)
     assert sorted(states.values()) == ["complete"] * 3
-    # Commit 0 read once when registering, commit 1 once after it was written; the
-    # plan, the waves and the tasks use that one snapshot.
-    assert reads == {0: 1, 1: 1}
+    # Commit 0 read once when registering; commit 1 never (its registrant keeps the
+    # entries it wrote). The plan, the waves and the tasks use that one snapshot.
+    assert reads == {0: 1}
 
 
 def test_every_way_to_run_builds_the_same_tasks(tmp_path, idealized_met):
