@@ -264,9 +264,14 @@ def _numbers(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
 
 
 def _random_table(n: int, seed: int) -> pd.DataFrame:
-    """Points, columns and multipoint groups, times with and without seconds, repeats."""
+    """Points, columns and multipoint groups, times with and without seconds, repeats.
+
+    A fifth of the rows are above sea level (some below it), in any case, and some
+    of them repeat an AGL row's numbers; every row names its sounding.
+    """
     rng = np.random.default_rng(seed)
     column = rng.random(n) < 0.3
+    msl = rng.random(n) < 0.2
     bottom = np.abs(_numbers(rng, n, 1000))
     stamps = pd.to_datetime(
         np.datetime64("2019-05-30T10:00") + rng.integers(0, 10**7, n).astype("timedelta64[s]")
@@ -284,13 +289,24 @@ def _random_table(n: int, seed: int) -> pd.DataFrame:
             "bottom": np.where(column, bottom, np.nan),
             "top": np.where(column, bottom + np.abs(_numbers(rng, n, 5000)) + 1e-3, np.nan),
             "group": np.arange(n).astype(str),
+            "altitude_ref": np.where(msl, rng.choice(["msl", "MSL", " msl"], n), "agl"),
+            "sounding_id": np.arange(n) + 2019053010000000,
         }
     )
+    table.loc[~msl & (rng.random(n) < 0.1), "altitude_ref"] = None  # agl
+    # The same numbers above sea level: another receptor.
+    twins = rng.choice(np.flatnonzero(~msl & ~column), n // 50)
+    table.loc[twins, "altitude_ref"] = "msl"
     # Multipoint groups: runs of points sharing a time.
     starts = rng.choice(np.flatnonzero(~column[:-2] & ~column[1:-1] & ~column[2:]), n // 50)
     for start in starts:
-        for column in ("group", "time"):
+        for column in ("group", "time", "altitude_ref"):
             table.loc[start + 1 : start + 2, column] = table.loc[start, column]
+    below = (table["altitude_ref"].str.strip().str.lower() == "msl").to_numpy(bool, copy=True)
+    below[twins] = False
+    table.loc[below, ["zagl", "bottom", "top"]] -= 400
+    agl_twins = table.loc[twins].assign(altitude_ref="agl", group="twin-" + table["group"])
+    table = pd.concat([table, agl_twins], ignore_index=True)
     again = table.sample(n // 10, random_state=seed)
     again["group"] = "again-" + again["group"]  # the same rows, or part of a group, repeated
     return pd.concat([table, again], ignore_index=True)
@@ -314,6 +330,9 @@ def test_column_ids_and_numbers_equal_the_models_on_a_random_table(tmp_path, as_
     assert frame.sim_ids == list(expected)
     assert frame.table.equals(ReceptorFrame.from_receptors(expected.values()).table)
     assert {r.kind for r in expected.values()} == {"point", "column", "multipoint"}
+    assert {(r.kind, r.altitude_ref) for r in expected.values()} == {
+        (kind, ref) for kind in ("point", "column", "multipoint") for ref in ("agl", "msl")
+    }
     assert merged[0].message.count == len(read) - len(expected) - sum(
         len(r.longitudes) - 1 for r in expected.values() if r.kind == "multipoint"
     )

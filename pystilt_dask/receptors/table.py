@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from ..errors import ReceptorError
@@ -28,11 +29,13 @@ from .frame import (
     canonical_table,
 )
 from .models import (
+    MSL_MARK,
     ColumnReceptor,
     MultiPointReceptor,
     PointReceptor,
     Receptor,
     _Receptor,
+    _sounding_text,
     parse_time,
 )
 
@@ -107,6 +110,8 @@ def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
         for position in np.flatnonzero(grouped):
             members.setdefault(int(codes[position]), []).append(int(position))
     column, times, numbers, suspect = _cells(table)
+    msl, bad_reference = _references(table)
+    suspect |= bad_reference
     # One by one, in the order of each receptor's first row: the first bad one raises.
     units = [(int(p), [int(p)]) for p in np.flatnonzero(suspect & ~grouped)]
     units += [(positions[0], positions) for positions in members.values()]
@@ -119,19 +124,59 @@ def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
             continue
         single = row_receptor(rows[0], records[0], source)
         column[first] = single.kind == "column"
+        msl[first] = single.altitude_ref == "msl"
         times[first] = np.datetime64(single.time, "s")
         for name, value in single.model_dump(include=set(FLOATS)).items():
             numbers[name][first] = value
-    singles = np.flatnonzero(~grouped)
-    frame, repeated = _single_receptors(singles, column, times, numbers)
+    parts, firsts, count = [], [], 0
+    # Receptors above sea level apart: the same numbers are another receptor there.
+    for above_sea in (False, True):
+        singles = np.flatnonzero(~grouped & (msl == above_sea))
+        if above_sea and not len(singles):
+            continue
+        frame, repeated = _single_receptors(singles, column, times, numbers)
+        parts.append(_marked(frame) if above_sea else frame)
+        firsts.append(singles[~repeated])
+        count += int(repeated.sum())
     multi, repeated_rows = _multipoints(groups, source)
-    firsts = np.concatenate([singles[~repeated], multi.pop("firsts")])
-    parts = [frame, ReceptorFrame.from_receptors(multi["receptors"]).table]
-    merged = pa.concat_tables(parts).take(pa.array(np.argsort(firsts, kind="stable")))
-    count = int(repeated.sum()) + repeated_rows
+    firsts.append(multi.pop("firsts"))
+    parts.append(ReceptorFrame.from_receptors(multi["receptors"]).table)
+    firsts = np.concatenate(firsts)
+    merged = pa.concat_tables(parts)
+    if "sounding_id" in table.columns:  # each receptor's from its first row
+        cells = table["sounding_id"].iloc[firsts].map(_sounding_text, na_action="ignore")
+        at = merged.schema.get_field_index("sounding_id")
+        merged = merged.set_column(
+            at, "sounding_id", pa.array(cells.to_numpy(object), pa.string(), from_pandas=True)
+        )
+    merged = merged.take(pa.array(np.argsort(firsts, kind="stable")))
+    count += repeated_rows
     if count:
         warnings.warn(ReceptorsMerged(count, source), stacklevel=3)
     return ReceptorFrame(merged, unique=True)
+
+
+def _references(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(msl, suspect)`` of the ``altitude_ref`` cells (absent or empty: ``agl``)."""
+    n = len(table)
+    if "altitude_ref" not in table.columns:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    cells = table["altitude_ref"]
+    text = cells.astype("string").str.strip().str.lower()
+    msl = (text == "msl").fillna(False).to_numpy(dtype=bool)
+    agl = (text == "agl").fillna(False).to_numpy(dtype=bool)
+    return msl, ~(msl | agl | cells.isna().to_numpy())
+
+
+def _marked(frame: pa.Table) -> pa.Table:
+    """Point and column receptors of ``frame`` (written as AGL) as receptors above sea level."""
+    n = frame.num_rows
+    ids = pc.binary_join_element_wise(frame["sim_id"], MSL_MARK, "")
+    frame = frame.set_column(0, "sim_id", ids)
+    # No registry written before ids carried a column's extent held a receptor above sea level.
+    frame = frame.set_column(1, "legacy_id", pa.nulls(n, pa.string()))
+    at = frame.schema.get_field_index("altitude_ref")
+    return frame.set_column(at, "altitude_ref", pa.repeat(pa.scalar("msl"), n))
 
 
 def receptors_from_frame(table: pd.DataFrame, source: str = "table") -> list[Receptor]:
@@ -168,6 +213,7 @@ def row_receptor(index: int, row: dict[str, Any], source: str) -> Receptor:
     """The receptor of one table row (``index``: its 1-based number, for messages)."""
     row = _clean(row)
     fields = {k: row[k] for k in ("time", "longitude", "latitude") if k in row}
+    fields.update(_labels(row))
     if "bottom" in row or "top" in row:
         if "altitude" in row:
             raise ReceptorError(
@@ -208,13 +254,27 @@ def group_receptor(numbers: list[int], rows: list[dict[str, Any]], source: str) 
     if len(times) != 1:
         shown = sorted(str(t) for t in times)
         raise ReceptorError(f"{where}: a multipoint group needs one time, got {shown}")
+    references = {_labels(row).get("altitude_ref", "agl") for row in rows}
+    if len(references) != 1:
+        raise ReceptorError(
+            f"{where}: a multipoint group needs one altitude_ref, got {sorted(references)}"
+        )
     fields = {
+        **_labels(rows[0]),
         "time": rows[0].get("time"),
         "longitudes": [row.get("longitude") for row in rows],
         "latitudes": [row.get("latitude") for row in rows],
         "altitudes": [row.get("altitude") for row in rows],
     }
     return _validate(MultiPointReceptor, fields, where)
+
+
+def _labels(row: dict[str, Any]) -> dict[str, Any]:
+    """A cleaned row's ``altitude_ref`` (as written, in any case) and ``sounding_id``."""
+    labels = {k: row[k] for k in ("altitude_ref", "sounding_id") if k in row}
+    if isinstance(labels.get("altitude_ref"), str):
+        labels["altitude_ref"] = labels["altitude_ref"].strip().lower()
+    return labels
 
 
 def _validate(cls: type[_Receptor], fields: dict[str, Any], where: str) -> Receptor:
