@@ -9,12 +9,14 @@ so its chunk is written. Writers also set ``write_empty_chunks`` (runtime config
 not stored) to be safe. Nothing is sharded: a shard is one object, and writers of
 different simulations would race on it.
 
-A chunk is encoded ``bytes`` (little-endian) → ``zstd`` (level 3) → ``crc32c``:
-the last four bytes are the CRC-32C of the compressed bytes, checked before
-anything is decoded, by :class:`ChunkReader` and by zarr itself (format 2).
-Arrays made before that have no ``crc32c`` codec (format 1); their chunks are
-checked against the digests of :mod:`~pystilt_dask.store.digests` instead. A
-store's format is read from each array's codecs, never from a flag.
+A chunk is encoded as its non-zero cells (:mod:`.sparse`, the
+``pystilt_dask.nonzero`` codec) → ``zstd`` (level 3) → ``crc32c``: the last four
+bytes are the CRC-32C of the compressed bytes, checked before anything is
+decoded, by :class:`ChunkReader` and by zarr itself. Arrays made before the
+codec store every value (``bytes``, little-endian) and are read as they are;
+arrays made before format 2 also have no ``crc32c`` codec (format 1), and their
+chunks are checked against the digests of :mod:`~pystilt_dask.store.digests`
+instead. A store's format is read from each array's codecs, never from a flag.
 
 ``lag`` is the start of each hourly layer in hours relative to the receptor time
 (``-n .. -1`` for backward runs, ``0 .. n`` forward, whose last output minute
@@ -43,10 +45,11 @@ from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError, StoreError
 from ..fingerprint import footprint_settings
 from ..footprint import UNITS, Grid
-from . import digests, layout
+from . import digests, layout, sparse
 from .completion import footprint_component
 from .paths import Location, refused_writes
 from .registry import Registry
+from .sparse import NonzeroCodec
 
 #: Rows per chunk of the per-simulation coordinate arrays.
 COORD_CHUNK = 65536
@@ -244,6 +247,7 @@ def _create(store, name: str, config: FootprintConfig, hysplit: HysplitConfig) -
         chunks=(1, *shape),
         dtype="float32",
         fill_value=np.nan,
+        serializer=NonzeroCodec(),
         compressors=(ZstdCodec(level=3), Crc32cCodec()),
         chunk_key_encoding=_SEPARATOR,
         dimension_names=("simulation", "lag", *grid.dims),
@@ -357,35 +361,65 @@ def chunk_reader(array: zarr.Array) -> ChunkReader:
     ------
     StoreError
         When the array is not encoded as :func:`ensure_group` writes it (now, or
-        in format 1).
+        in an earlier format).
     """
     codecs = list(array.metadata.codecs)
     has_crc = checked(array)
     if has_crc:
         codecs.pop()
-    if not (
-        len(codecs) == 2
-        and isinstance(codecs[0], BytesCodec)
+    dense = (
+        isinstance(codecs[0], BytesCodec)
         and codecs[0].endian is not None
         and codecs[0].endian.value == "little"
+    )
+    nonzero = has_crc and isinstance(codecs[0], NonzeroCodec)
+    if not (
+        len(codecs) == 2
+        and (dense or nonzero)
         and isinstance(codecs[1], ZstdCodec)
         and array.dtype == np.dtype("float32")
     ):
         raise StoreError(
             f"footprint array {array.store_path} is encoded as {array.metadata.codecs}, not "
-            "as pystilt_dask writes it (little-endian float32, zstd, crc32c)"
+            f"as pystilt_dask writes it (float32, {sparse.NAME} or little-endian bytes, "
+            "zstd, crc32c)"
         )
-    return ChunkReader(array.shape[1:], has_crc)
+    return ChunkReader(array.shape[1:], has_crc, nonzero)
+
+
+class Chunk(np.ndarray):
+    """A decoded chunk that also holds its non-zero cells as ``indices`` and ``values``.
+
+    What :class:`ChunkReader` hands back for chunks stored by
+    :class:`~pystilt_dask.store.sparse.NonzeroCodec`: the array is the dense chunk
+    (its zero pages never touched until something reads them), and the analysis
+    kernels visit only ``indices`` (flat, C-order over the whole chunk, increasing)
+    and ``values``. Views, copies and results of arithmetic are plain arrays
+    without them, so the cells always describe the very array they came with;
+    the reader makes a new one on every call and nothing writes into it.
+    """
+
+    indices: np.ndarray
+    values: np.ndarray
+
+
+def nonzero_cells(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(indices, values)`` of a :class:`Chunk` as :class:`ChunkReader` made it, else None."""
+    if type(chunk) is Chunk and "indices" in chunk.__dict__:
+        return chunk.indices, chunk.values
+    return None
 
 
 class ChunkReader:
     """Check and decode one simulation's chunk straight from its key.
 
-    The chunk is zstd-compressed little-endian float32 (what :func:`ensure_group`
-    declares, checked by :func:`chunk_reader`), followed by the CRC-32C of those
-    bytes in format 2, and decompressed into the array handed back. Going through
-    zarr instead cost about 3 ms a call, three quarters of reading a 24 × 300 ×
-    300 chunk, and serialised the threads reading in parallel.
+    The chunk is what :func:`ensure_group` declares (checked by
+    :func:`chunk_reader`): the non-zero cells (:mod:`.sparse`) or, in stores made
+    before, dense little-endian float32; zstd-compressed; followed by the CRC-32C
+    of those bytes, checked before anything is decoded (format 1 chunks have no
+    CRC). Going through zarr instead cost about 3 ms a call, three quarters of
+    reading a dense 24 × 300 × 300 chunk, and serialised the threads reading in
+    parallel.
 
     Parameters
     ----------
@@ -394,11 +428,15 @@ class ChunkReader:
     crc : bool
         Whether chunks end in their CRC-32C (format 2); otherwise (format 1) their
         decoded values are compared with the digest recorded at publication.
+    nonzero : bool
+        Whether chunks hold their non-zero cells (:mod:`.sparse`) rather than
+        every value; such chunks come back as a :class:`Chunk`.
     """
 
-    def __init__(self, shape: tuple[int, ...], crc: bool) -> None:
+    def __init__(self, shape: tuple[int, ...], crc: bool, nonzero: bool = False) -> None:
         self.shape = tuple(shape)
         self.crc = crc
+        self.nonzero = nonzero
 
     def __call__(
         self, location: Location, name: str, row: int, sim_id: str | None = None
@@ -414,13 +452,11 @@ class ChunkReader:
             When the stored bytes fail their CRC-32C or digest, or do not decode
             to a chunk; the message names the footprint and the key.
         """
-        out = np.empty((1, *self.shape), dtype="<f4")
         key = layout.chunk_key(name, row)
         try:
             data = location.read_bytes(key)
         except FileNotFoundError:
-            out.fill(np.nan)
-            return out
+            return np.full((1, *self.shape), np.nan, dtype="<f4")
         where = f"footprint {name!r} chunk {key}"
         body = np.frombuffer(data, dtype="u1")
         if self.crc:
@@ -428,6 +464,9 @@ class ChunkReader:
             if len(data) < 4 or google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
                 raise ValueError(f"{where}: its CRC-32C does not match its bytes")
         try:
+            if self.nonzero:
+                return self._cells(_ZSTD.decode(body))
+            out = np.empty((1, *self.shape), dtype="<f4")
             _ZSTD.decode(body, out=out)
         except (ValueError, RuntimeError) as exc:
             raise type(exc)(f"{where} does not decode: {exc}") from None
@@ -437,6 +476,12 @@ class ChunkReader:
                 raise ValueError(f"{where}: no digest was recorded for simulation {sim_id!r}")
             if digests.digest(out) != recorded:
                 raise ValueError(f"{where}: its values do not match the digest recorded for it")
+        return out
+
+    def _cells(self, data: bytes) -> Chunk:
+        indices, values = sparse.decode_pairs(data, np.dtype("<f4"))
+        out = sparse.dense(indices, values, (1, *self.shape)).view(Chunk)
+        out.indices, out.values = indices, values
         return out
 
 
