@@ -65,6 +65,9 @@ SCHEMA = pa.schema(
         ("met", pa.string()),
         ("footprints", pa.list_(pa.string())),
         ("registered", pa.timestamp("us", tz="UTC")),
+        # Null in commits written before receptors had them: agl, no sounding.
+        ("altitude_ref", pa.string()),
+        ("sounding_id", pa.string()),
     ]
 )
 #: A checkpoint's entries: a commit's, with the version of the commit each came from.
@@ -236,6 +239,11 @@ def _times(table: pa.Table) -> np.ndarray:
     return table["time"].cast(pa.int64()).to_numpy()
 
 
+def _references(table: pa.Table) -> np.ndarray:
+    """Each receptor's ``altitude_ref`` (null, as older commits hold it, is ``agl``)."""
+    return pc.fill_null(table["altitude_ref"], "agl").to_numpy(zero_copy_only=False)
+
+
 def _same_fields(
     given: pa.Table, at: np.ndarray, entries: pa.Table, positions: np.ndarray
 ) -> np.ndarray:
@@ -245,6 +253,7 @@ def _same_fields(
         zero_copy_only=False
     )
     same &= _times(one) == _times(other)
+    same &= _references(one) == _references(other)
     for name in FLOATS:
         a = pc.fill_null(one[name], np.nan).to_numpy()
         b = pc.fill_null(other[name], np.nan).to_numpy()
@@ -317,7 +326,15 @@ def _parquet(data: bytes) -> pa.Table:
 
 def _parsed(data: bytes, version: int) -> pa.Table:
     """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
-    return _versioned(_parquet(data).select(SCHEMA.names).cast(SCHEMA), version)
+    return _versioned(_conformed(_parquet(data), SCHEMA), version)
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` as ``schema``; columns added to the schema since it was written are null."""
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(schema.names).cast(schema)
 
 
 def _versioned(table: pa.Table, version: int) -> pa.Table:
@@ -358,7 +375,7 @@ def read_checkpoint(location: Location, version: int) -> pa.Table:
     key = layout.checkpoint_key(version)
     try:
         table = _parquet(location.read_bytes(key))
-        return table.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
+        return _conformed(table, CHECKPOINT_SCHEMA)
     except Exception as exc:
         raise StoreError(
             f"registry checkpoint {key} is unreadable ({type(exc).__name__}: {exc})"
@@ -589,6 +606,8 @@ def _entries(
         "met": pa.repeat(pa.scalar(met, pa.string()), n),
         "footprints": pa.ListArray.from_arrays(offsets, names),
         "registered": pa.repeat(pa.scalar(registered, pa.timestamp("us", tz="UTC")), n),
+        "altitude_ref": given["altitude_ref"],
+        "sounding_id": given["sounding_id"],
     }
     return pa.table(columns, schema=SCHEMA)
 
@@ -642,12 +661,22 @@ def record(
         "met": met,
         "footprints": list(footprints),
         "registered": registered,
+        "altitude_ref": receptor.altitude_ref,
+        "sounding_id": receptor.sounding_id,
     }
 
 
 def receptor(entry: pd.Series) -> Receptor:
-    """Rebuild the receptor of one registry entry; its ``sim_id`` is the entry's."""
-    fields: dict = {"time": entry["time"]}
+    """Rebuild the receptor of one registry entry; its ``sim_id`` is the entry's.
+
+    An entry of a commit written before receptors had ``altitude_ref`` and
+    ``sounding_id`` (null there) is above ground and has no sounding.
+    """
+    fields: dict = {
+        "time": entry["time"],
+        "altitude_ref": _label(entry, "altitude_ref") or "agl",
+        "sounding_id": _label(entry, "sounding_id"),
+    }
     built: Receptor
     if entry["kind"] == "multipoint":
         fields.update({name: list(entry[name]) for name in LISTS})
@@ -660,3 +689,9 @@ def receptor(entry: pd.Series) -> Receptor:
             built = PointReceptor(**fields, altitude=entry["altitude"])
     sim_id = str(entry["sim_id"])
     return built if built.sim_id == sim_id else built.registered_as(sim_id)  # type: ignore[return-value]
+
+
+def _label(entry: pd.Series | dict, name: str) -> str | None:
+    """A text field of an entry; ``None`` where it is null or absent."""
+    value = entry.get(name)
+    return None if value is None or pd.isna(value) else str(value)
