@@ -19,7 +19,7 @@ from store_helpers import expected_chunk, make_config, make_receptors, run_synth
 from pystilt_dask.errors import ConfigError, ReceptorError, StoreError
 from pystilt_dask.model import Model
 from pystilt_dask.receptors import MultiPointReceptor
-from pystilt_dask.store import layout, registry
+from pystilt_dask.store import footprints, layout, registry
 
 TRIALS = 8
 REGISTRANTS = 4
@@ -247,3 +247,32 @@ def test_a_damaged_commit_or_checkpoint_is_never_read_as_entries(tmp_path):
             # A flip in a page header outside the data (statistics) changes no entry.
             assert entries.equals(whole.entries)
         location.write_bytes(key, good)
+
+
+def test_plain_readers_see_the_registry_and_only_new_blocks_are_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(footprints, "COORD_CHUNK", 4)  # blocks of 4 rows: 10 rows are 3
+    config = make_config(tmp_path, names=("coarse",))
+    receptors = make_receptors(11)
+    model = Model(tmp_path / "p", receptors[:10], config)
+    model.register_pending()
+    group = tmp_path / "p" / layout.footprint_group("coarse")
+
+    def plain() -> xr.Dataset:
+        return xr.open_zarr(group, consolidated=False)
+
+    def inodes() -> list[int]:
+        return [os.stat(group / "simulation" / "c" / str(k)).st_ino for k in range(3)]
+
+    assert plain()["simulation"].values.tolist() == [r.sim_id for r in receptors[:10]]
+    first = pd.DatetimeIndex([r.time for r in receptors[:10]])
+    np.testing.assert_array_equal(plain()["time"].values[:, -1], first - pd.Timedelta("1h"))
+    before = inodes()
+    Model(tmp_path / "p", receptors, config).register_pending()
+    after = inodes()
+    # Blocks 0 and 1 were described already; block 2 gained row 10.
+    assert after[:2] == before[:2] and after[2] != before[2]
+    assert plain()["simulation"].values.tolist() == [r.sim_id for r in receptors]
+    assert plain()["foot"].sizes["simulation"] == 11
+    # A registration that adds nothing writes nothing.
+    Model(tmp_path / "p", receptors, config).register_pending()
+    assert inodes() == after

@@ -27,12 +27,15 @@ is the absolute start of each layer. Layers a footprint does not reach
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
 import google_crc32c
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import xarray as xr
 import zarr
 import zarr.storage
@@ -56,6 +59,7 @@ COORD_CHUNK = 65536
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEPARATOR = {"name": "default", "configuration": {"separator": "."}}
 _CONFIG_ATTR = "pystilt_dask:footprint"
+_SIMULATION_ATTR = "pystilt_dask:simulation"
 _LAG_ATTRS = {
     "long_name": "start of the hourly layer relative to the receptor time",
     "units": "hours",
@@ -131,47 +135,102 @@ def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
     :func:`open_foot` take rows from the registry. Every value written is derived
     from ``registry``, so a writer holding an older registry is corrected by
     calling this again with the newer one (see :meth:`pystilt_dask.Model.sync`).
+
+    The group attribute ``pystilt_dask:simulation`` describes what the
+    ``simulation`` array holds (its extent and a digest of the ids of each block
+    of :data:`COORD_CHUNK` rows): blocks whose digest matches are not written
+    again, and nothing stored is read back to compare.
     """
     n = registry.next_row
-    rows = registry.rows
-    sim_ids = np.full(n, "", dtype=object)
-    sim_ids[rows] = registry.sim_ids
-    minutes = np.zeros(n, dtype="int64")
-    minutes[rows] = registry.table["time"].to_numpy("datetime64[m]").astype("int64")
+    starts = range(0, n, COORD_CHUNK)
+    blocks = {start: _block_ids(registry, start, min(start + COORD_CHUNK, n)) for start in starts}
+    digests = [_digest(ids) for ids in blocks.values()]
     for name, fp in config.footprints.items():
         ensure_group(location, name, fp, config.hysplit)
         group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
-        if _describes(group, sim_ids):
+        described = _described(group, n)
+        if described == digests:
             continue  # written for these rows already (a read-only store stays usable)
         with refused_writes(location.root):
-            _describe_rows(group, sim_ids, minutes)
+            _describe_rows(group, registry, blocks, digests, described)
 
 
-def _describe_rows(group: zarr.Group, sim_ids: np.ndarray, minutes: np.ndarray) -> None:
-    """Write ``group``'s coordinates and extents for these rows."""
-    n = len(sim_ids)
+def _block(registry: Registry, name: str, start: int, stop: int) -> pa.Array:
+    """Column ``name`` of the entries in rows ``start`` to ``stop`` (exclusive); null where no row.
+
+    Rows are ascending, so a block without gaps is a slice (no copy of the column).
+    """
+    positions = registry.positions(np.arange(start, stop))
+    column = registry.entries[name]
+    if positions[0] >= 0 and positions[-1] - positions[0] == stop - start - 1:
+        return column.slice(int(positions[0]), stop - start).combine_chunks()
+    return column.take(pa.array(positions, mask=positions < 0)).combine_chunks()
+
+
+def _block_ids(registry: Registry, start: int, stop: int) -> pa.Array:
+    """The ids of rows ``start`` to ``stop`` (exclusive); ``""`` for rows nobody holds."""
+    ids = pc.fill_null(_block(registry, "sim_id", start, stop), "")
+    return ids.cast(pa.large_string())
+
+
+def _digest(ids: pa.Array) -> str:
+    """A digest of a block of ids (a ``large_string`` array without nulls): lengths, then bytes."""
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)
+    offsets = offsets[ids.offset : ids.offset + len(ids) + 1]
+    digest = hashlib.blake2b(np.diff(offsets).tobytes(), digest_size=16)
+    data = ids.buffers()[2]
+    if data is not None:
+        digest.update(memoryview(data)[offsets[0] : offsets[-1]])
+    return digest.hexdigest()
+
+
+def _described(group: zarr.Group, n: int) -> list[str | None]:
+    """The digests of ``group``'s first ``ceil(n / COORD_CHUNK)`` blocks as recorded (or ``None``).
+
+    The attribute is written after coordinates and extents, so it holds while the
+    extents are the rows it records. A block's digest covers its rows up to that
+    extent, so a block cut at another extent never matches; its times follow
+    from its ids, which never change.
+    """
+    blocks = -(-n // COORD_CHUNK)
+    recorded = group.attrs.get(_SIMULATION_ATTR, {})
+    arrays = (group["simulation"], group["time"], group[layout.FOOT])
+    if any(array.shape[0] != recorded.get("rows") for array in arrays):
+        return [None] * blocks
+    held = list(recorded.get("blocks", []))[:blocks]
+    return held + [None] * (blocks - len(held))
+
+
+def _describe_rows(
+    group: zarr.Group,
+    registry: Registry,
+    blocks: dict[int, pa.Array],
+    digests: list[str],
+    described: list[str | None],
+) -> None:
+    """Write ``group``'s coordinates for the blocks not described yet, then extents and digests.
+
+    One block of :data:`COORD_CHUNK` rows at a time: the ``time`` coordinate of a
+    million simulations at once was 400 MB.
+    """
+    n = registry.next_row
     lag = group["lag"][:].astype("int64")
-    # Coordinates first, extents last: a reader never sees a row without its id.
-    _extended(group["simulation"], n)[:n] = sim_ids.astype(str)
-    _extended(group["time"], n)[:n] = minutes[:, None] + 60 * lag[None, :]
+    simulation, time = _extended(group["simulation"], n), _extended(group["time"], n)
+    for (start, ids), digest, had in zip(blocks.items(), digests, described, strict=True):
+        if digest == had:
+            continue
+        stop = start + len(ids)
+        times = _block(registry, "time", start, stop).cast(pa.timestamp("us")).cast(pa.int64())
+        minutes = pc.fill_null(times, 0).to_numpy() // 60_000_000  # µs, floored as numpy does
+        # Coordinates first, extents last: a reader never sees a row without its id.
+        simulation[start:stop] = ids.to_numpy(zero_copy_only=False).astype(str)
+        time[start:stop] = minutes[:, None] + 60 * lag[None, :]
     for array in (group["simulation"], group["time"], group[layout.FOOT]):
         if array.shape[0] != n:
             # Never delete chunks: a smaller extent here comes from an older registry.
             new_shape = (n, *array.shape[1:])
             _sync(array._async_array.resize(new_shape, delete_outside_chunks=False))
-
-
-def _describes(group: zarr.Group, sim_ids: np.ndarray) -> bool:
-    """Whether ``group`` holds these simulation ids with its extents set for them.
-
-    Extents are written last, and a row's time follows from its id, which never
-    changes: equal ids at full extent mean every coordinate is written.
-    """
-    n = len(sim_ids)
-    arrays = (group["simulation"], group["time"], group[layout.FOOT])
-    if any(array.shape[0] != n for array in arrays):
-        return False
-    return n == 0 or bool(np.array_equal(group["simulation"][:], sim_ids.astype(str)))
+    group.attrs[_SIMULATION_ATTR] = {"rows": n, "blocks": digests}
 
 
 def _extended(array: zarr.Array, n: int) -> zarr.Array:
