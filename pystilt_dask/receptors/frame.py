@@ -43,6 +43,8 @@ SCHEMA = pa.schema(
         ("time", pa.timestamp("us")),
         *[(name, pa.float64()) for name in FLOATS],
         *[(name, pa.list_(pa.float64())) for name in LISTS],
+        ("altitude_ref", pa.string()),
+        ("sounding_id", pa.string()),
     ]
 )
 
@@ -68,8 +70,9 @@ class ReceptorFrame:
     table : pyarrow.Table
         ``sim_id``, ``legacy_id`` (the id registries written before ids carried
         seconds or a column's extent may hold it under, else null), ``kind``,
-        ``time`` (naive UTC), the numbers as the ids print them, and the point
-        lists of multipoint receptors.
+        ``time`` (naive UTC), the numbers as the ids print them, the point
+        lists of multipoint receptors, ``altitude_ref`` (``agl`` or ``msl``) and
+        ``sounding_id`` (null when none).
     unique : bool
         Whether no id appears twice (true of what :func:`~.table.receptor_frame` returns).
     """
@@ -122,6 +125,8 @@ class ReceptorFrame:
                     "time": fields["time"],
                     **{name: fields.get(name) for name in FLOATS},
                     **{name: list(fields[name]) if name in fields else None for name in LISTS},
+                    "altitude_ref": receptor.altitude_ref,
+                    "sounding_id": receptor.sounding_id,
                 }
             )
         return cls(pa.Table.from_pylist(rows, schema=SCHEMA))
@@ -136,7 +141,8 @@ def as_frame(receptors: ReceptorFrame | Iterable[Receptor]) -> ReceptorFrame:
 
 def _build(row: dict[str, Any]) -> Receptor:
     kind = row["kind"]
-    fields: dict[str, Any] = {"time": row["time"]}
+    fields: dict[str, Any] = {"time": row["time"], "sounding_id": row.get("sounding_id")}
+    fields["altitude_ref"] = row.get("altitude_ref") or "agl"
     if kind == "multipoint":
         fields.update({name: row[name] for name in LISTS})
     else:
@@ -181,6 +187,8 @@ ALIASES = {
     "bottom": ("bottom",),
     "top": ("top",),
     "group": ("group",),
+    "altitude_ref": ("altitude_ref", "height_ref"),
+    "sounding_id": ("sounding_id",),
 }
 
 
@@ -262,6 +270,8 @@ def _ids_table(
             "latitude": kept["latitude"],
             **{name: pa.array(kept[name], mask=absent[name]) for name in absent},
             **{name: pa.nulls(n, pa.list_(pa.float64())) for name in LISTS},
+            "altitude_ref": pa.repeat(pa.scalar("agl"), n),
+            "sounding_id": pa.nulls(n, pa.string()),
         },
         schema=SCHEMA,
     )
