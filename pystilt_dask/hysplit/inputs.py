@@ -76,6 +76,17 @@ def maxpar(config: HysplitConfig, receptor: Receptor) -> int:
     return config.numpar
 
 
+def kmsl(config: HysplitConfig, receptor: Receptor) -> int:
+    """HYSPLIT's ``KMSL`` for one simulation: 1 (heights above sea level) or 0 (above ground).
+
+    A receptor above sea level (``altitude_ref="msl"``) is released with ``KMSL=1``,
+    as PYSTILT does, and HYSPLIT converts its heights with the met's terrain. The
+    project-wide ``hysplit.kmsl: 1`` releases every receptor of the project above
+    sea level, as it always has; its receptors keep their ids.
+    """
+    return 1 if receptor.altitude_ref == "msl" else config.kmsl
+
+
 def setup_text(config: HysplitConfig, receptor: Receptor, error_run: bool = False) -> str:
     """Return the text of SETUP.CFG for ``config``.
 
@@ -84,6 +95,7 @@ def setup_text(config: HysplitConfig, receptor: Receptor, error_run: bool = Fals
     values = config.model_dump()
     values.update(
         ivmax=len(config.varsiwant),
+        kmsl=kmsl(config, receptor),
         maxpar=maxpar(config, receptor),
         winderrtf=config.winderrtf if error_run else 0,
         zicontroltf=int(config.ziscale is not None),

@@ -89,7 +89,7 @@ def receptors_from_soundings(
         reference = "msl"
     # before the receptors are made: whether a receptor is MSL is part of its identity
     table["altitude_ref"] = reference
-    receptors = receptor_rows(table.drop(columns="sounding_id"), source="soundings")
+    receptors = receptor_rows(table, source="soundings")
     sim_ids = [receptor.sim_id for _, receptor in receptors]
     if kind == "slant":
         table["sim_id"] = np.repeat(sim_ids, [len(rows) for rows, _ in receptors])
