@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from .config import ModelConfig
 from .errors import HysplitError, StiltError, StoreUnwritable
@@ -64,8 +65,9 @@ def run_simulation(
         Return at once if the simulation is complete, and reuse stored particles
         when only footprints are missing. ``False`` removes its results and redoes all.
     entry : pandas.Series, optional
-        The simulation's registry entry, when the caller has it (a coordinator reads
-        the registry once instead of every task reading it); default: looked up.
+        The simulation's registry entry, when the caller has it (a run's tasks always
+        do: the coordinator reads the registry once instead of every task reading
+        it); default: read from the store.
     simulate : callable, optional
         Produces the particles; default: HYSPLIT, killed when Dask gives up on
         the task. Tests where HYSPLIT is not the point pass their own.
@@ -88,7 +90,7 @@ def run_simulation(
     """
     location = project if isinstance(project, Location) else Location(project)
     if entry is None:
-        entry = registry.read(location).entry(sim_id)
+        entry = _read_entry(location, sim_id)
     rule = CompletionRule.from_config(config)
     row = int(entry["row"])
     if skip_existing:
@@ -99,6 +101,13 @@ def run_simulation(
         if claim is None:
             return State.RUNNING.value
         return _attempt(location, sim_id, entry, config, rule, skip_existing, simulate)
+
+
+def _read_entry(location: Location, sim_id: str) -> pd.Series:
+    """The registry entry of ``sim_id``, read now: one scan of the ids, no index built."""
+    entries = registry.read(location).entries
+    found = registry.Registry(entries.filter(pc.equal(entries["sim_id"], sim_id)), -1)
+    return found.entry(sim_id)  # raises StoreError when it is not registered
 
 
 def _attempt(

@@ -137,9 +137,11 @@ class Registry:
             When ``sim_id`` is not registered.
         """
         try:
-            return self.table.loc[sim_id]
+            position = self.index.get_loc(sim_id)
         except KeyError:
             raise StoreError(f"simulation {sim_id!r} is not registered") from None
+        # One row of the Arrow entries: the pandas view of a million entries took seconds.
+        return pd.Series(self.entries.slice(position, 1).to_pylist()[0], name=sim_id)
 
     def row(self, sim_id: str) -> int:
         """The row of one simulation."""
