@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -150,13 +151,24 @@ class Model:
         met = met or next(iter(self.config.mets))
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
+        path = self._table_path()
+        digest = _table_digest(path) if path else None
         receptors = self.receptor_frame()
+        if digest is not None and _table_digest(path) != digest:
+            digest = None  # the table changed while it was read: its commit says nothing of it
         _check_heights(receptors, self.config.hysplit.z_top)
         self._store_config()
         new, committed = registry.register(
-            self.location, receptors, met, list(self.config.footprints), scene_id
+            self.location, receptors, met, list(self.config.footprints), scene_id, digest
         )
         return new, self.sync(committed)
+
+    def _table_path(self) -> str | None:
+        """The receptor table the receptors come from, if they come from one."""
+        given = self._receptors
+        if given is None:
+            return str(self.config.receptors) if self.config.receptors else None
+        return str(given) if isinstance(given, str | Path) else None
 
     def sync(self, known: Registry | None = None) -> Registry:
         """Make every footprint group describe the registry for plain zarr readers.
@@ -229,6 +241,9 @@ class Model:
         if not self.has_receptors:
             return 0
         known = self.registry() if known is None else known
+        path = self._table_path()
+        if path and _table_digest(path) in known.tables:
+            return 0  # a commit registered this very table: every receptor of it is registered
         return len(known.pending(self.receptor_frame()))
 
     @property
@@ -539,6 +554,12 @@ def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
     """Simulation ids for a message: the first ``shown`` of them, and how many more."""
     more = f" and {len(sim_ids) - shown} more" if len(sim_ids) > shown else ""
     return ", ".join(repr(i) for i in sim_ids[:shown]) + more
+
+
+def _table_digest(path: str) -> str:
+    """The registry's digest of the receptor table at ``path`` (local or fsspec URL)."""
+    with fsspec.open(path, "rb") as f:
+        return registry.table_digest(f.read(), path)
 
 
 def _check_heights(receptors: ReceptorFrame, z_top: float) -> None:

@@ -276,3 +276,31 @@ def test_plain_readers_see_the_registry_and_only_new_blocks_are_written(tmp_path
     # A registration that adds nothing writes nothing.
     Model(tmp_path / "p", receptors, config).register_pending()
     assert inodes() == after
+
+
+def test_a_registered_table_is_known_whole_from_its_digest(tmp_path):
+    config = make_config(tmp_path)
+    receptors = make_receptors(6)
+    table = pd.DataFrame(
+        [r.model_dump(include={"time", "longitude", "latitude", "altitude"}) for r in receptors]
+    )
+    csv = tmp_path / "receptors.csv"
+    table[:5].to_csv(csv, index=False)
+    model = Model(tmp_path / "p", csv, config)
+    assert model.unregistered() == 5
+    model.register_pending()
+    digest = registry.table_digest(csv.read_bytes(), str(csv))
+    assert model.registry().tables == {digest} and model.unregistered() == 0
+    # Another table (one row more) is not known whole: its receptors are compared.
+    table.to_csv(csv, index=False)
+    assert model.unregistered() == 1
+    model.register_pending()
+    both = {digest, registry.table_digest(csv.read_bytes(), str(csv))}
+    assert model.registry().tables == both and model.unregistered() == 0
+    # A table that registers nothing new records nothing (there is no commit).
+    table[:3].to_csv(csv, index=False)
+    assert model.register_pending() == [] and model.registry().tables == both
+    # A checkpoint carries the tables of its commits.
+    location = model.location
+    registry.write_checkpoint(location, registry.Registry(model.registry().entries, 63, both))
+    assert registry.read(location).version == 63 and registry.read(location).tables == both

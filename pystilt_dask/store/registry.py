@@ -35,7 +35,10 @@ entry with other heights stays a simulation of its own.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +77,9 @@ SCHEMA = pa.schema(
 CHECKPOINT_SCHEMA = SCHEMA.append(pa.field("version", pa.int64()))
 #: Version ``v`` has a checkpoint when ``v % CHECKPOINT_INTERVAL == CHECKPOINT_INTERVAL - 1``.
 CHECKPOINT_INTERVAL = 64
+#: Parquet metadata key of the receptor tables (:func:`table_digest`) a commit or checkpoint
+#: says are registered whole.
+TABLES_KEY = "pystilt_dask:tables"
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,15 @@ class Registry:
         version of the commit that registered it (:data:`CHECKPOINT_SCHEMA`).
     version : int
         The newest commit read (``-1`` when nothing is registered).
+    tables : frozenset of str
+        Digests (:func:`table_digest`) of receptor tables every receptor of which
+        is registered: each commit records the table it registered from, when it
+        came from one, and a checkpoint those of its commits.
     """
 
     entries: pa.Table
     version: int
+    tables: frozenset[str] = frozenset()
 
     @cached_property
     def table(self) -> pd.DataFrame:
@@ -223,8 +234,10 @@ class Registry:
 
     def extended(self, entries: pa.Table, version: int) -> Registry:
         """This registry with ``entries`` (rows after its own, new ids) committed as ``version``."""
+        tables = self.tables | _tables(entries)
+        entries = entries.replace_schema_metadata(None)
         combined = pa.concat_tables([self.entries, entries]) if len(self) else entries
-        return Registry(combined, version)
+        return Registry(combined, version, tables)
 
 
 def _arrow_lists(kind: pa.DataType) -> pd.ArrowDtype | None:
@@ -328,7 +341,10 @@ def _parquet(data: bytes) -> pa.Table:
 
 def _parsed(data: bytes, version: int) -> pa.Table:
     """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
-    return _versioned(_conformed(_parquet(data), SCHEMA), version)
+    table = _parquet(data)
+    return _versioned(
+        _conformed(table, SCHEMA).replace_schema_metadata(table.schema.metadata), version
+    )
 
 
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -340,8 +356,26 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _versioned(table: pa.Table, version: int) -> pa.Table:
+    """``table`` with its commit's ``version``; of its metadata only :data:`TABLES_KEY` stays."""
+    kept = _recorded(_tables(table))
     table = table.append_column("version", pa.array(np.full(table.num_rows, version)))
-    return table.replace_schema_metadata(None)
+    return table.replace_schema_metadata(kept)
+
+
+def _tables(table: pa.Table) -> frozenset[str]:
+    """The receptor table digests recorded in ``table``'s metadata."""
+    recorded = (table.schema.metadata or {}).get(TABLES_KEY.encode())
+    return frozenset(json.loads(recorded)) if recorded else frozenset()
+
+
+def table_digest(data: bytes, name: str) -> str:
+    """The digest a commit records for the receptor table ``name`` holding ``data``.
+
+    Over the bytes and the name's suffix (which decides how the bytes are read).
+    """
+    digest = hashlib.blake2b(posixpath.splitext(name)[1].lower().encode(), digest_size=16)
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def _commit_entries(location: Location, version: int) -> pa.Table:
@@ -377,7 +411,8 @@ def read_checkpoint(location: Location, version: int) -> pa.Table:
     key = layout.checkpoint_key(version)
     try:
         table = _parquet(location.read_bytes(key))
-        return _conformed(table, CHECKPOINT_SCHEMA)
+        kept = _recorded(_tables(table))
+        return _conformed(table, CHECKPOINT_SCHEMA).replace_schema_metadata(kept)
     except Exception as exc:
         raise StoreError(
             f"registry checkpoint {key} is unreadable ({type(exc).__name__}: {exc})"
@@ -411,7 +446,8 @@ def recover_commit(location: Location, version: int) -> bytes:
             continue
         entries = table.filter(pc.equal(table["version"], version))
         if entries.num_rows:
-            return _commit_bytes(entries.drop_columns("version"))
+            # Without the checkpoint's receptor tables: some were registered whole only later.
+            return _commit_bytes(entries.drop_columns("version").replace_schema_metadata(None))
     raise StoreError(
         f"registry commit {layout.registry_key(version)} has no readable copy, and no "
         "readable checkpoint holds it"
@@ -460,9 +496,10 @@ def _newest_checkpoint(location: Location, held: list[int]) -> Registry | None:
     """The registry as of the newest checkpoint in ``held`` that reads (unreadable ones skipped)."""
     for version in reversed(held):
         try:
-            return Registry(read_checkpoint(location, version), version)
+            table = read_checkpoint(location, version)
         except StoreError:
             continue
+        return Registry(table.replace_schema_metadata(None), version, _tables(table))
     return None
 
 
@@ -470,12 +507,15 @@ def _combined(
     location: Location, base: Registry | None, tables: list[pa.Table], version: int
 ) -> Registry:
     """``base`` with the entries of ``tables`` (newer commits) added, as of ``version``."""
+    known = base.tables if base is not None else frozenset()
+    known = known.union(*(_tables(t) for t in tables))
+    tables = [t.replace_schema_metadata(None) for t in tables]
     pieces = [t for t in ([base.entries] if base is not None else []) + tables if t.num_rows]
     if not pieces:
-        return Registry(CHECKPOINT_SCHEMA.empty_table(), version)
-    if len(pieces) == 1:
-        return Registry(pieces[0], version)  # one commit or checkpoint: its writer checked it
-    return Registry(_checked(pa.concat_tables(pieces), location.root), version)
+        return Registry(CHECKPOINT_SCHEMA.empty_table(), version, known)
+    if len(pieces) == 1:  # one commit or checkpoint: its writer checked it
+        return Registry(pieces[0], version, known)
+    return Registry(_checked(pa.concat_tables(pieces), location.root), version, known)
 
 
 def _checked(entries: pa.Table, root: str) -> pa.Table:
@@ -510,14 +550,14 @@ def _twice(root: str, column: str, value: object) -> None:
 def write_checkpoint(location: Location, registry: Registry) -> bool:
     """Write the checkpoint of ``registry`` (create-if-absent); return whether this call wrote it.
 
-    Its bytes depend only on the entries, so every writer of one version writes
-    the same; a store that refuses the write is left without it (readers replay
-    the commits instead).
+    Its bytes depend only on the commits (their entries, and the receptor tables
+    they record, sorted), so every writer of one version writes the same; a store
+    that refuses the write is left without it (readers replay the commits instead).
     """
     table = registry.entries.select(CHECKPOINT_SCHEMA.names).cast(CHECKPOINT_SCHEMA)
     sink = io.BytesIO()
     pq.write_table(
-        table.combine_chunks().replace_schema_metadata(None),
+        table.combine_chunks().replace_schema_metadata(_recorded(registry.tables)),
         sink,
         compression="zstd",
         write_page_checksum=True,
@@ -534,8 +574,13 @@ def register(
     met: str,
     footprints: Sequence[str],
     scene_id: str | None = None,
+    table: str | None = None,
 ) -> tuple[list[str], Registry]:
     """Register the receptors not registered yet; safe with any number of concurrent callers.
+
+    ``table``: the :func:`table_digest` of the receptor table ``receptors`` are
+    (all of it), recorded in the commit; a registry holding it needs no look at
+    that table's receptors to know they are all registered.
 
     Returns
     -------
@@ -556,6 +601,7 @@ def register(
         if not len(fresh):
             return [], registry
         entries = _entries(fresh, registry.next_row, met, footprints, scene_id, datetime.now(UTC))
+        entries = entries.replace_schema_metadata(_recorded([table] if table else []))
         data = _commit_bytes(entries)
         version = registry.version + 1
         if location.create(layout.registry_key(version), data):
@@ -633,6 +679,12 @@ def commit(location: Location, records: list[dict], version: int | None = None) 
 def commit_bytes(records: list[dict]) -> bytes:
     """Serialise registry records to one commit's Parquet bytes."""
     return _commit_bytes(pa.Table.from_pylist(records, schema=SCHEMA))
+
+
+def _recorded(tables: Iterable[str]) -> dict[str, str] | None:
+    """The Parquet metadata recording receptor table digests (``None``: none)."""
+    tables = sorted(tables)
+    return {TABLES_KEY: json.dumps(tables)} if tables else None
 
 
 def _commit_bytes(table: pa.Table) -> bytes:
