@@ -152,14 +152,19 @@ class Model:
         if met not in self.config.mets:
             raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
         path = self._table_path()
-        digest = _table_digest(path) if path else None
+        digest = known = None
+        if path:
+            digest, known = _table_digest(path), registry.read(self.location)
+            if digest in known.tables:  # a commit registered this very table, all of it
+                self._store_config()
+                return [], self.sync(known)
         receptors = self.receptor_frame()
         if digest is not None and _table_digest(path) != digest:
             digest = None  # the table changed while it was read: its commit says nothing of it
         _check_heights(receptors, self.config.hysplit.z_top)
         self._store_config()
         new, committed = registry.register(
-            self.location, receptors, met, list(self.config.footprints), scene_id, digest
+            self.location, receptors, met, list(self.config.footprints), scene_id, digest, known
         )
         return new, self.sync(committed)
 

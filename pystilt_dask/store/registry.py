@@ -575,12 +575,14 @@ def register(
     footprints: Sequence[str],
     scene_id: str | None = None,
     table: str | None = None,
+    known: Registry | None = None,
 ) -> tuple[list[str], Registry]:
     """Register the receptors not registered yet; safe with any number of concurrent callers.
 
     ``table``: the :func:`table_digest` of the receptor table ``receptors`` are
     (all of it), recorded in the commit; a registry holding it needs no look at
-    that table's receptors to know they are all registered.
+    that table's receptors to know they are all registered. ``known``: the
+    registry as the caller read it; only commits after it are read.
 
     Returns
     -------
@@ -595,7 +597,7 @@ def register(
         When a receptor's id is registered with other fields (see :meth:`Registry.pending`).
     """
     frame = as_frame(receptors)
-    registry = read(location)
+    registry = read(location, since=known)
     while True:
         fresh = registry.pending(frame)
         if not len(fresh):
