@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pyarrow.compute as pc
 import xarray as xr
 from dask.base import tokenize
+from xarray.indexes import PandasIndex
 
 from ..errors import StoreError
 from ..footprint.calc import settings_attrs
@@ -85,17 +87,18 @@ def open_footprint(
     dims = array.metadata.dimension_names
     lag = group["lag"].values
     receptor_time = entries["time"].to_numpy().astype("datetime64[ns]")
+    # In integer nanoseconds: datetime arithmetic checks every element for NaT.
+    hours = lag.astype("timedelta64[h]").astype("timedelta64[ns]").astype(np.int64)
+    layer_time = (receptor_time.view(np.int64)[:, None] + hours[None, :]).view("datetime64[ns]")
 
     def text(column: str) -> np.ndarray:
-        return pc.fill_null(entries[column], "").to_numpy(zero_copy_only=False).astype(str)
+        # Few distinct values (kinds, mets, scenes): each converted once, then indexed.
+        coded = pc.dictionary_encode(pc.fill_null(entries[column], "")).combine_chunks()
+        values = np.asarray(coded.dictionary.to_pylist(), dtype=str)
+        return values[coded.indices.to_numpy()]
 
     coords = {
-        "simulation": ("simulation", sim_ids),
-        "time": (
-            ("simulation", "lag"),
-            receptor_time[:, None] + lag[None, :].astype("timedelta64[h]"),
-            _TIME_ATTRS,
-        ),
+        "time": (("simulation", "lag"), layer_time, _TIME_ATTRS),
         "receptor_time": ("simulation", entries["time"].to_numpy()),
         **{f"receptor_{field}": ("simulation", pc.fill_null(entries[field], np.nan).to_numpy())
            for field in ("longitude", "latitude", "altitude", "bottom", "top")},
@@ -105,6 +108,11 @@ def open_footprint(
     }  # fmt: skip
     attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
     attrs.update(settings_attrs(config))  # as calc_footprint records them
+    # The ids' index given as one: xarray checks an object array's every element
+    # (1.5 s for a million ids). Its hash table is built at the first lookup.
+    index = pd.Index(sim_ids, dtype=object, copy=False, name="simulation")
+    ids_coord = xr.Coordinates.from_xindex(PandasIndex(index, "simulation"))
     # Assigned rather than given to the constructor, which deep-copies every coordinate.
-    foot = xr.DataArray(data, dims=dims, name="foot", attrs=attrs).assign_coords(coords)
+    foot = xr.DataArray(data, dims=dims, name="foot", attrs=attrs).assign_coords(ids_coord)
+    foot = foot.assign_coords(coords)
     return foot.assign_coords({v: group[v] for v in group.variables if v not in foot.coords})
