@@ -9,13 +9,13 @@ tasks left wait for a worker that never comes: the coordinator waited forever,
 in ``as_completed`` or in gathering a result lost with its worker ("Couldn't
 gather keys … rescheduling"), with no failure record and the killed attempt's
 claim left behind. Here the timeout is 0 s, so every death gives its nanny up
-at once: each repetition reproduces that (one worker), and passes only because
-the run replaces the workers its cluster gave up
+at once: each repetition reproduces that (one worker, or two in the slow
+test), and passes only because the run replaces the workers its cluster gave up
 (:func:`pystilt_dask.execution.run.keep_workers`).
 
-``allowed-failures`` 0 makes Dask give the task up after one death, and also
-every task that was waiting on that worker: those never started, and the run
-sends them again. HYSPLIT is a stand-in (``stand_in``) that kills the Dask
+``allowed-failures`` 0 (1 in the slow test) makes Dask give the task up after
+one death (two), and also every task that was waiting on that worker: those
+never started, and the run sends them again. HYSPLIT is a stand-in (``stand_in``) that kills the Dask
 worker process above it for one simulation, and is the real ``hycs_std`` for
 the others. Timeouts only guard against the hang.
 """
@@ -128,3 +128,21 @@ def test_stilt_dask_run_on_a_worker_killed_every_time_exits_1(tmp_path, stand_in
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"failed {poison}: KilledWorker" in result.stdout, result.stdout
     check_ending(config, poison, killed, deaths=1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("repetition", range(20))
+def test_runs_on_two_workers_killed_in_turn_end(tmp_path, stand_in, stilt, env, repetition):
+    # Two deaths on two workers (allowed-failures 1), each giving its nanny up;
+    # every other repetition through stilt-dask, the others in this process.
+    settings = {**SETTINGS, "distributed.scheduler.allowed-failures": 1}
+    config, poison, killed = poisoned_project(tmp_path / "project", stand_in, n_workers=2)
+    if repetition % 2:
+        with dask.config.set(settings):
+            states = Model.from_yaml(config).run(quiet=True)
+        assert states[poison] == "failed" and len(states) == RECEPTORS
+    else:
+        result = stilt("run", config, env=_environment(env, settings), timeout=540)
+        assert result.returncode == 1, result.stdout + result.stderr
+    check_ending(config, poison, killed, deaths=2)
