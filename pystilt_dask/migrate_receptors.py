@@ -33,7 +33,9 @@ PYSTILT_COLUMNS = {
 }
 
 #: The columns of the table written here.
-COLUMNS = ("r_idx", "group", "time", "longitude", "latitude", "altitude", "bottom", "top")
+COLUMNS = (
+    "r_idx", "group", "time", "longitude", "latitude", "altitude", "bottom", "top", "altitude_ref"
+)  # fmt: skip
 
 
 def migrate_receptors(source: str | Path, target: str | Path) -> list[Receptor]:
@@ -57,9 +59,9 @@ def migrate_receptors(source: str | Path, target: str | Path) -> list[Receptor]:
     Raises
     ------
     ConfigError
-        For a table PYSTILT refuses, or heights above sea level (``zmsl``,
-        ``altitude_ref: msl``), which have no equivalent here; naming the
-        ``r_idx`` or row at fault.
+        For a table PYSTILT refuses, naming the ``r_idx`` or row at fault.
+        Heights above sea level (``zmsl``, ``altitude_ref: msl``) become
+        receptors with ``altitude_ref: msl``.
     """
     source, target = Path(source), Path(target)
     try:
@@ -108,7 +110,6 @@ def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
             _refuse(source, f"{where}: {message}")
 
     refuse(~reference.isin(("agl", "msl")).to_numpy(), "altitude_ref must be 'agl' or 'msl'")
-    refuse((reference == "msl").to_numpy(), "heights above sea level (msl) are not supported")
     try:
         lon, lat, alt = (
             raw[spelling[f]].astype(float) for f in ("longitude", "latitude", "altitude")
@@ -124,13 +125,21 @@ def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
     time = pd.Series(pd.to_datetime(times), index=raw.index)
     refuse(~lon.between(-180, 180).to_numpy(), "longitude must be within [-180, 180]")
     refuse(~lat.between(-90, 90).to_numpy(), "latitude must be within [-90, 90]")
-    refuse(~(alt >= 0).to_numpy(), "heights above ground must be >= 0")
+    msl = (reference == "msl").to_numpy()
+    refuse(~msl & ~(alt >= 0).to_numpy(), "heights above ground must be >= 0")
+    refuse(msl & ~(alt >= -500).to_numpy(), "heights above sea level must be >= -500 m")
 
     codes, _ = pd.factorize(keys)
-    rows = pd.DataFrame({"code": codes, "time": time, "lon": lon, "lat": lat, "alt": alt})
+    rows = pd.DataFrame(
+        {"code": codes, "time": time, "lon": lon, "lat": lat, "alt": alt, "ref": reference}
+    )
     groups = rows.groupby("code", sort=False)
     size = groups["code"].transform("size").to_numpy()
     refuse(groups["time"].transform("nunique").to_numpy() > 1, "rows of one receptor need one time")
+    refuse(
+        groups["ref"].transform("nunique").to_numpy() > 1,
+        "rows of one receptor need one altitude_ref",
+    )
     one_place = (groups["lon"].transform("nunique") == 1) & (
         groups["lat"].transform("nunique") == 1
     )
@@ -155,6 +164,7 @@ def _translate(raw: pd.DataFrame, source: Path) -> pd.DataFrame:
             "altitude": alt.where(~column),
             "bottom": bottom.where(column),
             "top": top.where(column),
+            "altitude_ref": reference.to_numpy(),
         }
     )
     # A column is one row of ours: its first.

@@ -376,9 +376,9 @@ def csv(header: str, *rows: str) -> str:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        (csv("time,lon,lat,zmsl", "@,-111.9,40.7,1500"), "row 1: heights above sea level"),
-        (csv("r_idx,time,lon,lat,z,height_ref", "a,@,-111.9,40.7,5,msl"),
-         "r_idx=a: heights above sea level"),
+        (csv("time,lon,lat,zmsl", "@,-111.9,40.7,-600"), "row 1: heights above sea level must"),
+        (csv("r_idx,time,lon,lat,z,height_ref", "a,@,-111.9,40.7,5,msl", "a,@,-111.8,40.7,5,agl"),
+         "r_idx=a: rows of one receptor need one altitude_ref"),
         (csv("r_idx,time,lon,lat,z,altitude_ref", "a,@,-111.9,40.7,5,agl", "b,@,-111.8,40.7,5,"),
          "r_idx=b: altitude_ref must be 'agl' or 'msl'"),
         (csv("r_idx,time,lon,lat,z", "c,@,-111.9,40.7,0", "c,2019-05-30 11:00,-111.9,40.7,9"),
@@ -417,6 +417,19 @@ def test_receptor_table_without_r_idx_is_points_and_may_go_elsewhere(tmp_path):
     assert read_receptors(config.receptors) == [
         PointReceptor(time=TIME, longitude=-111.9, latitude=40.7, altitude=z) for z in (0, 9)
     ]
+
+
+def test_heights_above_sea_level_become_msl_receptors(tmp_path):
+    path = write_pystilt_config(tmp_path)
+    (tmp_path / "receptors.csv").write_text(
+        csv("time,lon,lat,zmsl", "2019-05-30T03:00-07:00,-111.9,40.7,1500")
+    )
+    config = from_pystilt(path)
+    (receptor,) = read_receptors(config.receptors)
+    assert receptor == PointReceptor(
+        time=TIME, longitude=-111.9, latitude=40.7, altitude=1500, altitude_ref="msl"
+    )
+    assert receptor.sim_id.endswith("msl")
 
 
 def test_relative_paths_start_from_the_pystilt_project_folder(tmp_path, monkeypatch):
