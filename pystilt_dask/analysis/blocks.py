@@ -3,17 +3,23 @@
 Stored footprints come one simulation per dask chunk (that is how they are
 written). Each analysis task reduces the chunk it reads at once, the array
 itself (never a concatenated copy, which for 24-hour 300 x 300 footprints cost
-more than the arithmetic); the much smaller results are then grouped, as many
-simulations per block as fit in dask's ``array.chunk-size``.
+more than the arithmetic), in the very task that reads it (:func:`reduced`);
+the much smaller results are then grouped, as many simulations per block as fit
+in dask's ``array.chunk-size``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask._task_spec import Task, TaskRef
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph, Layer
 from dask.utils import parse_bytes
 
 from . import timebins
@@ -66,6 +72,83 @@ def stored(foot: xr.DataArray) -> da.Array:
     """
     data = foot.data if isinstance(foot.data, da.Array) else da.from_array(foot.data)
     return data.rechunk({1: -1, 2: -1, 3: -1})
+
+
+def reduced(
+    func: Callable, data: da.Array, bins: np.ndarray, shared: tuple[da.Array, ...],
+    shape: tuple[int, ...], *args,
+) -> da.Array:  # fmt: skip
+    """``func(chunk, bins, *shared, *args)`` on each chunk of ``data``, in the task making it.
+
+    ``data`` is :func:`stored`'s (whole grids per chunk); ``func`` returns the
+    ``(simulations of the chunk, *shape)`` result of a chunk from the chunk and
+    its rows of ``bins``. Each result's task runs the task that makes its chunk
+    (the store read) inline, so a chunk never leaves the worker that read it; a
+    dask blockwise would make them two tasks, and a distributed scheduler runs
+    the reduction where its largest input (the flux) is rather than where the
+    chunk was read. ``shared`` are single-chunk arrays every task takes (made
+    once, sent once per worker).
+    """
+    name = f"{getattr(func, '__name__', 'reduce')}-{tokenize(func, data, bins, shared, args)}"
+    layer = _Reduced(name, func, data, bins, shared, args)
+    # The layer making data's chunks is replaced by this one, which runs their tasks
+    # inside its own (and holds that layer's other tasks, if any): kept beside it,
+    # a cull could keep them as tasks of their own too.
+    source = data.__dask_graph__()
+    own = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
+    layers = {k: v for k, v in source.layers.items() if k != data.name} | dict(own.layers)
+    dependencies = {k: v for k, v in source.dependencies.items() if k != data.name}
+    dependencies |= own.dependencies
+    dependencies[name] = dependencies[name] | set(source.dependencies.get(data.name, ()))
+    graph = HighLevelGraph(layers, dependencies)
+    meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
+    chunks = (data.chunks[0], *((n,) for n in shape))
+    return da.Array(graph, name, chunks=chunks, meta=meta)
+
+
+class _Reduced(Layer):
+    """The tasks of :func:`reduced`, made when the graph is built for a computation.
+
+    Like the store's blockwise read layer, nothing per chunk is made before that:
+    a million simulations cost nothing until computed.
+    """
+
+    def __init__(self, name, func, data, bins, shared, args) -> None:
+        super().__init__()
+        self.name, self.func, self.data, self.bins = name, func, data, bins
+        self.shared, self.args = shared, args
+        self._tasks: dict | None = None
+
+    def _dict(self) -> dict:
+        if self._tasks is None:
+            source = dict(self.data.__dask_graph__().layers[self.data.name])
+            refs = [TaskRef((a.name, *(0,) * a.ndim)) for a in self.shared]
+            starts = np.cumsum((0, *self.data.chunks[0]))
+            tail = (0,) * (self.data.ndim - 1)
+            tasks = {}
+            for i in range(len(starts) - 1):
+                chunk = source.pop((self.data.name, i, *tail))
+                tasks[(self.name, i)] = Task(
+                    (self.name, i), self.func, chunk, self.bins[starts[i] : starts[i + 1]],
+                    *refs, *self.args,
+                )  # fmt: skip
+            self._tasks = tasks | source  # what the chunks' tasks need from their layer
+        return self._tasks
+
+    def __getitem__(self, key) -> Task:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def is_materialized(self) -> bool:
+        return self._tasks is not None
+
+    def get_output_keys(self) -> set:
+        return {(self.name, i) for i in range(len(self))}
 
 
 def grouped(out: da.Array, bytes_per_sim: int) -> da.Array:

@@ -3,7 +3,8 @@
 Each simulation's layers are matched to the flux's time steps through the small
 ``time(simulation, lag)`` coordinate (:mod:`.timebins`), so no (simulation,
 absolute time, y, x) cube is ever built: a task reads a block of footprints and
-reduces it against the flux steps its layers meet (:func:`.kernels.convolve_block`).
+reduces it against the flux steps its layers meet (:func:`.kernels.convolve_block`),
+in one task (:func:`.blocks.reduced`).
 """
 
 from __future__ import annotations
@@ -46,14 +47,7 @@ def convolve(foot: xr.DataArray, flux: xr.DataArray) -> xr.DataArray:
         values = _onto_footprint_grid(values, foot_axes, flux_axes)
     values = values.astype(np.float64).rechunk(-1)
 
-    data = blocks.stored(foot)
-    out = da.blockwise(
-        _convolve, "s",
-        data, "slyx",
-        blocks.bins_like(data, bins), "sl",
-        values, "tyx",
-        concatenate=False, dtype=np.float64, meta=np.empty(0, np.float64),
-    )  # fmt: skip
+    out = blocks.reduced(_convolve, blocks.stored(foot), bins, (values,), ())
     return xr.DataArray(
         blocks.grouped(out, np.dtype(np.float64).itemsize),
         dims=("simulation",),
@@ -63,8 +57,7 @@ def convolve(foot: xr.DataArray, flux: xr.DataArray) -> xr.DataArray:
     )
 
 
-def _convolve(foot: list, bins: list, flux: list) -> np.ndarray:
-    foot, bins, flux = (blocks.whole(b) for b in (foot, bins, flux))
+def _convolve(foot: np.ndarray, bins: np.ndarray, flux: np.ndarray) -> np.ndarray:
     out = np.empty(foot.shape[0], dtype=np.float64)
     convolve_block(foot, bins, np.ascontiguousarray(flux), out)
     return out

@@ -5,6 +5,10 @@ writes into an output array its caller allocates, accumulating in float64.
 ``bins[s, l]`` is the flux step (or time bin) layer ``l`` of simulation ``s``
 falls in, ``-1`` for a layer to leave out. A footprint that was never computed
 (NaN) gives NaN, never a silent zero.
+
+A block that is one stored chunk read as its non-zero cells
+(:class:`~pystilt_dask.store.footprints.Chunk`) is reduced from those cells
+alone: the public functions here choose, and give the same sums either way.
 """
 
 from __future__ import annotations
@@ -12,10 +16,116 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..store.footprints import nonzero_cells
 
-@njit(nogil=True, cache=True)
+
 def convolve_block(foot, bins, flux, out):
     """``out[s] = Σ_l Σ_yx foot[s, l] · flux[bins[s, l]]``: footprints times a flux."""
+    cells = nonzero_cells(foot)
+    if cells is None:
+        _convolve_dense(foot, bins, flux, out)
+    else:
+        n_grid = foot.shape[2] * foot.shape[3]
+        out[0] = _convolve_cells(*cells, n_grid, bins[0], flux.reshape(flux.shape[0], n_grid))
+
+
+def aggregate_block(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out):
+    """Sum footprints onto target cells and time bins: ``out[s, bin, iy, ix]``.
+
+    The overlap of source cell ``(y_src[k], x_src[m])`` with target cell
+    ``(y_dst[k], x_dst[m])`` is the fraction ``y_w[k] · x_w[m]`` of the source
+    cell (grids are rectilinear, so overlaps factor by axis). ``out`` must be
+    zeroed; a simulation with any NaN value gets NaN everywhere.
+    """
+    cells = nonzero_cells(foot)
+    if cells is None:
+        _aggregate_dense(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out)
+        return
+    _, _, ny, nx = foot.shape
+    y_order, y_ptr = _by_source(y_src, ny)
+    x_order, x_ptr = _by_source(x_src, nx)
+    _aggregate_cells(
+        *cells, ny, nx, bins[0], y_dst[y_order], y_w[y_order], y_ptr,
+        x_dst[x_order], x_w[x_order], x_ptr, out[0],
+    )  # fmt: skip
+
+
+def aggregate_targets_block(foot, bins, indptr, target, weight, out):
+    """Sum footprints onto targets and time bins: ``out[s, bin, target]``.
+
+    Footprint cell ``c = y * nx + x`` has the fraction ``weight[k]`` of itself in
+    target ``target[k]`` for ``k`` in ``indptr[c]:indptr[c + 1]`` (the CSR
+    weights of :mod:`.weights`). ``out`` must be zeroed; a simulation with any
+    NaN value gets NaN everywhere.
+    """
+    cells = nonzero_cells(foot)
+    if cells is None:
+        _aggregate_targets_dense(foot, bins, indptr, target, weight, out)
+    else:
+        n_grid = foot.shape[2] * foot.shape[3]
+        _aggregate_targets_cells(*cells, n_grid, bins[0], indptr, target, weight, out[0])
+
+
+def _by_source(src: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The overlaps ordered by source cell, and where each source cell's begin (CSR)."""
+    order = np.argsort(src, kind="stable")
+    return order, np.searchsorted(src[order], np.arange(n + 1)).astype(np.int64)
+
+
+@njit(nogil=True, cache=True)
+def _convolve_cells(indices, values, n_grid, bins, flux):
+    total = 0.0
+    lag, start = 0, 0
+    for k in range(indices.size):
+        c = indices[k] - start
+        while c >= n_grid:  # indices increase: step to their layer without dividing
+            lag, start, c = lag + 1, start + n_grid, c - n_grid
+        b = bins[lag]
+        if b >= 0:
+            total += np.float64(values[k]) * flux[b, c]
+    return total
+
+
+@njit(nogil=True, cache=True)
+def _aggregate_cells(indices, values, ny, nx, bins, y_dst, y_w, y_ptr, x_dst, x_w, x_ptr, out):
+    missing = False
+    for k in range(indices.size):
+        lag, c = divmod(indices[k], ny * nx)
+        b = bins[lag]
+        if b < 0:
+            continue
+        j, i = divmod(c, nx)
+        value = np.float64(values[k])
+        for p in range(y_ptr[j], y_ptr[j + 1]):
+            for q in range(x_ptr[i], x_ptr[i + 1]):
+                if value != value:
+                    missing = True
+                else:
+                    out[b, y_dst[p], x_dst[q]] += value * y_w[p] * x_w[q]
+    if missing:
+        out[:] = np.nan
+
+
+@njit(nogil=True, cache=True)
+def _aggregate_targets_cells(indices, values, n_grid, bins, indptr, target, weight, out):
+    missing = False
+    for k in range(indices.size):
+        lag, c = divmod(indices[k], n_grid)
+        b = bins[lag]
+        if b < 0:
+            continue
+        value = np.float64(values[k])
+        if value != value:
+            missing = True
+        else:
+            for p in range(indptr[c], indptr[c + 1]):
+                out[b, target[p]] += value * weight[p]
+    if missing:
+        out[:] = np.nan
+
+
+@njit(nogil=True, cache=True)
+def _convolve_dense(foot, bins, flux, out):
     n_sim, n_lag, ny, nx = foot.shape
     for s in range(n_sim):
         total = 0.0
@@ -34,14 +144,7 @@ def convolve_block(foot, bins, flux, out):
 
 
 @njit(nogil=True, cache=True)
-def aggregate_block(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out):
-    """Sum footprints onto target cells and time bins: ``out[s, bin, iy, ix]``.
-
-    The overlap of source cell ``(y_src[k], x_src[m])`` with target cell
-    ``(y_dst[k], x_dst[m])`` is the fraction ``y_w[k] · x_w[m]`` of the source
-    cell (grids are rectilinear, so overlaps factor by axis). ``out`` must be
-    zeroed; a simulation with any NaN value gets NaN everywhere.
-    """
+def _aggregate_dense(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out):
     n_sim, n_lag = bins.shape
     for s in range(n_sim):
         missing = False
@@ -62,14 +165,7 @@ def aggregate_block(foot, bins, y_src, y_dst, y_w, x_src, x_dst, x_w, out):
 
 
 @njit(nogil=True, cache=True)
-def aggregate_targets_block(foot, bins, indptr, target, weight, out):
-    """Sum footprints onto targets and time bins: ``out[s, bin, target]``.
-
-    Footprint cell ``c = y * nx + x`` has the fraction ``weight[k]`` of itself in
-    target ``target[k]`` for ``k`` in ``indptr[c]:indptr[c + 1]`` (the CSR
-    weights of :mod:`.weights`). ``out`` must be zeroed; a simulation with any
-    NaN value gets NaN everywhere.
-    """
+def _aggregate_targets_dense(foot, bins, indptr, target, weight, out):
     n_sim, n_lag, ny, nx = foot.shape
     for s in range(n_sim):
         missing = False

@@ -538,8 +538,8 @@ class ChunkReader:
         return out
 
     def _cells(self, data: bytes) -> Chunk:
-        indices, values = sparse.decode_pairs(data, np.dtype("<f4"))
-        out = sparse.dense(indices, values, (1, *self.shape)).view(Chunk)
+        dense, indices, values = sparse.decode(data, np.dtype("<f4"), (1, *self.shape))
+        out = dense.view(Chunk)
         out.indices, out.values = indices, values
         return out
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
@@ -62,13 +63,13 @@ def encode(chunk: np.ndarray) -> bytes:
     return b"".join((header, gaps.tobytes(), little[index].tobytes()))
 
 
-def decode_pairs(data, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The flat indices (int64, increasing) and values of the cells kept in ``data``.
+def decode(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """The dense chunk ``data`` encodes, its cells' flat indices and their values.
 
     Raises
     ------
     ValueError
-        When ``data`` is not what :func:`encode` writes.
+        When ``data`` is not what :func:`encode` writes, or not for ``shape``.
     """
     body = np.frombuffer(data, dtype="u1")
     if body.size < _HEADER or bytes(body[:4]) != _MAGIC:
@@ -82,35 +83,25 @@ def decode_pairs(data, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{NAME} chunk of {body.size} bytes cannot hold {n} cells")
     gaps = body[_HEADER : _HEADER + 4 * n].view("<u4")
     values = body[_HEADER + 4 * n :].view(little)
-    return np.cumsum(gaps, dtype=np.int64), values
-
-
-def decode(data, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """The dense chunk ``data`` encodes: its cells, zero elsewhere.
-
-    Raises
-    ------
-    ValueError
-        When ``data`` is not what :func:`encode` writes, or not for ``shape``.
-    """
-    return dense(*decode_pairs(data, dtype), shape)
-
-
-def dense(indices: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The array of ``shape`` holding ``values`` at flat ``indices``, zero elsewhere.
-
-    Raises
-    ------
-    ValueError
-        When an index lies beyond ``shape``.
-    """
-    size = int(np.prod(shape))
-    if indices.size and indices[-1] >= size:
-        raise ValueError(f"{NAME} chunk holds cell {indices[-1]} beyond its {size} cells")
     # np.zeros maps untouched pages lazily: only the pages holding cells are written.
-    out = np.zeros(size, dtype=values.dtype)
-    out[indices] = values
-    return out.reshape(shape)
+    out = np.zeros(int(np.prod(shape)), dtype=little)
+    indices = np.empty(n, dtype=np.int64)
+    if not _scatter(gaps, values, out, indices):
+        raise ValueError(f"{NAME} chunk holds cells beyond its {out.size} cells")
+    return out.reshape(shape), indices, values
+
+
+@njit(nogil=True, cache=True)
+def _scatter(gaps, values, out, indices):
+    """Put ``values`` into ``out`` at the running sums of ``gaps``; False if one lies beyond."""
+    index = 0
+    for k in range(gaps.size):
+        index += gaps[k]
+        if index >= out.size:
+            return False
+        indices[k] = index
+        out[index] = values[k]
+    return True
 
 
 @dataclass(frozen=True)
@@ -129,7 +120,7 @@ class NonzeroCodec(ArrayBytesCodec):
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         dtype = chunk_spec.dtype.to_native_dtype()
-        dense = decode(chunk_bytes.as_numpy_array(), dtype, chunk_spec.shape)
+        dense, _, _ = decode(chunk_bytes.as_numpy_array(), dtype, chunk_spec.shape)
         return chunk_spec.prototype.nd_buffer.from_numpy_array(dense.astype(dtype, copy=False))
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
