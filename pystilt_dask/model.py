@@ -19,7 +19,6 @@ import xarray as xr
 from . import preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
-from .footprint import to_rstilt_netcdf
 from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
 from .store import footprints, layout, particles, records, registry
 from .store.completion import CompletionRule, State
@@ -528,6 +527,8 @@ class Footprint:
             yet, or it is empty (R-STILT writes no file for an empty footprint).
         """
         self.check_exportable([sim_id])
+        from .footprint import to_rstilt_netcdf  # numba: only when writing
+
         to_rstilt_netcdf(self.load().sel(simulation=sim_id), path)
 
     def check_exportable(self, sim_ids: Sequence[str]) -> None:

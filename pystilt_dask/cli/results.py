@@ -13,8 +13,6 @@ import typer
 
 from ..config import load_yaml
 from ..errors import ConfigError
-from ..execution.run import connect
-from ..footprint import to_rstilt_netcdf
 from ..migrate import MigrationWarning, from_pystilt
 from ..store.completion import State
 from .app import (
@@ -42,6 +40,8 @@ def export(
     ] = None,
 ) -> None:
     """Write one footprint as R-STILT's <sim_id>_foot.nc files (exit 1 if some are not done)."""
+    from ..footprint import to_rstilt_netcdf  # numba: only for this command
+
     model = open_model(project)
     target = named_footprint(model, footprint, project)
     states = model.status().table[footprint]
@@ -109,6 +109,7 @@ def convolve(
 ) -> None:
     """Modelled enhancement (footprint × flux) of every simulation, as a table."""
     from ..analysis import enhancement_table  # dask.array: only for this command
+    from ..execution.run import connect
 
     model = open_model(project)
     named_footprint(model, footprint, project)

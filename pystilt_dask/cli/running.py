@@ -1,4 +1,8 @@
-"""Commands that run simulations: run, init, demo, serve, worker, submit."""
+"""Commands that run simulations: run, init, demo, serve, worker, submit.
+
+The execution modules (Dask's ``distributed``) are imported by the commands that
+run something, so the other commands of ``stilt-dask`` start without them.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import ModelConfig
 from ..demo import CONFIG_NAME, make_demo_project, write_template_project
 from ..errors import ConfigError
-from ..execution.console import summary
-from ..execution.preload import tune_allocator
-from ..execution.run import Run, connect
-from ..execution.serve import serve as serve_forever
-from ..execution.slurm import coordinator_script
-from ..execution.workers import WORKER_ARGS
 from ..model import Model
 from .app import (
     ProjectArg,
@@ -31,6 +29,9 @@ from .app import (
     open_model,
 )
 
+if TYPE_CHECKING:
+    from ..execution.run import Run
+
 BackendOption = Annotated[
     str | None,
     typer.Option(help="Override the backend: local, slurm or kubernetes.", metavar="NAME"),
@@ -39,6 +40,9 @@ BackendOption = Annotated[
 
 def _run(model: Model, run: Run, scheduler: str | None) -> None:
     """Run a plan with a live progress bar; exit 0 (all complete), 1 (not all), 130 (Ctrl-C)."""
+    from ..execution.console import summary
+    from ..execution.preload import tune_allocator
+
     started = time.monotonic()
     # This process is the command's own, and the default local cluster runs its
     # workers as threads in it: tune its allocator as worker processes are tuned.
@@ -137,6 +141,9 @@ def serve(
     ] = 10.0,
 ) -> None:
     """Attach to a scheduler and keep running newly registered simulations (Ctrl-C stops)."""
+    from ..execution.run import connect
+    from ..execution.serve import serve as serve_forever
+
     model = open_model(project)
     with connect(scheduler, model.config.execution) as client:
         console.print(f"serving {model.location.root} on {scheduler} ({client.dashboard_link})")
@@ -153,6 +160,8 @@ def worker(
     scheduler: Annotated[str, typer.Argument(help="Scheduler address, e.g. tcp://host:8786.")],
 ) -> None:
     """Start a STILT Dask worker: one thread, one `hysplit` slot (extra args: `dask worker`)."""
+    from ..execution.workers import WORKER_ARGS
+
     args = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, *WORKER_ARGS, *ctx.args]
     os.execv(sys.executable, args)
 
@@ -175,6 +184,8 @@ def submit(
     ] = None,
 ) -> None:
     """Submit `stilt-dask run` itself as a Slurm batch job (fire and forget)."""
+    from ..execution.slurm import coordinator_script
+
     path = Path(config).resolve()
     if path.is_dir():  # the project folder, as the other commands take it
         path = path / CONFIG_NAME
