@@ -324,6 +324,7 @@ def _as_format_1(model, name):
     path = os.path.join(model.location.url(layout.foot_array(name)), "zarr.json")
     meta = json.load(open(path))
     meta["codecs"] = [codec for codec in meta["codecs"] if codec["name"] != "crc32c"]
+    meta["codecs"][0] = {"name": "bytes", "configuration": {"endian": "little"}}
     json.dump(meta, open(path, "w"))
 
 
