@@ -154,7 +154,7 @@ class Model:
         digest = known = None
         if path:
             digest, known = _table_digest(path), registry.read(self.location)
-            if digest in known.tables:  # a commit registered this very table, all of it
+            if known.holds_table(digest):  # a commit registered this very table
                 self._store_config()
                 return [], self.sync(known)
         receptors = self.receptor_frame()
@@ -246,7 +246,7 @@ class Model:
             return 0
         known = self.registry() if known is None else known
         path = self._table_path()
-        if path and _table_digest(path) in known.tables:
+        if path and known.holds_table(_table_digest(path)):
             return 0  # a commit registered this very table: every receptor of it is registered
         return len(known.pending(self.receptor_frame()))
 

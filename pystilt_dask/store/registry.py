@@ -121,6 +121,15 @@ class Registry:
     def __len__(self) -> int:
         return self.entries.num_rows
 
+    def holds_table(self, digest: str) -> bool:
+        """Whether every receptor of the table with this :func:`table_digest` is registered.
+
+        Only while no row is missing: rows are given in commit order, so a commit
+        lost after the table's was written leaves a gap below the table's rows,
+        and its receptors may be among the lost ones.
+        """
+        return digest in self.tables and len(self) == self.next_row
+
     def __contains__(self, sim_id: object) -> bool:
         return sim_id in self.index
 
