@@ -158,14 +158,16 @@ def test_convolve_and_aggregate_equal_the_dense_path(stores, name):
 
 
 def test_convolve_reduces_each_chunk_in_the_task_reading_it(stores):
-    """One task per simulation reads and reduces (plus the flux and the grouping)."""
+    """One task per simulation reads and reduces (plus the flux, the grouping and the rows)."""
     nonzero, _ = stores
     foot = nonzero.footprints["fine"].load()
     (out,) = dask.optimize(foot.stilt.convolve(_flux(foot)).data)
     graph = dict(out.__dask_graph__())
     reads = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("stilt-foot")]
     assert reads == []
-    assert len(graph) == foot.sizes["simulation"] + 2  # and the flux, and the grouping
+    # and the flux, the grouping, and the rows and ids (one key, sent to a worker once)
+    assert len(graph) == foot.sizes["simulation"] + 3
+    assert any(str(k).startswith("stilt-foot-rows-") for k in graph)
 
 
 @pytest.mark.parametrize("seed", range(4))

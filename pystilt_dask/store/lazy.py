@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -50,10 +51,10 @@ def _read_block(
     read: footprints.ChunkReader,
     location: Location,
     name: str,
-    rows: np.ndarray,
-    sim_ids: np.ndarray,
+    rows_and_ids: tuple[np.ndarray, np.ndarray],
     block_id: tuple[int, ...],
 ) -> np.ndarray:
+    rows, sim_ids = rows_and_ids
     i = block_id[0]
     return _read_row(read, location, name, int(rows[i]), sim_ids[i])
 
@@ -78,8 +79,11 @@ def open_footprint(
     chunks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
     # One block per simulation, made when the graph is built for a computation (a
     # blockwise layer), not a million tasks up front.
+    # The rows and ids travel as one key, sent to each worker once, not inside every
+    # task (380 kB a task at 10^4 simulations made worker processes 14x slower).
+    rows_and_ids = dask.delayed((rows, sim_ids), name=f"stilt-foot-rows-{token}", pure=True)
     data = da.map_blocks(
-        _read_block, read, location, name, rows, sim_ids, name=f"stilt-foot-{token}",
+        _read_block, read, location, name, rows_and_ids, name=f"stilt-foot-{token}",
         chunks=chunks, dtype=array.dtype, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
     )  # fmt: skip
 
