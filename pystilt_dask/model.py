@@ -499,7 +499,8 @@ class Footprint:
             zeros; a damaged chunk raises :class:`~pystilt_dask.errors.StoreError`
             naming its simulation. ``time(simulation, lag)`` is the absolute start
             of each layer; receptor fields (``receptor_time``, ``receptor_longitude``,
-            …, ``scene_id``, ``met``) are coordinates along ``simulation``.
+            …, ``scene_id``, ``met``, ``sounding_id``, ``altitude_ref``) are
+            coordinates along ``simulation``, so results join back to soundings.
         """
         from .store.lazy import open_footprint  # dask.array: only for analysis
 

@@ -165,6 +165,8 @@ def test_a_slant_receptor_runs_end_to_end_and_keeps_its_sounding(tmp_path, ideal
     assert model.run(client) == dict.fromkeys(sim_ids, "complete")
     foot = model.footprints["slv"].load()
     assert float(foot.sum()) > 0 and list(foot["simulation"].values) == sim_ids
+    assert foot["sounding_id"].values.tolist() == ["2019053010000101", "2019053010000202"]
+    assert set(foot["altitude_ref"].values) == {"msl"}
     entries = model.registry().table
     assert entries.loc[sim_ids, "sounding_id"].tolist() == ["2019053010000101", "2019053010000202"]
     receptor = registry.receptor(entries.loc[sim_ids[0]])

@@ -95,9 +95,9 @@ def open_footprint(
     hours = lag.astype("timedelta64[h]").astype("timedelta64[ns]").astype(np.int64)
     layer_time = (receptor_time.view(np.int64)[:, None] + hours[None, :]).view("datetime64[ns]")
 
-    def text(column: str) -> np.ndarray:
+    def text(column: str, missing: str = "") -> np.ndarray:
         # Few distinct values (kinds, mets, scenes): each converted once, then indexed.
-        coded = pc.dictionary_encode(pc.fill_null(entries[column], "")).combine_chunks()
+        coded = pc.dictionary_encode(pc.fill_null(entries[column], missing)).combine_chunks()
         values = np.asarray(coded.dictionary.to_pylist(), dtype=str)
         return values[coded.indices.to_numpy()]
 
@@ -108,6 +108,8 @@ def open_footprint(
            for field in ("longitude", "latitude", "altitude", "bottom", "top")},
         "receptor_kind": ("simulation", text("kind")),
         "scene_id": ("simulation", text("scene_id")),
+        "sounding_id": ("simulation", text("sounding_id")),
+        "altitude_ref": ("simulation", text("altitude_ref", "agl")),  # older entries: agl
         "met": ("simulation", text("met")),
     }  # fmt: skip
     attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
