@@ -67,6 +67,7 @@ def _crop(config: ModelConfig, bbox, destination: Path):
     return cropped[1]
 
 
+@pytest.mark.slow  # HYSPLIT on a 241 x 241 grid, cropped and not
 def test_a_crop_sharing_the_grids_corner_gives_the_same_particles(config, uncropped, tmp_path):
     # West and south edges where the source grid's are: only the east and north are cut.
     met = _crop(config, (-106.0, 34.0, -98.0, 42.0), tmp_path)
@@ -76,6 +77,7 @@ def test_a_crop_sharing_the_grids_corner_gives_the_same_particles(config, uncrop
                                   uncropped)  # fmt: skip
 
 
+@pytest.mark.slow  # HYSPLIT on a 241 x 241 grid, cropped and not
 def test_a_crop_around_the_receptors_moves_particles_by_rounding_only(config, uncropped, tmp_path):
     """HYSPLIT moves particles in grid units from the grid's corner, in single precision.
 
@@ -164,6 +166,7 @@ def test_edges_shared_with_the_source_are_no_cut():
     assert crop.to_json() == Crop.from_json(crop.to_json()).to_json()
 
 
+@pytest.mark.slow  # HYSPLIT on a 241 x 241 grid, cropped and not
 def test_a_batch_depends_on_one_crop_task(config, uncropped, tmp_path, client):
     """One crop task per batch; the batch's simulations take its result as their config."""
     receptors = [RECEPTOR, PointReceptor(time="2024-07-01 09:00", longitude=-99.8,
