@@ -24,7 +24,7 @@ from store_helpers import (
 from pystilt_dask.errors import ConfigError, HysplitError
 from pystilt_dask.footprint import Grid
 from pystilt_dask.model import Model
-from pystilt_dask.store import StoreError, claims, footprints, layout, publish, records
+from pystilt_dask.store import StoreError, chunks, claims, footprints, layout, publish, records
 from pystilt_dask.store.paths import Location
 
 
@@ -344,7 +344,7 @@ def test_a_format_1_array_keeps_its_digests_and_is_checked_against_them(model, t
     path = chunk_path(model.location, "coarse", 2)
     values = np.frombuffer(Zstd().decode(open(path, "rb").read()), "<f4") + 1
     open(path, "wb").write(Zstd(level=3).encode(values.tobytes()))
-    read = footprints.chunk_reader(footprints.foot_array(model.location, "coarse", read_only=True))
+    read = chunks.chunk_reader(footprints.foot_array(model.location, "coarse", read_only=True))
     with pytest.raises(ValueError, match="footprint 'coarse'.*digest"):
         read(model.location, "coarse", 2, ids[2])
     report = model.verify(repair=True)
@@ -356,7 +356,7 @@ def test_a_format_1_array_keeps_its_digests_and_is_checked_against_them(model, t
     added = make_config(tmp_path, names=("coarse", "fine", "big"))
     Model(model.location.root, make_receptors(6), added).register_pending()
     array = footprints.foot_array(model.location, "big", read_only=True)
-    assert footprints.checked(array) and not footprints.checked(
+    assert chunks.checked(array) and not chunks.checked(
         footprints.foot_array(model.location, "coarse", read_only=True)
     )
 

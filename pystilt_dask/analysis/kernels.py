@@ -7,7 +7,7 @@ falls in, ``-1`` for a layer to leave out. A footprint that was never computed
 (NaN) gives NaN, never a silent zero.
 
 A block that is one stored chunk read as its non-zero cells
-(:class:`~pystilt_dask.store.footprints.Chunk`) is reduced from those cells
+(:class:`~pystilt_dask.store.chunks.Chunk`) is reduced from those cells
 alone: the public functions here choose, and give the same sums either way.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..store.footprints import nonzero_cells
+from ..store.chunks import nonzero_cells
 
 
 def convolve_block(foot, bins, flux, out):

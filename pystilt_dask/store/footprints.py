@@ -12,7 +12,7 @@ different simulations would race on it.
 A chunk is encoded as its non-zero cells (:mod:`.sparse`, the
 ``pystilt_dask.nonzero`` codec) → ``zstd`` (level 3) → ``crc32c``: the last four
 bytes are the CRC-32C of the compressed bytes, checked before anything is
-decoded, by :class:`ChunkReader` and by zarr itself. Arrays made before the
+decoded, by :class:`~.chunks.ChunkReader` and by zarr itself. Arrays made before the
 codec store every value (``bytes``, little-endian) and are read as they are;
 arrays made before format 2 also have no ``crc32c`` codec (format 1), and their
 chunks are checked against the digests of :mod:`~pystilt_dask.store.digests`
@@ -31,7 +31,6 @@ import hashlib
 import json
 import re
 
-import google_crc32c
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,8 +38,7 @@ import pyarrow.compute as pc
 import xarray as xr
 import zarr
 import zarr.storage
-from numcodecs import Zstd
-from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.sync import sync as _sync
 
@@ -48,8 +46,7 @@ from ..config import FootprintConfig, HysplitConfig, ModelConfig
 from ..errors import ConfigError, StoreError
 from ..fingerprint import footprint_settings
 from ..footprint import UNITS, Grid
-from . import digests, layout, sparse
-from .completion import footprint_component
+from . import layout
 from .paths import Location, refused_writes
 from .registry import Registry
 from .sparse import NonzeroCodec
@@ -406,145 +403,6 @@ def write_chunk(location: Location, array: zarr.Array, row: int, chunk: np.ndarr
     # encodes `chunk` as is, instead of first filling a chunk-sized buffer.
     with refused_writes(location.root):
         array[row : row + 1] = chunk[np.newaxis]
-
-
-def checked(array: zarr.Array) -> bool:
-    """Whether ``array``'s chunks carry their own CRC-32C (format 2) rather than a digest object."""
-    return isinstance(array.metadata.codecs[-1], Crc32cCodec)
-
-
-def chunk_reader(array: zarr.Array) -> ChunkReader:
-    """A reader of ``array``'s chunks, one simulation at a time.
-
-    Raises
-    ------
-    StoreError
-        When the array is not encoded as :func:`ensure_group` writes it (now, or
-        in an earlier format).
-    """
-    codecs = list(array.metadata.codecs)
-    has_crc = checked(array)
-    if has_crc:
-        codecs.pop()
-    dense = (
-        isinstance(codecs[0], BytesCodec)
-        and codecs[0].endian is not None
-        and codecs[0].endian.value == "little"
-    )
-    nonzero = has_crc and isinstance(codecs[0], NonzeroCodec)
-    if not (
-        len(codecs) == 2
-        and (dense or nonzero)
-        and isinstance(codecs[1], ZstdCodec)
-        and array.dtype == np.dtype("float32")
-    ):
-        raise StoreError(
-            f"footprint array {array.store_path} is encoded as {array.metadata.codecs}, not "
-            f"as pystilt_dask writes it (float32, {sparse.NAME} or little-endian bytes, "
-            "zstd, crc32c)"
-        )
-    return ChunkReader(array.shape[1:], has_crc, nonzero)
-
-
-class Chunk(np.ndarray):
-    """A decoded chunk that also holds its non-zero cells as ``indices`` and ``values``.
-
-    What :class:`ChunkReader` hands back for chunks stored by
-    :class:`~pystilt_dask.store.sparse.NonzeroCodec`: the array is the dense chunk
-    (its zero pages never touched until something reads them), and the analysis
-    kernels visit only ``indices`` (flat, C-order over the whole chunk, increasing)
-    and ``values``. Views, copies and results of arithmetic are plain arrays
-    without them, so the cells always describe the very array they came with;
-    the reader makes a new one on every call and nothing writes into it.
-    """
-
-    indices: np.ndarray
-    values: np.ndarray
-
-
-def nonzero_cells(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(indices, values)`` of a :class:`Chunk` as :class:`ChunkReader` made it, else None."""
-    if type(chunk) is Chunk and "indices" in chunk.__dict__:
-        return chunk.indices, chunk.values
-    return None
-
-
-class ChunkReader:
-    """Check and decode one simulation's chunk straight from its key.
-
-    The chunk is what :func:`ensure_group` declares (checked by
-    :func:`chunk_reader`): the non-zero cells (:mod:`.sparse`) or, in stores made
-    before, dense little-endian float32; zstd-compressed; followed by the CRC-32C
-    of those bytes, checked before anything is decoded (format 1 chunks have no
-    CRC). Going through zarr instead cost about 3 ms a call, three quarters of
-    reading a dense 24 × 300 × 300 chunk, and serialised the threads reading in
-    parallel.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The shape of one chunk without its ``simulation`` axis.
-    crc : bool
-        Whether chunks end in their CRC-32C (format 2); otherwise (format 1) their
-        decoded values are compared with the digest recorded at publication.
-    nonzero : bool
-        Whether chunks hold their non-zero cells (:mod:`.sparse`) rather than
-        every value; such chunks come back as a :class:`Chunk`.
-    """
-
-    def __init__(self, shape: tuple[int, ...], crc: bool, nonzero: bool = False) -> None:
-        self.shape = tuple(shape)
-        self.crc = crc
-        self.nonzero = nonzero
-
-    def __call__(
-        self, location: Location, name: str, row: int, sim_id: str | None = None
-    ) -> np.ndarray:
-        """The chunk of ``row``, shape ``(1, *shape)``; NaN (the fill value) when absent.
-
-        ``sim_id`` is the simulation holding ``row``: a format 1 chunk is checked
-        against that simulation's recorded digest only when it is given.
-
-        Raises
-        ------
-        ValueError, RuntimeError
-            When the stored bytes fail their CRC-32C or digest, or do not decode
-            to a chunk; the message names the footprint and the key.
-        """
-        key = layout.chunk_key(name, row)
-        try:
-            data = location.read_bytes(key)
-        except FileNotFoundError:
-            return np.full((1, *self.shape), np.nan, dtype="<f4")
-        where = f"footprint {name!r} chunk {key}"
-        body = np.frombuffer(data, dtype="u1")
-        if self.crc:
-            body = body[:-4]  # a view: checked and decoded without a copy
-            if len(data) < 4 or google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
-                raise ValueError(f"{where}: its CRC-32C does not match its bytes")
-        try:
-            if self.nonzero:
-                return self._cells(_ZSTD.decode(body))
-            out = np.empty((1, *self.shape), dtype="<f4")
-            _ZSTD.decode(body, out=out)
-        except (ValueError, RuntimeError) as exc:
-            raise type(exc)(f"{where} does not decode: {exc}") from None
-        if not self.crc and sim_id is not None:
-            recorded = digests.read(location, sim_id).get(footprint_component(name))
-            if recorded is None:
-                raise ValueError(f"{where}: no digest was recorded for simulation {sim_id!r}")
-            if digests.digest(out) != recorded:
-                raise ValueError(f"{where}: its values do not match the digest recorded for it")
-        return out
-
-    def _cells(self, data: bytes) -> Chunk:
-        dense, indices, values = sparse.decode(data, np.dtype("<f4"), (1, *self.shape))
-        out = dense.view(Chunk)
-        out.indices, out.values = indices, values
-        return out
-
-
-_ZSTD = Zstd()
 
 
 def delete_chunk(location: Location, name: str, row: int) -> None:

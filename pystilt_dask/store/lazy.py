@@ -25,7 +25,7 @@ from xarray.indexes import PandasIndex
 
 from ..errors import StoreError
 from ..footprint.calc import settings_attrs
-from . import footprints
+from . import chunks, footprints
 from .paths import Location
 from .registry import Registry
 
@@ -36,7 +36,7 @@ _TIME_ATTRS = {"standard_name": "time", "long_name": "start of the footprint lay
 
 
 def _read_row(
-    read: footprints.ChunkReader, location: Location, name: str, row: int, sim_id: str
+    read: chunks.ChunkReader, location: Location, name: str, row: int, sim_id: str
 ) -> np.ndarray:
     try:
         return read(location, name, row, sim_id)
@@ -48,7 +48,7 @@ def _read_row(
 
 
 def _read_block(
-    read: footprints.ChunkReader,
+    read: chunks.ChunkReader,
     location: Location,
     name: str,
     rows_and_ids: tuple[np.ndarray, np.ndarray],
@@ -75,8 +75,8 @@ def open_footprint(
     # cost seconds.
     buffers = [bytes(b) for b in ids.buffers() if b is not None]
     token = tokenize(location.url(), name, rows, ids.offset, *buffers)
-    read = footprints.chunk_reader(array)
-    chunks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
+    read = chunks.chunk_reader(array)
+    blocks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
     # One block per simulation, made when the graph is built for a computation (a
     # blockwise layer), not a million tasks up front.
     # The rows and ids travel as one key, sent to each worker once, not inside every
@@ -84,7 +84,7 @@ def open_footprint(
     rows_and_ids = dask.delayed((rows, sim_ids), name=f"stilt-foot-rows-{token}", pure=True)
     data = da.map_blocks(
         _read_block, read, location, name, rows_and_ids, name=f"stilt-foot-{token}",
-        chunks=chunks, dtype=array.dtype, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+        chunks=blocks, dtype=array.dtype, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
     )  # fmt: skip
 
     entries = registry.entries

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import digests, footprints, layout, records
+from . import chunks, digests, footprints, layout, records
 from .completion import ERROR_PARTICLES, PARTICLES, footprint_component
 from .paths import Location
 
@@ -28,7 +28,7 @@ from .paths import Location
 def legacy(location: Location, names: Sequence[str]) -> bool:
     """Whether any of these footprint arrays is format 1, so digests are recorded for them."""
     return any(
-        not footprints.checked(footprints.foot_array(location, name, read_only=True))
+        not chunks.checked(footprints.foot_array(location, name, read_only=True))
         for name in names
     )
 
@@ -73,7 +73,7 @@ def publish_footprint(
     A format 1 array gets the chunk's digest recorded first.
     """
     array = footprints.foot_array(location, name, row + 1)
-    if not footprints.checked(array):
+    if not chunks.checked(array):
         digests.record(location, sim_id, {footprint_component(name): digests.digest(chunk)})
     marker = layout.empty_key(name, sim_id)
     if empty:

@@ -34,7 +34,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import StoreError
 from ..receptors import Receptor
-from . import digests, footprints, layout, particles, registry
+from . import chunks, digests, footprints, layout, particles, registry
 from .completion import ERROR_PARTICLES, PARTICLES, CompletionRule
 from .paths import Location
 from .recovery import chunk_rows_of, recover, write_missing_copies
@@ -184,7 +184,7 @@ def _check_batch(
 ) -> dict[str, list[tuple[str, list[str]]]]:
     """Problems of each simulation in ``entries``, with the keys to remove for each."""
     readers = {
-        name: footprints.chunk_reader(footprints.foot_array(location, name, n_rows, read_only=True))
+        name: chunks.chunk_reader(footprints.foot_array(location, name, n_rows, read_only=True))
         for name in rule.footprints
         if location.exists(f"{layout.foot_array(name)}/zarr.json")
     }
@@ -201,7 +201,7 @@ def _check_batch(
 def _check_simulation(
     location: Location,
     rule: CompletionRule,
-    readers: dict[str, footprints.ChunkReader],
+    readers: dict[str, chunks.ChunkReader],
     legacy: bool,
     expected: _Expected,
 ) -> list[tuple[str, list[str]]]:
