@@ -7,41 +7,27 @@ once per module; the references are the dense aggregate and plain numpy.
 from __future__ import annotations
 
 import pickle
-import warnings
 
 import dask
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from analysis_helpers import demo_bins, run_demo
 from scipy import sparse
 
 import pystilt_dask as stilt
-from pystilt_dask.accessor import StiltAccessorWarning, register
 from pystilt_dask.analysis import SparseJacobian, read_jacobian, sparse_jacobian
-from pystilt_dask.demo import make_demo_project
 
 gpd = pytest.importorskip("geopandas")
 shapely = pytest.importorskip("shapely")
 
-BINS = pd.interval_range(
-    pd.Timestamp("2024-07-15 00:00"), pd.Timestamp("2024-07-15 12:00"), freq="3h", closed="left"
-)
-
-
-@pytest.fixture(autouse=True)
-def _our_accessor():
-    # PYSTILT's `stilt` package, imported by other tests, replaces `DataArray.stilt`.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StiltAccessorWarning)
-        register()
+BINS = demo_bins("3h")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> stilt.Model:
-    model = stilt.Model.from_yaml(make_demo_project(tmp_path_factory.mktemp("demo"), 4))
-    assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
-    return model
+    return run_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="module")

@@ -17,35 +17,21 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import xarray as xr
+from analysis_helpers import computing_refused, demo_bins, run_demo
 
-import pystilt_dask as stilt
-from pystilt_dask.accessor import StiltAccessorWarning, register
 from pystilt_dask.analysis import h3_cells, targets, weights, windows
-from pystilt_dask.demo import make_demo_project
 
 gpd = pytest.importorskip("geopandas")
 shapely = pytest.importorskip("shapely")
-# Imported here, before the fixture below takes `DataArray.stilt` back for each test.
+# Imported here, before conftest's `_our_accessor` takes `DataArray.stilt` back for each test.
 pystilt = pytest.importorskip("stilt")
 
-BINS = pd.interval_range(
-    pd.Timestamp("2024-07-15 00:00"), pd.Timestamp("2024-07-15 12:00"), freq="2h", closed="left"
-)
-
-
-@pytest.fixture(autouse=True)
-def _our_accessor():
-    # PYSTILT's `stilt` package, imported below, replaces `DataArray.stilt`.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StiltAccessorWarning)
-        register()
+BINS = demo_bins("2h")
 
 
 @pytest.fixture(scope="module")
 def foot(tmp_path_factory) -> xr.DataArray:
-    model = stilt.Model.from_yaml(make_demo_project(tmp_path_factory.mktemp("demo"), 4))
-    assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
-    foot = model.footprints["default"].load()
+    foot = run_demo(tmp_path_factory.mktemp("demo")).footprints["default"].load()
     assert float(foot.sum()) > 0
     return foot
 
@@ -269,10 +255,7 @@ def test_building_computes_nothing(foot):
         name="zone",
     )
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("dask computed while an analysis was being built")
-
-    with dask.config.set(scheduler=refuse):
+    with computing_refused():
         built = [
             foot.stilt.aggregate(gdf, BINS),
             foot.stilt.aggregate(labels),

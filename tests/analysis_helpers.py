@@ -1,0 +1,38 @@
+"""Shared pieces of the footprint analysis tests: the demo project run, its time bins,
+and a scheduler that refuses to compute."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dask
+import pandas as pd
+
+import pystilt_dask as stilt
+from pystilt_dask.demo import make_demo_project
+
+
+def run_demo(folder: Path, receptors: int = 4) -> stilt.Model:
+    """The demo project (idealized met, real ``hycs_std``) in ``folder``, every simulation run."""
+    model = stilt.Model.from_yaml(make_demo_project(folder, receptors))
+    assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
+    return model
+
+
+def demo_bins(freq: str) -> pd.IntervalIndex:
+    """Time bins of ``freq``, closed on the left, over the demo footprints' 12 hours."""
+    start, end = pd.Timestamp("2024-07-15 00:00"), pd.Timestamp("2024-07-15 12:00")
+    return pd.interval_range(start, end, freq=freq, closed="left")
+
+
+@contextmanager
+def computing_refused() -> Iterator[None]:
+    """Fail any dask computation inside: building an analysis must stay lazy."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dask computed while an analysis was being built")
+
+    with dask.config.set(scheduler=refuse):
+        yield
