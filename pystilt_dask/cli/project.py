@@ -1,4 +1,4 @@
-"""Commands that look at a project: register, status, ls, verify, logs."""
+"""Commands that look at a project: register, status, ls, verify, compact, logs."""
 
 from __future__ import annotations
 
@@ -137,6 +137,24 @@ def verify(
     console.print(report.summary(), markup=False, highlight=False)
     if report.lost_anything or (not report.ok and not repair):
         raise typer.Exit(1)
+
+
+@command
+def compact(
+    project: ProjectArg,
+    break_lock: Annotated[
+        bool,
+        typer.Option(
+            "--break-lock", help="Take over .stilt/compact.lock (only when no compaction runs)."
+        ),
+    ] = False,
+) -> None:
+    """Pack completed simulations into a few objects per 1,024 rows (runs may go on)."""
+    from ..store.compact import compact as compact_store
+
+    model = open_model(project)
+    report = compact_store(model.location, model.config, model.registry(), break_lock)
+    console.print(report.summary(), markup=False, highlight=False)
 
 
 @command

@@ -9,6 +9,12 @@ was started and never finished (its claim is left, but dead or expired, and it
 has no failure record), and ``pending`` else.
 Each footprint name gets the same states from its own chunk and marker.
 
+A key counts as present when it exists unpacked or when ``stilt-dask compact``
+packed it (:mod:`.packing`): a particle file when its block's particle file
+lists the simulation, a chunk when its block's shard index holds the row, an
+empty marker when its block's markers list it while the packed chunk is the one
+read (an unpacked key wins over its packed copy).
+
 This module is the only place that says so: the per-simulation check of a task,
 the project-wide status (from listings) and verification all apply
 :meth:`CompletionRule.derive` to presence masks of :meth:`CompletionRule.keys`.
@@ -24,7 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import layout
+from . import layout, packing
+from .paths import Location
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -133,7 +140,12 @@ class CompletionRule:
     def state(
         self, exists: Callable[[str], bool], sim_id: str, row: int, running: bool = False
     ) -> tuple[State, dict[str, State]]:
-        """One simulation's state and its footprints' states, from existence checks."""
+        """One simulation's state and its footprints' states, from existence checks.
+
+        ``exists`` is a key check; given a project's ``Location.exists``, keys
+        packed by ``compact`` count too.
+        """
+        exists = _with_packed(exists, sim_id, row)
         keys = self.keys(sim_id, row)
         flags = {component: np.array([exists(key)]) for component, key in keys.items()}
         empties = {
@@ -149,6 +161,18 @@ class CompletionRule:
         )
         states = {column: State(table[column].iloc[0]) for column in table.columns}
         return states.pop("state"), states
+
+
+def _with_packed(exists: Callable[[str], bool], sim_id: str, row: int) -> Callable[[str], bool]:
+    """``exists``, also finding a key of ``sim_id`` packed into its block when it checks a store."""
+    location = getattr(exists, "__self__", None)
+    if not isinstance(location, Location):
+        return exists
+
+    def found(key: str) -> bool:
+        return location.exists(key) or packing.packed_exists(location, key, sim_id, row)
+
+    return found
 
 
 def _states(

@@ -6,8 +6,13 @@ Each group ``footprints/<name>.zarr`` holds ``foot(simulation, lag, lat, lon)``
 completion key. The fill value is NaN: a simulation never computed reads back as
 NaN, never as zeros, and an all-zero footprint always differs from the fill value,
 so its chunk is written. Writers also set ``write_empty_chunks`` (runtime config,
-not stored) to be safe. Nothing is sharded: a shard is one object, and writers of
-different simulations would race on it.
+not stored) to be safe. Writers never write shards: a shard is one object, and
+writers of different simulations would race on it. ``stilt-dask compact`` packs
+completed chunks into shards of :data:`~.layout.BLOCK_ROWS` rows and rewrites
+the array's metadata to say so (:func:`pack_metadata`), so plain readers read
+packed rows; :func:`foot_array` views such an array through its inner chunks,
+``c.<row>.0.0.0``, which is where writers keep writing and what
+:mod:`.chunks` decodes (finding packed bytes through :mod:`.packing`).
 
 A chunk is encoded as its non-zero cells (:mod:`.sparse`, the
 ``pystilt_dask.nonzero`` codec) → ``zstd`` (level 3) → ``crc32c``: the last four
@@ -27,6 +32,7 @@ is the absolute start of each layer. Layers a footprint does not reach
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -38,8 +44,10 @@ import pyarrow.compute as pc
 import xarray as xr
 import zarr
 import zarr.storage
-from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.codecs import Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.core.array import AsyncArray
+from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 from zarr.core.sync import sync as _sync
 
 from ..config import FootprintConfig, HysplitConfig, ModelConfig
@@ -380,6 +388,12 @@ def foot_array(
 ) -> zarr.Array:
     """The ``foot`` array of footprint ``name``, viewed with at least ``n_rows`` rows.
 
+    A packed (sharded) array is viewed through its inner chunks, one per row with
+    keys ``c.<row>.0.0.0``: writes through it are unpacked chunks, and its codecs
+    are those of every chunk, packed or not. Reading packed rows through the view
+    finds nothing (zarr looks for the unpacked key): read them with
+    :mod:`.chunks`.
+
     Raises
     ------
     StoreError
@@ -390,7 +404,66 @@ def foot_array(
         array = zarr.open_array(store, mode="r" if read_only else "r+")
     except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
         raise StoreError(f"footprint {name!r} has no store in {location.root}") from None
-    return _extended(array, n_rows)
+    return _extended(_unpacked(array), n_rows)
+
+
+def _unpacked(array: zarr.Array) -> zarr.Array:
+    """A sharded ``array`` viewed as its inner chunks with their own keys; others as they are."""
+    metadata = array.metadata
+    sharding = metadata.codecs[0]
+    if not isinstance(sharding, ShardingCodec):
+        return array
+    inner = dataclasses.replace(
+        metadata,
+        chunk_grid=RegularChunkGrid(chunk_shape=sharding.chunk_shape),
+        codecs=sharding.codecs,
+        chunk_key_encoding=DefaultChunkKeyEncoding(separator="."),
+    )
+    async_array = array._async_array
+    return zarr.Array(
+        AsyncArray(metadata=inner, store_path=async_array.store_path, config=async_array.config)
+    )
+
+
+def pack_metadata(location: Location, name: str) -> None:
+    """Declare footprint ``name``'s array sharded by blocks of :data:`~.layout.BLOCK_ROWS` rows.
+
+    Its inner chunks keep their codecs; the shard index is ``bytes`` → ``crc32c``
+    and shard keys are ``c/<block>/0/0/0``, beside the unpacked ``c.<row>.0.0.0``.
+    Nothing else in the metadata changes (a registrant may be growing the extent).
+
+    Raises
+    ------
+    StoreError
+        When the array is format 1 (its chunks carry no CRC-32C): such arrays are not packed.
+    """
+    key = f"{layout.foot_array(name)}/zarr.json"
+    meta = json.loads(location.read_bytes(key))
+    if meta["codecs"][0]["name"] == "sharding_indexed":
+        return
+    if meta["codecs"][-1]["name"] != "crc32c":
+        raise StoreError(
+            f"footprint {name!r} in {location.root} is format 1 (its chunks carry no CRC-32C) "
+            "and cannot be packed; its digests are per simulation"
+        )
+    inner = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [layout.BLOCK_ROWS, *inner[1:]]
+    meta["codecs"] = [
+        {
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": inner,
+                "codecs": meta["codecs"],
+                "index_codecs": [
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    {"name": "crc32c"},
+                ],
+                "index_location": "end",
+            },
+        }
+    ]
+    meta["chunk_key_encoding"] = {"name": "default", "configuration": {"separator": "/"}}
+    location.write_bytes(key, json.dumps(meta, indent=2).encode())
 
 
 def write_chunk(location: Location, array: zarr.Array, row: int, chunk: np.ndarray) -> None:

@@ -17,6 +17,16 @@
       footprints/<name>.empty/<sim_id>.empty  marker: that footprint is empty
       logs/<sim_id>.log                    HYSPLIT log of the last attempt
       failures/<sim_id>.json               failure record of the last failed attempt
+      .stilt/compact.lock                  held while ``stilt-dask compact`` runs
+
+Packed by ``stilt-dask compact`` (:mod:`pystilt_dask.store.packing`), per block of
+:data:`BLOCK_ROWS` rows::
+
+      footprints/<name>.zarr/foot/c/<block>/0/0/0   a zarr shard of the block's chunks
+      footprints/<name>.empty/block-<block>.json    the block's empty markers
+      particles/block-<block>.parquet               the block's particles
+      error_particles/block-<block>.parquet         the block's transport-error particles
+      logs/block-<block>.parquet                    the logs kept in the block's particles
 
 A simulation is complete iff its completion keys exist; nothing else records it
 (see :mod:`pystilt_dask.store.completion`).
@@ -37,6 +47,12 @@ ERROR_PARTICLES = "error_particles"
 FOOTPRINTS = "footprints"
 LOGS = "logs"
 FAILURES = "failures"
+COMPACT_LOCK = ".stilt/compact.lock"
+
+#: Rows per packed block: a footprint shard and a particle block file hold this many.
+BLOCK_ROWS = 1024
+#: Name prefix of packed block files (no simulation id starts with it).
+BLOCK_PREFIX = "block-"
 
 #: File suffixes, used to read simulation ids back from listings.
 PARQUET_SUFFIX = ".parquet"
@@ -51,6 +67,8 @@ FOOT = "foot"
 
 #: A footprint chunk key: ``c.<row>.0.0.0`` (rejects ``*.partial`` temporaries).
 CHUNK_RE = re.compile(r"^c\.(\d+)\.0\.0\.0$")
+#: A packed block file name: ``block-<block>.parquet`` or ``.json``.
+BLOCK_RE = re.compile(r"^block-(\d+)\.(?:parquet|json)$")
 
 
 def particles_key(sim_id: str) -> str:
@@ -123,6 +141,36 @@ def checksums_key(sim_id: str) -> str:
     return f"{CHECKSUMS}/{sim_id}{JSON_SUFFIX}"
 
 
+def block_of(row: int) -> int:
+    """The packed block holding ``row``."""
+    return row // BLOCK_ROWS
+
+
+def shard_folder(name: str) -> str:
+    """Folder of footprint ``name``'s shards, ``foot/c``: one subfolder per block."""
+    return f"{foot_array(name)}/c"
+
+
+def shard_key(name: str, block: int) -> str:
+    """Key of the shard of footprint ``name`` holding the chunks of ``block``'s rows."""
+    return f"{shard_folder(name)}/{block}/0/0/0"
+
+
+def block_key(folder: str, block: int) -> str:
+    """Key of ``block``'s packed Parquet file in ``folder`` (particles, error particles, logs)."""
+    return f"{folder}/{BLOCK_PREFIX}{block}{PARQUET_SUFFIX}"
+
+
+def empty_block_key(name: str, block: int) -> str:
+    """Key of the empty markers of footprint ``name`` packed for ``block``."""
+    return f"{empty_folder(name)}/{BLOCK_PREFIX}{block}{JSON_SUFFIX}"
+
+
+def blocks_in(names: list[str]) -> list[int]:
+    """The blocks of the packed block files among ``names``."""
+    return sorted(int(m.group(1)) for n in names if (m := BLOCK_RE.match(n)))
+
+
 def strip_suffix(names: list[str], suffix: str) -> list[str]:
     """Simulation ids from file names ending in ``suffix`` (others, e.g. temporaries, dropped)."""
-    return [n[: -len(suffix)] for n in names if n.endswith(suffix)]
+    return [n[: -len(suffix)] for n in names if n.endswith(suffix) and not BLOCK_RE.match(n)]

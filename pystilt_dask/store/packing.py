@@ -1,21 +1,393 @@
-"""Where a simulation's stored bytes are found.
+"""Packed objects: where a simulation's stored bytes are found once ``compact`` packed them.
 
-Today every chunk is its own object, ``foot/c.<row>.0.0.0``; ``docs/store.md``
-("Packing") lays out how ``stilt-dask compact`` will pack them.
+``stilt-dask compact`` (:mod:`.compact`) turns the completed simulations of each
+block of :data:`~.layout.BLOCK_ROWS` rows into a few objects (``docs/store.md``,
+"Packing"):
+
+* a zarr v3 shard per footprint, ``foot/c/<block>/0/0/0``: the block's inner
+  chunks, bytes as they were stored unpacked, then an index of ``(offset,
+  nbytes)`` little-endian u64 pairs (``2**64 - 1`` twice for an absent chunk),
+  then the CRC-32C of that index (the ``sharding_indexed`` codec, index at the end);
+* ``particles/block-<block>.parquet`` (and ``error_particles/…``): one row group
+  per simulation, the footer listing each simulation's registry entry and row
+  group; the logs those particle files kept go to ``logs/block-<block>.parquet``;
+* ``footprints/<name>.empty/block-<block>.json``: the block's empty markers.
+
+**Unpacked wins.** A simulation's unpacked key, when present, is the one read:
+runs write only unpacked keys, so a simulation rerun after it was packed
+(``skip_existing=False``) is read from its new keys until the next ``compact``
+packs them in place of the old. An empty marker goes with its chunk: the packed
+marker counts only while the packed chunk is the one read.
+
+This module is the one place that finds packed bytes; :mod:`.completion`,
+:mod:`.status`, :mod:`.chunks` and :mod:`.particles` ask it.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import threading
+from collections import OrderedDict
+
+import google_crc32c
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from . import layout
 from .paths import Location
 
+#: Bytes of a shard's index: an ``(offset, nbytes)`` u64 pair per row, then its CRC-32C.
+INDEX_BYTES = layout.BLOCK_ROWS * 16 + 4
+#: An absent inner chunk's offset and size in a shard index.
+ABSENT = np.uint64(2**64 - 1)
+#: Shard indexes kept per process (16 kB each).
+CACHED_INDEXES = 4096
+
+_SIMULATIONS = b"pystilt_dask:simulations"
+_SIM_IDS = b"pystilt_dask:sim_ids"
+_LOG_SCHEMA = pa.schema([("sim_id", pa.string()), ("log", pa.large_string())])
+
+
+# -- byte ranges ---------------------------------------------------------------------------
+
+
+def read_tail(location: Location, key: str, size: int) -> bytes:
+    """The last ``size`` bytes of ``key`` (all when shorter); ``FileNotFoundError`` if absent."""
+    path = location.url(key)
+    if location.is_local:
+        with open(path, "rb") as f:
+            end = f.seek(0, io.SEEK_END)
+            f.seek(max(0, end - size))
+            return f.read()
+    fs = location._fs  # fsspec's own range read (``Location`` has none)
+    full = location._path(key)
+    end = fs.size(full)
+    return fs.cat_file(full, start=max(0, end - size), end=end)
+
+
+def read_range(location: Location, key: str, start: int, stop: int) -> bytes:
+    """Bytes ``start:stop`` of ``key``; ``FileNotFoundError`` if absent."""
+    if location.is_local:
+        with open(location.url(key), "rb") as f:
+            f.seek(start)
+            return f.read(stop - start)
+    return location._fs.cat_file(location._path(key), start=start, end=stop)
+
+
+# -- shards --------------------------------------------------------------------------------
+
+
+def encode_shard(chunks: dict[int, bytes]) -> bytes:
+    """A shard of the inner chunks ``chunks`` (by row within the block), index at the end."""
+    index = np.full((layout.BLOCK_ROWS, 2), ABSENT, dtype="<u8")
+    parts, offset = [], 0
+    for position in sorted(chunks):
+        data = chunks[position]
+        index[position] = (offset, len(data))
+        parts.append(data)
+        offset += len(data)
+    body = index.tobytes()
+    return b"".join([*parts, body, google_crc32c.value(body).to_bytes(4, "little")])
+
+
+def parse_index(tail: bytes, key: str) -> np.ndarray:
+    """The ``(BLOCK_ROWS, 2)`` index of a shard from its last :data:`INDEX_BYTES` bytes.
+
+    Raises
+    ------
+    ValueError
+        When the index fails its CRC-32C (or the shard is shorter than an index).
+    """
+    if len(tail) != INDEX_BYTES:
+        raise ValueError(f"shard {key} is shorter than its index")
+    body = tail[:-4]
+    if google_crc32c.value(body) != int.from_bytes(tail[-4:], "little"):
+        raise ValueError(f"shard {key}: its index's CRC-32C does not match its bytes")
+    return np.frombuffer(body, dtype="<u8").reshape(layout.BLOCK_ROWS, 2)
+
+
+def decode_shard(data: bytes, key: str) -> dict[int, bytes]:
+    """Every inner chunk of a whole shard's bytes, by row within the block.
+
+    Raises
+    ------
+    ValueError
+        When the index fails its CRC-32C or points outside the shard.
+    """
+    index = parse_index(data[-INDEX_BYTES:], key)
+    chunks = {}
+    for position in np.flatnonzero(index[:, 0] != ABSENT):
+        offset, size = (int(v) for v in index[position])
+        if offset + size > len(data) - INDEX_BYTES:
+            raise ValueError(f"shard {key}: its index points outside it")
+        chunks[int(position)] = data[offset : offset + size]
+    return chunks
+
+
+def intact(data: bytes) -> bool:
+    """Whether an inner chunk's last four bytes are the CRC-32C of the rest (format 2)."""
+    return len(data) >= 4 and google_crc32c.value(data[:-4]) == int.from_bytes(data[-4:], "little")
+
+
+class _Indexes:
+    """Shard indexes read so far, by shard URL: one range read per shard, not per row.
+
+    A shard is rewritten when ``compact`` merges rows into it, so an index found
+    stale (a row it lacks, or bytes that fail their CRC) is read again once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, location: Location, key: str, fresh: bool = False) -> np.ndarray:
+        url = location.url(key)
+        if not fresh:
+            with self._lock:
+                if url in self._held:
+                    self._held.move_to_end(url)
+                    return self._held[url]
+        try:
+            index = parse_index(read_tail(location, key, INDEX_BYTES), key)
+        except FileNotFoundError:
+            self.drop(location, key)
+            raise
+        with self._lock:
+            self._held[url] = index
+            while len(self._held) > CACHED_INDEXES:
+                self._held.popitem(last=False)
+        return index
+
+    def drop(self, location: Location, key: str) -> None:
+        with self._lock:
+            self._held.pop(location.url(key), None)
+
+
+_INDEXES = _Indexes()
+
+
+def _packed_chunk(location: Location, name: str, row: int) -> bytes:
+    key = layout.shard_key(name, layout.block_of(row))
+    position = row % layout.BLOCK_ROWS
+    for fresh in (False, True):
+        index = _INDEXES.get(location, key, fresh)
+        offset, size = (int(v) for v in index[position])
+        if offset == int(ABSENT):
+            continue  # perhaps packed since this index was read
+        data = read_range(location, key, offset, offset + size)
+        if len(data) == size and intact(data):
+            return data
+        if fresh:
+            return data  # damaged: the reader's CRC check names it
+    raise FileNotFoundError(f"{key} holds no chunk of row {row}")
+
 
 def chunk_bytes(location: Location, name: str, row: int) -> bytes:
-    """The stored bytes of footprint ``name``'s chunk at ``row``.
+    """The stored bytes of footprint ``name``'s chunk at ``row``: unpacked, else from its shard.
 
     Raises
     ------
     FileNotFoundError
         When the chunk was never written.
+    ValueError
+        When its shard's index fails its CRC-32C (``verify --repair`` removes the shard).
     """
-    return location.read_bytes(layout.chunk_key(name, row))
+    try:
+        return location.read_bytes(layout.chunk_key(name, row))
+    except FileNotFoundError:
+        pass
+    return _packed_chunk(location, name, row)
+
+
+def shard_positions(location: Location, name: str, block: int) -> np.ndarray:
+    """Rows (within the block) whose chunk the block's shard holds; none when it is unreadable."""
+    try:
+        index = _INDEXES.get(location, layout.shard_key(name, block), fresh=True)
+    except (FileNotFoundError, ValueError):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(index[:, 0] != ABSENT)
+
+
+def shard_blocks(location: Location, name: str) -> list[int]:
+    """Blocks that have a shard of footprint ``name``, from one listing."""
+    folder = layout.shard_folder(name)
+    if location.is_local:
+        try:
+            names = os.listdir(location.url(folder))
+        except FileNotFoundError:
+            return []
+    else:
+        try:
+            entries = location._fs.ls(location._path(folder), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+    return sorted(
+        int(n) for n in names if n.isdigit() and location.exists(layout.shard_key(name, int(n)))
+    )
+
+
+# -- particle blocks -----------------------------------------------------------------------
+
+
+def encode_particle_block(tables: list[tuple[dict, pa.Table]]) -> bytes:
+    """A block file of particle tables: one row group each, their entries in the footer.
+
+    ``tables`` are ``(entry, table)`` pairs of one schema; ``entry`` is the
+    ``pystilt_dask:*`` metadata of the simulation's particle file without its log.
+    """
+    schema = tables[0][1].schema
+    plain = {k: v for k, v in (schema.metadata or {}).items() if not k.startswith(b"pystilt")}
+    schema = schema.with_metadata(plain)
+    entries, group = [], 0
+    sink = io.BytesIO()
+    with pq.ParquetWriter(
+        sink,
+        schema,
+        compression="zstd",
+        use_dictionary=["time", "indx"],
+        write_page_checksum=True,
+    ) as writer:
+        for entry, table in tables:
+            held = table.num_rows > 0
+            if held:
+                writer.write_table(table.replace_schema_metadata(plain), row_group_size=len(table))
+            entries.append({**entry, "row_group": group if held else None})
+            group += held
+        writer.add_key_value_metadata(
+            {
+                _SIM_IDS.decode(): "\n".join(e["sim_id"] for e in entries),
+                _SIMULATIONS.decode(): json.dumps(entries),
+            }
+        )
+    return sink.getvalue()
+
+
+def encode_logs(logs: dict[str, str]) -> bytes:
+    """A block's logs file: ``sim_id``, ``log``."""
+    table = pa.table({"sim_id": list(logs), "log": list(logs.values())}, schema=_LOG_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    return sink.getvalue()
+
+
+def _open(location: Location, key: str):
+    if location.is_local:
+        return open(location.url(key), "rb")
+    return location._fs.open(location._path(key), "rb")
+
+
+def block_ids(location: Location, folder: str, block: int) -> list[str]:
+    """Ids of the simulations a particle block file lists (its footer only).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file.
+    ValueError, OSError, pyarrow.ArrowException
+        When its footer does not parse.
+    """
+    with _open(location, layout.block_key(folder, block)) as f:
+        meta = pq.read_metadata(f).metadata or {}
+    ids = meta[_SIM_IDS].decode()
+    return ids.split("\n") if ids else []
+
+
+def block_entries(parquet: pq.ParquetFile) -> dict[str, dict]:
+    """The entries a block file's footer lists, by simulation id."""
+    entries = json.loads((parquet.metadata.metadata or {})[_SIMULATIONS])
+    return {e["sim_id"]: e for e in entries}
+
+
+def open_block(location: Location, folder: str, block: int) -> pq.ParquetFile:
+    """A particle block file, its pages checked on every read; ``FileNotFoundError`` if absent."""
+    key = layout.block_key(folder, block)
+    if location.is_local:
+        return pq.ParquetFile(location.url(key), page_checksum_verification=True)
+    return pq.ParquetFile(io.BytesIO(location.read_bytes(key)), page_checksum_verification=True)
+
+
+def read_packed(
+    location: Location, folder: str, sim_id: str, row: int
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A packed simulation's particle table and its entry (the metadata a particle file has).
+
+    Raises
+    ------
+    FileNotFoundError
+        When its block file is absent or does not list it.
+    OSError, ValueError, pyarrow.ArrowException
+        When the block file is damaged.
+    """
+    block = layout.block_of(row)
+    parquet = open_block(location, folder, block)
+    entry = block_entries(parquet).get(sim_id)
+    if entry is None:
+        raise FileNotFoundError(f"{layout.block_key(folder, block)} does not list {sim_id!r}")
+    group = entry.pop("row_group")
+    if group is None:
+        table = parquet.schema_arrow.empty_table()
+    else:
+        table = parquet.read_row_group(group)
+    return table.to_pandas(), entry
+
+
+def packed_log(location: Location, sim_id: str, row: int) -> str | None:
+    """The log kept for a packed simulation (its particle file's), or ``None``."""
+    key = layout.block_key(layout.LOGS, layout.block_of(row))
+    try:
+        table = pq.read_table(
+            io.BytesIO(location.read_bytes(key)), filters=[("sim_id", "=", sim_id)]
+        )
+    except FileNotFoundError:
+        return None
+    logs = table["log"].to_pylist()
+    return logs[0] if logs else None
+
+
+# -- empty markers -------------------------------------------------------------------------
+
+
+def empty_ids(location: Location, name: str, block: int) -> set[str]:
+    """Ids the packed empty markers of ``block`` hold (none when absent or unreadable)."""
+    try:
+        return set(json.loads(location.read_bytes(layout.empty_block_key(name, block))))
+    except (FileNotFoundError, ValueError):
+        return set()
+
+
+# -- one simulation ------------------------------------------------------------------------
+
+
+def packed_exists(location: Location, key: str, sim_id: str, row: int) -> bool:
+    """Whether the packed objects of ``row``'s block hold this simulation's ``key``.
+
+    ``key`` is one of its keys (:mod:`.layout`): particles, transport-error
+    particles, a chunk or an empty marker; others are never packed. A packed
+    empty marker counts only while the packed chunk is the one read.
+    """
+    block = layout.block_of(row)
+    for folder, of in ((layout.PARTICLES, layout.particles_key),
+                       (layout.ERROR_PARTICLES, layout.error_particles_key)):  # fmt: skip
+        if key == of(sim_id):
+            try:
+                return sim_id in block_ids(location, folder, block)
+            except FileNotFoundError:
+                return False
+            except Exception:
+                return False  # damaged: verify names it; the simulation is redone
+    if key.startswith(f"{layout.FOOTPRINTS}/"):
+        name = key[len(layout.FOOTPRINTS) + 1 :].split(".", 1)[0]
+        if key == layout.chunk_key(name, row):
+            return row % layout.BLOCK_ROWS in shard_positions(location, name, block)
+        if key == layout.empty_key(name, sim_id):
+            return (
+                not location.exists(layout.chunk_key(name, row))
+                and packed_exists(location, layout.chunk_key(name, row), sim_id, row)
+                and sim_id in empty_ids(location, name, block)
+            )
+    return False

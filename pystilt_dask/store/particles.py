@@ -14,6 +14,8 @@ second time, base64-encoded.
 Every page carries its CRC (``write_page_checksum``), and every read here checks
 them (``page_checksum_verification``), so a damaged page is an error, never wrong
 particles. This module is the package's only reader and writer of particle files.
+A simulation whose file ``stilt-dask compact`` packed is read from its block's
+file (:mod:`.packing`), with the same checks; its unpacked file, when present, wins.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
-from . import layout
+from . import layout, packing
 from .paths import Location
 
 _PREFIX = "pystilt_dask:"
@@ -82,23 +84,55 @@ def parse(data: bytes) -> tuple[pd.DataFrame, dict[str, str]]:
     return parquet.read().to_pandas(), _ours(parquet.metadata.metadata)
 
 
-def read(location: Location, key: str) -> pd.DataFrame:
-    """Read a particle table; raises ``FileNotFoundError`` when it is absent.
+def read(location: Location, key: str, row: int | None = None) -> pd.DataFrame:
+    """Read a particle table, unpacked or packed; raises ``FileNotFoundError`` when it is absent.
+
+    ``row``: the simulation's row, when the caller knows it (else the registry is
+    read to find its packed block).
 
     Raises
     ------
     StoreError
         When the file is damaged (a page fails its CRC, or it does not parse).
     """
-    data = location.read_bytes(key)
+    try:
+        data = location.read_bytes(key)
+    except FileNotFoundError:
+        return _packed(location, key, row)[0]
     try:
         return parse(data)[0]
     except Exception as exc:
         raise _damaged(key, exc) from None
 
 
-def metadata(location: Location, key: str) -> dict[str, str]:
+def _packed(location: Location, key: str, row: int | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The packed table and entry of the simulation whose unpacked file ``key`` would be."""
+    folder, name = posixpath.split(key)
+    sim_id = name.removesuffix(layout.PARQUET_SUFFIX)
+    if row is None:
+        row = packed_row(location, sim_id)
+    try:
+        return packing.read_packed(location, folder, sim_id, row)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise _damaged(layout.block_key(folder, layout.block_of(row)), exc, sim_id) from None
+
+
+def packed_row(location: Location, sim_id: str) -> int:
+    """The registered row of ``sim_id``; ``FileNotFoundError`` when it is not registered."""
+    from .registry import read as read_registry  # the registry module reads particle metadata
+
+    try:
+        return read_registry(location).row(sim_id)
+    except StoreError:
+        raise FileNotFoundError(f"simulation {sim_id!r} is not registered") from None
+
+
+def metadata(location: Location, key: str, row: int | None = None) -> dict[str, str]:
     """The ``pystilt_dask:*`` metadata of a particle file (its footer only), without the prefix.
+
+    A packed simulation's is its block footer's entry, with the log it kept.
 
     Raises
     ------
@@ -107,7 +141,13 @@ def metadata(location: Location, key: str) -> dict[str, str]:
     StoreError
         When its footer cannot be read.
     """
-    data = location.read_bytes(key)
+    try:
+        data = location.read_bytes(key)
+    except FileNotFoundError:
+        _, meta = _packed(location, key, row)
+        sim_id, row = meta["sim_id"], int(meta["row"])
+        log = packing.packed_log(location, sim_id, row)
+        return {**meta, **({"log": log} if log is not None else {})}
     try:
         return _ours(pq.read_metadata(pa.BufferReader(data)).metadata)
     except Exception as exc:
@@ -137,8 +177,8 @@ def _ours(metadata: dict[bytes, bytes] | None) -> dict[str, str]:
     }
 
 
-def _damaged(key: str, exc: BaseException) -> StoreError:
-    sim_id = posixpath.basename(key).removesuffix(layout.PARQUET_SUFFIX)
+def _damaged(key: str, exc: BaseException, sim_id: str | None = None) -> StoreError:
+    sim_id = sim_id or posixpath.basename(key).removesuffix(layout.PARQUET_SUFFIX)
     return StoreError(
         f"the particle file of simulation {sim_id!r} ({key}) is damaged "
         f"({type(exc).__name__}: {exc}); run `stilt-dask verify --repair`"

@@ -91,7 +91,7 @@ def read_log(location: Location, sim_id: str) -> str | None:
         pass
     try:
         return particles.metadata(location, layout.particles_key(sim_id)).get("log")
-    except FileNotFoundError:
+    except FileNotFoundError:  # neither unpacked nor packed
         return None
 
 

@@ -2,7 +2,9 @@
 
 One listing per key family (one ``os.scandir`` locally, about 0.1 s per 100,000
 keys) gives the presence of every completion key; :mod:`.completion` turns that
-into states, and claims (:mod:`.claims`) say which simulations are running,
+into states (keys packed by ``compact`` too: the
+block files and shards are listed, and each block's footer or shard index read
+once), and claims (:mod:`.claims`) say which simulations are running,
 whichever process runs them, and which were interrupted (a claim left by a
 holder that is gone, or expired). No client or scheduler is asked.
 """
@@ -18,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import claims, layout
+from . import claims, layout, packing
 from .completion import (
     ERROR_PARTICLES,
     PARTICLES,
@@ -81,40 +83,73 @@ class Status:
 def status(location: Location, registry: Registry, rule: CompletionRule) -> Status:
     """Derive every registered simulation's state from the keys present in the store."""
     index = registry.index
-    ids = registry.entries["sim_id"]
+    ids = registry.entries["sim_id"].combine_chunks()
 
     def by_id(names: Iterable[str]) -> np.ndarray:
         mask = np.zeros(len(index), dtype=bool)
         names = list(names)
         if names:  # an empty folder costs no lookup: a million pending simulations stay cheap
-            found = pc.index_in(pa.array(names, pa.string()), value_set=ids.combine_chunks())
+            found = pc.index_in(pa.array(names, pa.string()), value_set=ids)
             positions = pc.drop_null(found).to_numpy()
             mask[positions] = True
         return mask
 
-    def listed(folder: str, suffix: str) -> np.ndarray:
+    def listed(folder: str, suffix: str, packed=None) -> np.ndarray:
         # Expected names only cut large object-store folders into concurrent listings.
         expected = (f"{sim_id}{suffix}" for sim_id in index)
-        return by_id(layout.strip_suffix(location.list_names(folder, expected), suffix))
+        names = location.list_names(folder, expected)
+        found = layout.strip_suffix(names, suffix)
+        for block in layout.blocks_in(names) if packed else ():
+            found += packed(block)  # each packed block file's footer read once
+        return by_id(found)
 
-    def chunks(name: str) -> np.ndarray:
-        expected = (posixpath.basename(layout.chunk_key(name, row)) for row in registry.rows)
-        names = location.list_names(layout.foot_array(name), expected)
-        rows = [int(m.group(1)) for key in names if (m := layout.CHUNK_RE.match(key))]
+    def particles(folder: str) -> np.ndarray:
+        def ids(block: int) -> list[str]:
+            try:
+                return packing.block_ids(location, folder, block)
+            except Exception:
+                return []  # unreadable: its simulations are pending; verify names it
+
+        return listed(folder, layout.PARQUET_SUFFIX, ids)
+
+    def at_rows(rows) -> np.ndarray:
         mask = np.zeros(len(index), dtype=bool)
-        positions = registry.positions(rows)
+        positions = registry.positions(np.asarray(rows, dtype=np.int64))
         mask[positions[positions >= 0]] = True
         return mask
 
-    present = {PARTICLES: listed(layout.PARTICLES, layout.PARQUET_SUFFIX)}
+    def chunks(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of rows with an unpacked chunk, and of rows their block's shard holds."""
+        expected = (posixpath.basename(layout.chunk_key(name, row)) for row in registry.rows)
+        names = location.list_names(layout.foot_array(name), expected)
+        unpacked = at_rows([int(m.group(1)) for key in names if (m := layout.CHUNK_RE.match(key))])
+        packed = [
+            block * layout.BLOCK_ROWS + packing.shard_positions(location, name, block)
+            for block in packing.shard_blocks(location, name)
+        ]
+        return unpacked, at_rows(np.concatenate(packed) if packed else [])
+
+    def empty(name: str) -> np.ndarray:
+        unpacked, packed = found[name]
+        expected = (f"{sim_id}{layout.EMPTY_SUFFIX}" for sim_id in index)
+        markers = location.list_names(layout.empty_folder(name), expected)
+        held = [i for block in layout.blocks_in(markers)
+                for i in packing.empty_ids(location, name, block)]  # fmt: skip
+        # A packed marker goes with its packed chunk: an unpacked chunk wins over both.
+        return by_id(layout.strip_suffix(markers, layout.EMPTY_SUFFIX)) | (
+            by_id(held) & packed & ~unpacked
+        )
+
+    present = {PARTICLES: particles(layout.PARTICLES)}
     if rule.error_run:
-        present[ERROR_PARTICLES] = listed(layout.ERROR_PARTICLES, layout.PARQUET_SUFFIX)
-    for name in rule.footprints:
-        present[footprint_component(name)] = chunks(name)
+        present[ERROR_PARTICLES] = particles(layout.ERROR_PARTICLES)
+    found = {name: chunks(name) for name in rule.footprints}
+    for name, (unpacked, packed) in found.items():
+        present[footprint_component(name)] = unpacked | packed
     claimed = claims.current(location)
     table = rule.derive(
         present.__getitem__,
-        lambda name: listed(layout.empty_folder(name), layout.EMPTY_SUFFIX),
+        empty,
         by_id(sim_id for sim_id, claim in claimed.items() if claim.live),
         listed(layout.FAILURES, layout.FAILURE_SUFFIX),
         by_id(sim_id for sim_id, claim in claimed.items() if not claim.live),

@@ -13,7 +13,13 @@
   was lost a row's chunk can be another simulation's); a footprint marked empty
   must read as zeros;
 * chunks at rows nobody holds, and empty markers and transport-error particles
-  of simulations nobody registered, are stray.
+  of simulations nobody registered, are stray;
+* packed objects (:mod:`.packing`): a shard's index must pass its CRC-32C and
+  each packed chunk is checked as an unpacked one; a particle block file must
+  pass its page CRCs and list only registered simulations, each with its
+  registry entry. A damaged packed object is removed whole on repair, so its
+  rows are pending again (an unpacked key, which wins over its packed copy,
+  keeps its row complete).
 
 With ``repair``, in one pass: commits are restored from their copies or
 checkpoints; damaged and stray keys are removed, chunks first, so the next
@@ -26,6 +32,7 @@ are written in every case.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import dask
@@ -34,7 +41,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import StoreError
 from ..receptors import Receptor
-from . import chunks, digests, footprints, layout, particles, registry
+from . import chunks, digests, footprints, layout, packing, particles, registry
 from .completion import ERROR_PARTICLES, PARTICLES, CompletionRule
 from .paths import Location
 from .recovery import chunk_rows_of, recover, write_missing_copies
@@ -139,9 +146,17 @@ def verify(location: Location, config: ModelConfig, repair: bool = False) -> Ver
 
     entries = found.current.entries.to_pylist() + [record for record, _ in found.restore]
     n_rows = 1 + max([int(e["row"]) for e in entries], default=-1)
-    batches = [entries[i : i + BATCH] for i in range(0, len(entries), BATCH)]
-    checks = [dask.delayed(_check_batch)(location, rule, n_rows, b) for b in batches]
+    by_id = {str(e["sim_id"]): _expected(e) for e in entries}
+    packed = _check_packed(location, rule, by_id)
     removals: list[str] = []
+    for where, items in packed.problems.items():
+        report.damaged.setdefault(where, []).extend(text for text, _ in items)
+        removals += [key for _, keys in items for key in keys]
+    batches = [entries[i : i + BATCH] for i in range(0, len(entries), BATCH)]
+    checks = [
+        dask.delayed(_check_batch)(location, rule, n_rows, b, packed.vouched, packed.rows)
+        for b in batches
+    ]
     for problems in dask.compute(*checks):
         for sim_id, items in problems.items():
             report.damaged.setdefault(sim_id, []).extend(text for text, _ in items)
@@ -154,6 +169,12 @@ def verify(location: Location, config: ModelConfig, repair: bool = False) -> Ver
         )
     held = ({e["sim_id"] for e in entries}, {int(e["row"]) for e in entries})
     stray = _stray(location, rule, *held)
+    stray += [
+        (layout.shard_key(name, layout.block_of(row)), f"holds a chunk at row {row}, which no "
+         "registered simulation holds")
+        for name, rows in packed.rows.items()
+        for row in sorted(rows - held[1])
+    ]  # fmt: skip
     report.stray = [f"{key}: {why}" for key, why in stray]
 
     if repair:
@@ -180,7 +201,12 @@ def _expected(entry: dict) -> _Expected:
 
 
 def _check_batch(
-    location: Location, rule: CompletionRule, n_rows: int, entries: list[dict]
+    location: Location,
+    rule: CompletionRule,
+    n_rows: int,
+    entries: list[dict],
+    vouched: set[str] = frozenset(),
+    packed_rows: dict[str, set[int]] | None = None,
 ) -> dict[str, list[tuple[str, list[str]]]]:
     """Problems of each simulation in ``entries``, with the keys to remove for each."""
     readers = {
@@ -192,7 +218,9 @@ def _check_batch(
     found: dict[str, list[tuple[str, list[str]]]] = {}
     for entry in entries:
         expected = _expected(entry)
-        problems = _check_simulation(location, rule, readers, legacy, expected)
+        problems = _check_simulation(
+            location, rule, readers, legacy, expected, vouched, packed_rows or {}
+        )
         if problems:
             found[expected.sim_id] = problems
     return found
@@ -204,8 +232,11 @@ def _check_simulation(
     readers: dict[str, chunks.ChunkReader],
     legacy: bool,
     expected: _Expected,
+    packed_ok: set[str] = frozenset(),
+    packed_rows: dict[str, set[int]] | None = None,
 ) -> list[tuple[str, list[str]]]:
     sim_id, row = expected.sim_id, expected.row
+    packed_rows = packed_rows or {}
     problems: list[tuple[str, list[str]]] = []
     recorded = digests.read(location, sim_id) if legacy else {}
     vouched = True
@@ -214,7 +245,8 @@ def _check_simulation(
         parts.append((ERROR_PARTICLES, layout.error_particles_key(sim_id)))
     for component, key in parts:
         if not location.exists(key):
-            vouched = vouched and component != PARTICLES
+            # Packed: its block file was checked whole (:func:`_check_packed`).
+            vouched = vouched and (component != PARTICLES or sim_id in packed_ok)
             continue
         why = _check_particles(location, key, expected, recorded.get(component) if legacy else "")
         if why:
@@ -224,7 +256,17 @@ def _check_simulation(
         key = layout.chunk_key(name, row)
         marker = layout.empty_key(name, sim_id)
         if not location.exists(key):
-            continue
+            if row not in packed_rows.get(name, ()):
+                continue
+            # Its packed chunk: problems remove the shard (and the block's markers).
+            block = layout.block_of(row)
+            key = layout.shard_key(name, block)
+            if sim_id not in packing.empty_ids(location, name, block):
+                marker = key
+            else:
+                marker = layout.empty_block_key(name, block)
+                if not location.exists(marker):
+                    marker = key
         if not vouched:
             problems.append(
                 (f"{key}: no intact particle file of {sim_id!r} at row {row} vouches for it",
@@ -236,7 +278,7 @@ def _check_simulation(
         except (ValueError, RuntimeError) as exc:
             problems.append((str(exc), [key, marker]))
             continue
-        if location.exists(marker) and np.any(values):
+        if marker != key and location.exists(marker) and np.any(values):
             problems.append((f"{key}: marked empty but holds values", [key, marker]))
     return problems
 
@@ -254,6 +296,100 @@ def _check_particles(
         _, meta = particles.parse(data)
     except Exception as exc:
         return f"cannot be read ({type(exc).__name__}: {exc})"
+    why = _entry_differs(meta, expected)
+    if why:
+        return why
+    if recorded is None:
+        return "no digest was recorded for it (not published by this store's protocol)"
+    if recorded and digests.digest(data) != recorded:
+        return "its content does not match the digest recorded when it was published"
+    return None
+
+
+# -- packed objects ------------------------------------------------------------------------
+
+
+@dataclass
+class _Packed:
+    """What the packed objects hold: problems by block key, intact packed particles, shard rows."""
+
+    problems: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    vouched: set[str] = field(default_factory=set)
+    rows: dict[str, set[int]] = field(default_factory=dict)
+
+
+def _check_packed(
+    location: Location, rule: CompletionRule, expected: dict[str, _Expected]
+) -> _Packed:
+    """Check every particle block file whole and every shard's index; see the module docstring."""
+    found = _Packed()
+    folders = [layout.PARTICLES] + ([layout.ERROR_PARTICLES] if rule.error_run else [])
+    tasks = [
+        dask.delayed(_check_particle_block)(location, folder, block, expected)
+        for folder in folders
+        for block in layout.blocks_in(location.list_names(folder))
+    ]
+    held: dict[str, set[str]] = {}
+    for key, problems, ids in dask.compute(*tasks):
+        if problems:
+            found.problems[key] = [(problem, [key]) for problem in problems]
+        held.setdefault(key.split("/", 1)[0], set()).update(ids)
+    # Chunks are vouched for by the simulation's (not its transport-error) particles.
+    found.vouched = held.get(layout.PARTICLES, set())
+    for name in rule.footprints:
+        rows = found.rows.setdefault(name, set())
+        for block in packing.shard_blocks(location, name):
+            key = layout.shard_key(name, block)
+            try:
+                index = packing.parse_index(
+                    packing.read_tail(location, key, packing.INDEX_BYTES), key
+                )
+            except FileNotFoundError:
+                continue
+            except ValueError as exc:
+                found.problems[key] = [(str(exc), [key])]
+                continue
+            rows.update(block * layout.BLOCK_ROWS + np.flatnonzero(index[:, 0] != packing.ABSENT))
+        for block in layout.blocks_in(location.list_names(layout.empty_folder(name))):
+            key = layout.empty_block_key(name, block)
+            try:
+                json.loads(location.read_bytes(key))
+            except FileNotFoundError:
+                continue
+            except ValueError as exc:
+                found.problems[key] = [(f"{key}: does not parse ({exc})", [key])]
+    return found
+
+
+def _check_particle_block(
+    location: Location, folder: str, block: int, expected: dict[str, _Expected]
+) -> tuple[str, list[str], set[str]]:
+    """``(key, problems, ids of intact entries)`` of one particle block file."""
+    key = layout.block_key(folder, block)
+    try:
+        parquet = packing.open_block(location, folder, block)
+        parquet.read()  # every page, its CRC checked
+        entries = packing.block_entries(parquet)
+    except FileNotFoundError:
+        return key, [], set()
+    except Exception as exc:
+        return key, [f"cannot be read ({type(exc).__name__}: {exc})"], set()
+    problems, ids = [], set()
+    for sim_id, entry in entries.items():
+        want = expected.get(sim_id)
+        if want is None or layout.block_of(want.row) != block:
+            problems.append(f"holds {sim_id!r}, which no registry entry puts in this block")
+            continue
+        why = _entry_differs(entry, want)
+        if why:
+            problems.append(f"{sim_id}: {why}")
+            continue
+        ids.add(sim_id)
+    return key, problems, ids if not problems else set()
+
+
+def _entry_differs(meta: dict, expected: _Expected) -> str | None:
+    """Why a particle footer's entry is not ``expected``'s, or ``None``."""
     try:
         found = _Expected(
             meta["sim_id"],
@@ -270,10 +406,6 @@ def _check_particles(
                 f"its footer's {field_name} ({getattr(found, field_name)}) is not the "
                 f"registry's ({getattr(expected, field_name)})"
             )
-    if recorded is None:
-        return "no digest was recorded for it (not published by this store's protocol)"
-    if recorded and digests.digest(data) != recorded:
-        return "its content does not match the digest recorded when it was published"
     return None
 
 
