@@ -21,8 +21,9 @@ import xarray as xr
 from numcodecs import Zstd
 from store_helpers import chunk_path, expected_chunk, make_config, make_receptors, run_synthetic
 
+from pystilt_dask.analysis import blocks
 from pystilt_dask.model import Model
-from pystilt_dask.store import StoreError, footprints, layout, publish, sparse
+from pystilt_dask.store import StoreError, chunks, footprints, layout, publish, sparse
 
 NAMES = ("coarse", "fine")
 COMPUTED = 4  # rows 0-3 computed, row 4 empty, row 5 never computed
@@ -157,17 +158,26 @@ def test_convolve_and_aggregate_equal_the_dense_path(stores, name):
         np.testing.assert_allclose(foot.stilt.convolve(flux).values, want, rtol=1e-6)
 
 
-def test_convolve_reduces_each_chunk_in_the_task_reading_it(stores):
-    """One task per simulation reads and reduces (plus the flux, the grouping and the rows)."""
+def test_convolve_reads_and_reduces_each_chunk_in_one_task(stores):
+    """Tasks read their simulations' chunks themselves, as cells: no read task, no dense chunk."""
     nonzero, _ = stores
     foot = nonzero.footprints["fine"].load()
     (out,) = dask.optimize(foot.stilt.convolve(_flux(foot)).data)
     graph = dict(out.__dask_graph__())
     reads = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("stilt-foot")]
     assert reads == []
-    # and the flux, the grouping, and the rows and ids (one key, sent to a worker once)
-    assert len(graph) == foot.sizes["simulation"] + 3
-    assert any(str(k).startswith("stilt-foot-rows-") for k in graph)
+    assert len(graph) == foot.sizes["simulation"] + 2  # and the flux and the grouping
+    ids = nonzero.simulations.ids()
+    task = graph[next(k for k in graph if str(k[0]).startswith("_convolve"))]
+    read, rows = task.args[1], task.args[2]
+    assert isinstance(read(int(rows[0]), ids[0], cells=True), chunks.Cells)
+    assert type(read(int(rows[0]), ids[0])) is not chunks.Cells  # load() gets arrays
+    missing = read(5, ids[5], cells=True)  # never computed: the dense fill value
+    assert isinstance(missing, np.ndarray) and np.isnan(missing).all()
+
+
+def test_reductions_read_several_simulations_per_task():
+    assert [blocks.per_task(n) for n in (1, 63, 64, 1000, 10_000, 10**6)] == [1, 1, 1, 15, 64, 64]
 
 
 @pytest.mark.parametrize("seed", range(4))

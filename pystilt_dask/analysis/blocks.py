@@ -4,8 +4,9 @@ Stored footprints come one simulation per dask chunk (that is how they are
 written). Each analysis task reduces the chunk it reads at once, the array
 itself (never a concatenated copy, which for 24-hour 300 x 300 footprints cost
 more than the arithmetic), in the very task that reads it (:func:`reduced`);
-the much smaller results are then grouped, as many simulations per block as fit
-in dask's ``array.chunk-size``.
+footprints straight from the store are read by the reducing tasks, several
+simulations each, as their non-zero cells. The much smaller results are then
+grouped, as many simulations per block as fit in dask's ``array.chunk-size``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, Layer
 from dask.utils import parse_bytes
 
+from ..store.lazy import StoredChunks, StoredReads
 from . import timebins
 
 _SPATIAL = (("lat", "lon"), ("y", "x"))
@@ -88,22 +90,102 @@ def reduced(
     the reduction where its largest input (the flux) is rather than where the
     chunk was read. ``shared`` are single-chunk arrays every task takes (made
     once, sent once per worker).
+
+    Footprints straight from the store (``load()``, nothing selected) are read
+    by the reducing tasks themselves, several simulations each
+    (:func:`per_task`), as their non-zero cells where stored so
+    (:class:`~pystilt_dask.store.chunks.Cells`): ``func`` must take those too.
     """
     name = f"{getattr(func, '__name__', 'reduce')}-{tokenize(func, data, bins, shared, args)}"
+    meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
+    source = data.__dask_graph__()
+    reads = source.layers.get(data.name)
+    if isinstance(reads, StoredReads) and len(reads) == data.numblocks[0]:
+        layer = _ReducedReads(name, func, reads, bins, shared, args)
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
+        return da.Array(graph, name, chunks=(layer.chunks, *((n,) for n in shape)), meta=meta)
     layer = _Reduced(name, func, data, bins, shared, args)
     # The layer making data's chunks is replaced by this one, which runs their tasks
     # inside its own (and holds that layer's other tasks, if any): kept beside it,
     # a cull could keep them as tasks of their own too.
-    source = data.__dask_graph__()
     own = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
     layers = {k: v for k, v in source.layers.items() if k != data.name} | dict(own.layers)
     dependencies = {k: v for k, v in source.dependencies.items() if k != data.name}
     dependencies |= own.dependencies
     dependencies[name] = dependencies[name] | set(source.dependencies.get(data.name, ()))
     graph = HighLevelGraph(layers, dependencies)
-    meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
     chunks = (data.chunks[0], *((n,) for n in shape))
     return da.Array(graph, name, chunks=chunks, meta=meta)
+
+
+def per_task(n: int) -> int:
+    """Simulations read and reduced per task when ``n`` are read straight from the store.
+
+    Up to 64: a task then costs about a millisecond of scheduling (far more on
+    worker processes) against ~0.4 ms of reading and reducing each footprint;
+    and at least 64 tasks in all while there are simulations for them, to keep
+    every worker busy.
+    """
+    return int(min(64, max(1, n // 64)))
+
+
+def _reduce_reads(
+    func: Callable, read: StoredChunks, rows: np.ndarray, sim_ids: np.ndarray, bins: np.ndarray,
+    *rest,
+) -> np.ndarray:  # fmt: skip
+    """``func`` on each simulation's chunk, read one at a time (the cells where stored so)."""
+    out = None
+    for j, (row, sim_id) in enumerate(zip(rows, sim_ids, strict=True)):
+        part = func(read(int(row), str(sim_id), cells=True), bins[j : j + 1], *rest)
+        if out is None:
+            out = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
+        out[j] = part[0]
+    return out
+
+
+class _ReducedReads(Layer):
+    """The tasks of :func:`reduced` on footprints read straight from the store.
+
+    Task ``g`` reads and reduces the simulations ``g * per_task`` onwards, one at
+    a time, from their rows and ids (no dependency on any read task); tasks are
+    made when the graph is built for a computation.
+    """
+
+    def __init__(self, name, func, reads: StoredReads, bins, shared, args) -> None:
+        super().__init__()
+        self.name, self.func, self.reads, self.bins = name, func, reads, bins
+        self.shared, self.args = shared, args
+        n = len(reads.rows)
+        step = per_task(n)
+        self.starts = np.arange(0, n, step)
+        self.chunks = tuple(int(k) for k in np.diff(np.append(self.starts, n)))
+
+    def __getitem__(self, key) -> Task:
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] == self.name):
+            raise KeyError(key)
+        g = key[1]
+        if not 0 <= g < len(self.starts):
+            raise KeyError(key)
+        a = int(self.starts[g])
+        b = a + self.chunks[g]
+        refs = [TaskRef((s.name, *(0,) * s.ndim)) for s in self.shared]
+        reads = self.reads
+        return Task(
+            key, _reduce_reads, self.func, reads.chunks, reads.rows[a:b], reads.sim_ids[a:b],
+            self.bins[a:b], *refs, *self.args,
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator:
+        return ((self.name, g) for g in range(len(self.starts)))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def is_materialized(self) -> bool:
+        return False
+
+    def get_output_keys(self) -> set:
+        return set(self)
 
 
 class _Reduced(Layer):

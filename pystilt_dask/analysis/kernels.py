@@ -7,8 +7,10 @@ falls in, ``-1`` for a layer to leave out. A footprint that was never computed
 (NaN) gives NaN, never a silent zero.
 
 A block that is one stored chunk read as its non-zero cells
-(:class:`~pystilt_dask.store.chunks.Chunk`) is reduced from those cells
-alone: the public functions here choose, and give the same sums either way.
+(:class:`~pystilt_dask.store.chunks.Cells`, or a
+:class:`~pystilt_dask.store.chunks.Chunk` that holds them) is reduced from
+those cells alone: the public functions here choose, and give the same sums
+either way.
 """
 
 from __future__ import annotations

@@ -75,9 +75,34 @@ class Chunk(np.ndarray):
     values: np.ndarray
 
 
-def nonzero_cells(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(indices, values)`` of a :class:`Chunk` as :class:`ChunkReader` made it, else None."""
-    if type(chunk) is Chunk and "indices" in chunk.__dict__:
+class Cells:
+    """A chunk as its non-zero cells alone, without the dense array.
+
+    What :class:`ChunkReader` hands back, when asked for cells, for chunks stored
+    by :class:`~pystilt_dask.store.sparse.NonzeroCodec`: readers that visit only
+    the non-zero cells (the analysis kernels) skip zero-filling a dense chunk,
+    which cost more than decompressing the cells.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The chunk's shape, ``(1, *shape)`` as the dense chunk's.
+    indices : numpy.ndarray
+        The cells' flat (C-order over the whole chunk) indices, increasing, int64.
+    values : numpy.ndarray
+        Their values.
+    """
+
+    __slots__ = ("shape", "indices", "values")
+
+    def __init__(self, shape: tuple[int, ...], indices: np.ndarray, values: np.ndarray) -> None:
+        self.shape, self.indices, self.values = shape, indices, values
+
+
+def nonzero_cells(chunk: np.ndarray | Cells) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(indices, values)`` of :class:`Cells` or a :class:`Chunk` as :class:`ChunkReader`
+    made it; None for any other array."""
+    if type(chunk) is Cells or (type(chunk) is Chunk and "indices" in chunk.__dict__):
         return chunk.indices, chunk.values
     return None
 
@@ -111,12 +136,19 @@ class ChunkReader:
         self.nonzero = nonzero
 
     def __call__(
-        self, location: Location, name: str, row: int, sim_id: str | None = None
-    ) -> np.ndarray:
+        self,
+        location: Location,
+        name: str,
+        row: int,
+        sim_id: str | None = None,
+        cells: bool = False,
+    ) -> np.ndarray | Cells:
         """The chunk of ``row``, shape ``(1, *shape)``; NaN (the fill value) when absent.
 
         ``sim_id`` is the simulation holding ``row``: a format 1 chunk is checked
-        against that simulation's recorded digest only when it is given.
+        against that simulation's recorded digest only when it is given. With
+        ``cells``, a chunk stored as its non-zero cells comes back as
+        :class:`Cells` alone (any other as the dense array).
 
         Raises
         ------
@@ -137,7 +169,11 @@ class ChunkReader:
                 raise ValueError(f"{where}: its CRC-32C does not match its bytes")
         try:
             if self.nonzero:
-                return self._cells(_ZSTD.decode(body))
+                decoded = _ZSTD.decode(body)
+                if cells:
+                    shape = (1, *self.shape)
+                    return Cells(shape, *sparse.cells(decoded, np.dtype("<f4"), shape))
+                return self._cells(decoded)
             out = np.empty((1, *self.shape), dtype="<f4")
             _ZSTD.decode(body, out=out)
         except (ValueError, RuntimeError) as exc:

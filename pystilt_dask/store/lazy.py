@@ -12,15 +12,17 @@ what :func:`~pystilt_dask.footprint.to_rstilt_netcdf` writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import xarray as xr
+from dask._task_spec import Task
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph, Layer
 from xarray.indexes import PandasIndex
 
 from ..errors import StoreError
@@ -35,28 +37,93 @@ if TYPE_CHECKING:
 _TIME_ATTRS = {"standard_name": "time", "long_name": "start of the footprint layer (UTC)"}
 
 
-def _read_row(
-    read: chunks.ChunkReader, location: Location, name: str, row: int, sim_id: str
-) -> np.ndarray:
-    try:
-        return read(location, name, row, sim_id)
-    except (ValueError, RuntimeError) as exc:
-        raise StoreError(
-            f"the footprint chunk of simulation {sim_id!r} (row {row}) is damaged "
-            f"({type(exc).__name__}: {exc}); run `stilt-dask verify --repair`"
-        ) from None
+class StoredChunks:
+    """Reads footprint ``name``'s chunks from ``location``, one simulation at a time.
+
+    Small and picklable: what each read task (or each task reading several) carries.
+    """
+
+    def __init__(self, read: chunks.ChunkReader, location: Location, name: str) -> None:
+        self.read, self.location, self.name = read, location, name
+
+    def __call__(self, row: int, sim_id: str, cells: bool = False) -> np.ndarray | chunks.Cells:
+        """The chunk of ``row`` (simulation ``sim_id``), as :class:`~.chunks.ChunkReader` gives it.
+
+        Raises
+        ------
+        StoreError
+            When the chunk is damaged; the message names the simulation.
+        """
+        try:
+            return self.read(self.location, self.name, row, sim_id, cells=cells)
+        except (ValueError, RuntimeError) as exc:
+            raise StoreError(
+                f"the footprint chunk of simulation {sim_id!r} (row {row}) is damaged "
+                f"({type(exc).__name__}: {exc}); run `stilt-dask verify --repair`"
+            ) from None
 
 
-def _read_block(
-    read: chunks.ChunkReader,
-    location: Location,
-    name: str,
-    rows_and_ids: tuple[np.ndarray, np.ndarray],
-    block_id: tuple[int, ...],
-) -> np.ndarray:
-    rows, sim_ids = rows_and_ids
-    i = block_id[0]
-    return _read_row(read, location, name, int(rows[i]), sim_ids[i])
+class StoredReads(Layer):
+    """The read tasks of :func:`open_footprint`: block ``i`` is simulation ``i``'s chunk.
+
+    Each task carries its own row and id. Tasks are made when a graph is built
+    for a computation, and culling keeps only the simulations asked for, so a
+    million simulations cost nothing until read. Reductions that read the
+    chunks themselves (``pystilt_dask.analysis.blocks.reduced``) take
+    :attr:`chunks`, :attr:`rows` and :attr:`sim_ids` from here instead of these
+    tasks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stored: StoredChunks,
+        rows: np.ndarray,
+        sim_ids: np.ndarray,
+        ndim: int,
+        blocks: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.name, self.chunks, self.ndim = name, stored, ndim
+        self.rows, self.sim_ids = rows, sim_ids
+        #: The block (simulation) index of each row kept, increasing.
+        self.blocks = np.arange(len(rows)) if blocks is None else blocks
+
+    def _key(self, i: int) -> tuple:
+        return (self.name, int(i), *(0,) * (self.ndim - 1))
+
+    def _position(self, key) -> int:
+        if isinstance(key, tuple) and len(key) == self.ndim + 1 and key[0] == self.name:
+            k = int(np.searchsorted(self.blocks, key[1]))
+            if k < len(self.blocks) and self.blocks[k] == key[1]:
+                return k
+        raise KeyError(key)
+
+    def __getitem__(self, key) -> Task:
+        k = self._position(key)
+        return Task(key, self.chunks, int(self.rows[k]), str(self.sim_ids[k]))
+
+    def __iter__(self) -> Iterator:
+        return (self._key(b) for b in self.blocks)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def is_materialized(self) -> bool:
+        return False
+
+    def get_output_keys(self) -> set:
+        return set(self)
+
+    def cull(self, keys: set, all_hlg_keys) -> tuple[StoredReads, dict]:
+        kept = sorted(
+            {self._position(k) for k in keys if isinstance(k, tuple) and k[0] == self.name}
+        )
+        layer = StoredReads(
+            self.name, self.chunks, self.rows[kept], self.sim_ids[kept], self.ndim,
+            self.blocks[kept],
+        )  # fmt: skip
+        return layer, {k: set() for k in layer}
 
 
 def open_footprint(
@@ -75,17 +142,13 @@ def open_footprint(
     # cost seconds.
     buffers = [bytes(b) for b in ids.buffers() if b is not None]
     token = tokenize(location.url(), name, rows, ids.offset, *buffers)
-    read = chunks.chunk_reader(array)
+    stored = StoredChunks(chunks.chunk_reader(array), location, name)
+    key = f"stilt-foot-{token}"
+    layer = StoredReads(key, stored, np.asarray(rows), sim_ids, array.ndim)
     blocks = ((1,) * len(rows), *((n,) for n in array.shape[1:]))
-    # One block per simulation, made when the graph is built for a computation (a
-    # blockwise layer), not a million tasks up front.
-    # The rows and ids travel as one key, sent to each worker once, not inside every
-    # task (380 kB a task at 10^4 simulations made worker processes 14x slower).
-    rows_and_ids = dask.delayed((rows, sim_ids), name=f"stilt-foot-rows-{token}", pure=True)
-    data = da.map_blocks(
-        _read_block, read, location, name, rows_and_ids, name=f"stilt-foot-{token}",
-        chunks=blocks, dtype=array.dtype, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
-    )  # fmt: skip
+    meta = np.empty((0,) * array.ndim, dtype=array.dtype)
+    graph = HighLevelGraph.from_collections(key, layer)
+    data = da.Array(graph, key, chunks=blocks, dtype=array.dtype, meta=meta)
 
     entries = registry.entries
     dims = array.metadata.dimension_names

@@ -71,6 +71,24 @@ def decode(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, .
     ValueError
         When ``data`` is not what :func:`encode` writes, or not for ``shape``.
     """
+    indices, values = cells(data, dtype, shape)
+    # np.zeros maps untouched pages lazily: only the pages holding cells are written.
+    out = np.zeros(int(np.prod(shape)), dtype=values.dtype)
+    out[indices] = values
+    return out.reshape(shape), indices, values
+
+
+def cells(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The flat (C-order, increasing) indices and the values of the cells ``data`` holds.
+
+    What :func:`decode` gives without the dense chunk, for readers that visit
+    the cells alone.
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is not what :func:`encode` writes, or not for ``shape``.
+    """
     body = np.frombuffer(data, dtype="u1")
     if body.size < _HEADER or bytes(body[:4]) != _MAGIC:
         raise ValueError(f"not a {NAME} chunk (no header)")
@@ -83,25 +101,21 @@ def decode(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, .
         raise ValueError(f"{NAME} chunk of {body.size} bytes cannot hold {n} cells")
     gaps = body[_HEADER : _HEADER + 4 * n].view("<u4")
     values = body[_HEADER + 4 * n :].view(little)
-    # np.zeros maps untouched pages lazily: only the pages holding cells are written.
-    out = np.zeros(int(np.prod(shape)), dtype=little)
     indices = np.empty(n, dtype=np.int64)
-    if not _scatter(gaps, values, out, indices):
-        raise ValueError(f"{NAME} chunk holds cells beyond its {out.size} cells")
-    return out.reshape(shape), indices, values
+    size = int(np.prod(shape))
+    if n and _running_sum(gaps, indices) >= size:
+        raise ValueError(f"{NAME} chunk holds cells beyond its {size} cells")
+    return indices, values
 
 
 @njit(nogil=True, cache=True)
-def _scatter(gaps, values, out, indices):
-    """Put ``values`` into ``out`` at the running sums of ``gaps``; False if one lies beyond."""
+def _running_sum(gaps, out):
+    """``out[k] = gaps[0] + … + gaps[k]`` in 64 bits; returns the last (the largest)."""
     index = 0
     for k in range(gaps.size):
         index += gaps[k]
-        if index >= out.size:
-            return False
-        indices[k] = index
-        out[index] = values[k]
-    return True
+        out[k] = index
+    return index
 
 
 @dataclass(frozen=True)
