@@ -41,6 +41,11 @@ import numpy as np
 NC_FILL_FLOAT = np.float32(9.96921e36)
 OCO_FILL = np.float32(-999999.0)
 SITE = {"longitude": -111.85, "latitude": 40.77, "altitude_km": 1.45}
+#: ``qa_value``'s attributes in both TROPOMI CH4 products (its units are "1").
+QA = {"_FillValue": np.uint8(255), "scale_factor": np.float32(0.01), "add_offset": np.float32(0.0)}
+#: Longitude offsets of a TROPOMI pixel's four corners.
+CORNERS = np.array([-0.035, 0.035, 0.035, -0.035])
+SECONDS = "seconds since 1970-01-01 00:00:00"
 
 
 def _var(group, name, dims, data, dtype=None, **attrs):
@@ -50,6 +55,17 @@ def _var(group, name, dims, data, dtype=None, **attrs):
     for key, value in attrs.items():
         var.attrs[key] = value
     return var
+
+
+def _vars(group, table: dict, **common) -> None:
+    """Write ``table``'s variables, ``name: (dims, data, units[, attrs])``, in its order.
+
+    Each gets the ``common`` attributes (``_FillValue`` sets the fill value), its
+    ``units`` unless None, then its own ``attrs``, which win over ``common``.
+    """
+    for name, (dims, data, units, *attrs) in table.items():
+        own = {} if units is None else {"units": units}
+        _var(group, name, dims, data, **{**common, **own, **(attrs[0] if attrs else {})})
 
 
 def _scene(n: int, rng: np.random.Generator, lon0: float, lat0: float) -> tuple:
@@ -72,7 +88,10 @@ def write_oco2(directory: Path, n: int = 24, seed: int = 1, orbit: int = 49123) 
         dtype=np.int64,
     )
     epoch = np.array([(t - datetime(1970, 1, 1)).total_seconds() for t in times])
+    date = np.array([[t.year, t.month, t.day, t.hour, t.minute, t.second, 0] for t in times])
     lon, lat = _scene(n, rng, -111.9, 40.7)
+    vlon = lon[:, None] + np.array([-0.011, 0.011, 0.011, -0.011])
+    vlat = lat[:, None] + np.array([-0.009, -0.009, 0.009, 0.009])
     psurf = rng.uniform(840.0, 870.0, n).astype(np.float32)
     sigma = np.linspace(0.0001, 1.0, 20)  # top of the atmosphere first, surface last
     levels = (psurf[:, None] * sigma[None, :]).astype(np.float32)
@@ -84,193 +103,72 @@ def write_oco2(directory: Path, n: int = 24, seed: int = 1, orbit: int = 49123) 
     xco2[[3, 7]] = OCO_FILL
     flag = np.zeros(n, dtype=np.int8)
     flag[::5] = 1
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        return rng.uniform(low, high, n).astype(np.float32)
+
+    one, corners, profile = ("sounding_id",), ("sounding_id", "vertices"), ("sounding_id", "levels")
+    top_down = {"comment": "Level 1 is the top of the atmosphere, level 20 the surface"}
+    modes = {"comment": "0=Nadir, 1=Glint, 2=Target, 3=Transition, 4=SAM"}
+    east = {"comment": "degrees East of North"}
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"sounding_id": n, "levels": 20, "vertices": 4, "epoch_dimension": 7}
         f.attrs["title"] = "OCO-2 Level 2 bias-corrected XCO2 and other select fields (Lite)"
         f.attrs["Conventions"] = "CF-1.6"
-        _var(f, "sounding_id", ("sounding_id",), ids, units="YYYYMMDDhhmmss[frame][footprint]")
-        _var(f, "levels", ("levels",), np.arange(1, 21, dtype=np.int32))
-        _var(f, "vertices", ("vertices",), np.arange(1, 5, dtype=np.int32))
-        date = np.array([[t.year, t.month, t.day, t.hour, t.minute, t.second, 0] for t in times])
-        _var(f, "date", ("sounding_id", "epoch_dimension"), date.astype(np.int16))
-        _var(f, "time", ("sounding_id",), epoch, units="seconds since 1970-01-01 00:00:00")
-        _var(
-            f,
-            "latitude",
-            ("sounding_id",),
-            lat.astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees_north",
-        )
-        _var(
-            f,
-            "longitude",
-            ("sounding_id",),
-            lon.astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees_east",
-        )
-        dlon, dlat = 0.011, 0.009
-        vlon = lon[:, None] + np.array([-dlon, dlon, dlon, -dlon])
-        vlat = lat[:, None] + np.array([-dlat, -dlat, dlat, dlat])
-        _var(
-            f,
-            "vertex_longitude",
-            ("sounding_id", "vertices"),
-            vlon.astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees_east",
-        )
-        _var(
-            f,
-            "vertex_latitude",
-            ("sounding_id", "vertices"),
-            vlat.astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees_north",
-        )
-        _var(
-            f,
-            "solar_zenith_angle",
-            ("sounding_id",),
-            rng.uniform(45, 55, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees",
-        )
-        _var(
-            f,
-            "sensor_zenith_angle",
-            ("sounding_id",),
-            rng.uniform(0, 25, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees",
-        )
-        _var(f, "xco2", ("sounding_id",), xco2, _FillValue=OCO_FILL, units="ppm")
-        _var(
-            f,
-            "xco2_uncertainty",
-            ("sounding_id",),
-            rng.uniform(0.4, 0.9, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="ppm",
-        )
-        _var(
-            f,
-            "xco2_apriori",
-            ("sounding_id",),
-            rng.uniform(414, 416, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="ppm",
-        )
-        _var(f, "xco2_quality_flag", ("sounding_id",), flag, comment="0=Good, 1=Bad")
-        _var(f, "xco2_qf_bitflag", ("sounding_id",), flag.astype(np.int32))
-        _var(
-            f,
-            "pressure_levels",
-            ("sounding_id", "levels"),
-            levels,
-            _FillValue=OCO_FILL,
-            units="hPa",
-            comment="Level 1 is the top of the atmosphere, level 20 the surface",
-        )
-        _var(
-            f,
-            "pressure_weight",
-            ("sounding_id", "levels"),
-            weight.astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="1",
-        )
-        _var(
-            f,
-            "co2_profile_apriori",
-            ("sounding_id", "levels"),
-            apriori,
-            _FillValue=OCO_FILL,
-            units="ppm",
-        )
-        _var(
-            f,
-            "xco2_averaging_kernel",
-            ("sounding_id", "levels"),
-            ak,
-            _FillValue=OCO_FILL,
-            units="1",
-        )
-        _var(f, "file_index", ("sounding_id",), np.ones(n, dtype=np.int16))
-        snd = f.create_group("Sounding")
-        _var(
-            snd,
-            "altitude",
-            ("sounding_id",),
-            rng.uniform(1280, 1600, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="m",
-            long_name="surface altitude",
-        )
-        _var(
-            snd,
-            "altitude_stddev",
-            ("sounding_id",),
-            rng.uniform(5, 40, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="m",
-        )
-        _var(
-            snd,
-            "solar_azimuth_angle",
-            ("sounding_id",),
-            rng.uniform(190, 210, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees",
-        )
-        _var(
-            snd,
-            "sensor_azimuth_angle",
-            ("sounding_id",),
-            rng.uniform(80, 110, n).astype(np.float32),
-            _FillValue=OCO_FILL,
-            units="degrees",
-            comment="degrees East of North",
-        )
-        _var(
-            snd,
-            "land_fraction",
-            ("sounding_id",),
-            np.full(n, 100.0, np.float32),
-            _FillValue=OCO_FILL,
-            units="percent",
-        )
-        _var(snd, "land_water_indicator", ("sounding_id",), np.zeros(n, np.int8))
-        _var(
-            snd,
-            "operation_mode",
-            ("sounding_id",),
-            np.zeros(n, np.int8),
-            comment="0=Nadir, 1=Glint, 2=Target, 3=Transition, 4=SAM",
-        )
-        _var(snd, "orbit", ("sounding_id",), np.full(n, orbit, np.int32))
-        _var(snd, "path", ("sounding_id",), np.full(n, 36, np.int16))
-        _var(snd, "footprint", ("sounding_id",), ((np.arange(n) % 8) + 1).astype(np.int8))
-        ret = f.create_group("Retrieval")
-        _var(ret, "psurf", ("sounding_id",), psurf, _FillValue=OCO_FILL, units="hPa")
-        _var(
-            ret,
-            "xco2_raw",
-            ("sounding_id",),
-            xco2 + np.float32(0.5),
-            _FillValue=OCO_FILL,
-            units="ppm",
-        )
-        met = f.create_group("Meteorology")
-        _var(
-            met,
-            "psurf_apriori_o2a",
-            ("sounding_id",),
-            psurf + np.float32(1.0),
-            _FillValue=OCO_FILL,
-            units="hPa",
-        )
+        coordinates = {
+            "sounding_id": (one, ids, "YYYYMMDDhhmmss[frame][footprint]"),
+            "levels": (("levels",), np.arange(1, 21, dtype=np.int32), None),
+            "vertices": (("vertices",), np.arange(1, 5, dtype=np.int32), None),
+            "date": (("sounding_id", "epoch_dimension"), date.astype(np.int16), None),
+            "time": (one, epoch, SECONDS),
+        }
+        _vars(f, coordinates)
+        soundings = {
+            "latitude": (one, lat.astype(np.float32), "degrees_north"),
+            "longitude": (one, lon.astype(np.float32), "degrees_east"),
+            "vertex_longitude": (corners, vlon.astype(np.float32), "degrees_east"),
+            "vertex_latitude": (corners, vlat.astype(np.float32), "degrees_north"),
+            "solar_zenith_angle": (one, uniform(45, 55), "degrees"),
+            "sensor_zenith_angle": (one, uniform(0, 25), "degrees"),
+            "xco2": (one, xco2, "ppm"),
+            "xco2_uncertainty": (one, uniform(0.4, 0.9), "ppm"),
+            "xco2_apriori": (one, uniform(414, 416), "ppm"),
+        }
+        _vars(f, soundings, _FillValue=OCO_FILL)
+        flags = {
+            "xco2_quality_flag": (one, flag, None, {"comment": "0=Good, 1=Bad"}),
+            "xco2_qf_bitflag": (one, flag.astype(np.int32), None),
+        }
+        _vars(f, flags)
+        profiles = {
+            "pressure_levels": (profile, levels, "hPa", top_down),
+            "pressure_weight": (profile, weight.astype(np.float32), "1"),
+            "co2_profile_apriori": (profile, apriori, "ppm"),
+            "xco2_averaging_kernel": (profile, ak, "1"),
+        }
+        _vars(f, profiles, _FillValue=OCO_FILL)
+        _var(f, "file_index", one, np.ones(n, dtype=np.int16))
+        sounding = f.create_group("Sounding")
+        geometry = {
+            "altitude": (one, uniform(1280, 1600), "m", {"long_name": "surface altitude"}),
+            "altitude_stddev": (one, uniform(5, 40), "m"),
+            "solar_azimuth_angle": (one, uniform(190, 210), "degrees"),
+            "sensor_azimuth_angle": (one, uniform(80, 110), "degrees", east),
+            "land_fraction": (one, np.full(n, 100.0, np.float32), "percent"),
+        }
+        _vars(sounding, geometry, _FillValue=OCO_FILL)
+        modes_and_place = {
+            "land_water_indicator": (one, np.zeros(n, np.int8), None),
+            "operation_mode": (one, np.zeros(n, np.int8), None, modes),
+            "orbit": (one, np.full(n, orbit, np.int32), None),
+            "path": (one, np.full(n, 36, np.int16), None),
+            "footprint": (one, ((np.arange(n) % 8) + 1).astype(np.int8), None),
+        }
+        _vars(sounding, modes_and_place)
+        retrieval = {"psurf": (one, psurf, "hPa"), "xco2_raw": (one, xco2 + np.float32(0.5), "ppm")}
+        _vars(f.create_group("Retrieval"), retrieval, _FillValue=OCO_FILL)
+        meteorology = {"psurf_apriori_o2a": (one, psurf + np.float32(1.0), "hPa")}
+        _vars(f.create_group("Meteorology"), meteorology, _FillValue=OCO_FILL)
     return path
 
 
@@ -298,6 +196,27 @@ def _tropomi_profiles(shape: tuple, rng: np.random.Generator) -> dict:
         "dry_air_subcolumns": dry.astype(np.float32),
         "methane_profile_apriori": ch4.astype(np.float32),
     }
+
+
+#: The vertical dimension (if any) and units of each of ``_tropomi_profiles``' arrays.
+PROFILE_VARIABLES = {
+    "surface_pressure": ((), "Pa"),
+    "pressure_interval": ((), "Pa"),
+    "surface_altitude": ((), "m"),
+    "altitude_levels": (("level",), "m"),
+    "column_averaging_kernel": (("layer",), "1"),
+    "dry_air_subcolumns": (("layer",), "mol m-2"),
+    "methane_profile_apriori": (("layer",), "mol m-2"),
+}
+
+
+def _profile_table(profiles: dict, pixel: tuple, names: str) -> dict:
+    """``_vars`` rows of the profile arrays ``names`` (space-separated), on ``pixel``'s dims."""
+    table = {}
+    for name in names.split():
+        vertical, units = PROFILE_VARIABLES[name]
+        table[name] = ((*pixel, *vertical), profiles[name], units)
+    return table
 
 
 def write_tropomi_ch4(
@@ -330,6 +249,14 @@ def write_tropomi_ch4(
     xch4_bc[qa == 0] = NC_FILL_FLOAT
     prof = _tropomi_profiles(shape, rng)
     fill = {"_FillValue": NC_FILL_FLOAT}
+    lon_bounds = (lon[None, ..., None] + CORNERS).astype(np.float32)
+    lat_bounds = (lat[None, ..., None] + np.roll(CORNERS, 1) * 0.7).astype(np.float32)
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        return rng.uniform(low, high, shape).astype(np.float32)
+
+    pix = ("time", "scanline", "ground_pixel")
+    corners, scan_time, down = (*pix, "corner"), ("time", "scanline"), {"positive": "down"}
     with h5netcdf.File(path, "w") as f:
         f.attrs["Conventions"] = "CF-1.7"
         f.attrs["institution"] = "KNMI/SRON"
@@ -345,162 +272,46 @@ def write_tropomi_ch4(
             "layer": 12,
             "level": 13,
         }
-        _var(prod, "scanline", ("scanline",), np.arange(3022, 3022 + scanlines, dtype=np.int32))
-        _var(prod, "ground_pixel", ("ground_pixel",), np.arange(125, 125 + pixels, dtype=np.int32))
-        _var(
-            prod,
-            "time",
-            ("time",),
-            np.array([435369600], dtype=np.int32),
-            units="seconds since 2010-01-01 00:00:00",
-        )
-        _var(prod, "corner", ("corner",), np.arange(4, dtype=np.int32))
-        _var(prod, "layer", ("layer",), np.arange(12, dtype=np.int32), positive="down")
-        _var(prod, "level", ("level",), np.arange(13, dtype=np.int32), positive="down")
-        _var(
-            prod,
-            "delta_time",
-            ("time", "scanline"),
-            delta[None, :].astype(np.int32),
-            units="milliseconds since 2023-10-19 00:00:00",
-        )
-        _var(
-            prod,
-            "time_utc",
-            ("time", "scanline"),
-            np.array([utc], dtype=object),
-            dtype=h5py.string_dtype(),
-        )
-        _var(
-            prod,
-            "qa_value",
-            ("time", "scanline", "ground_pixel"),
-            qa,
-            _FillValue=np.uint8(255),
-            units="1",
-            scale_factor=np.float32(0.01),
-            add_offset=np.float32(0.0),
-        )
-        _var(
-            prod,
-            "latitude",
-            ("time", "scanline", "ground_pixel"),
-            lat[None].astype(np.float32),
-            units="degrees_north",
-            **fill,
-        )
-        _var(
-            prod,
-            "longitude",
-            ("time", "scanline", "ground_pixel"),
-            lon[None].astype(np.float32),
-            units="degrees_east",
-            **fill,
-        )
-        _var(
-            prod,
-            "methane_mixing_ratio",
-            ("time", "scanline", "ground_pixel"),
-            xch4,
-            units="1e-9",
-            **fill,
-        )
-        _var(
-            prod,
-            "methane_mixing_ratio_precision",
-            ("time", "scanline", "ground_pixel"),
-            rng.uniform(0.8, 2.0, shape).astype(np.float32),
-            units="1e-9",
-            **fill,
-        )
-        _var(
-            prod,
-            "methane_mixing_ratio_bias_corrected",
-            ("time", "scanline", "ground_pixel"),
-            xch4_bc,
-            units="1e-9",
-            **fill,
-        )
+        coordinates = {
+            "scanline": (("scanline",), np.arange(3022, 3022 + scanlines, dtype=np.int32), None),
+            "ground_pixel": (("ground_pixel",), np.arange(125, 125 + pixels, dtype=np.int32), None),
+            "time": (("time",), np.int32([435369600]), "seconds since 2010-01-01 00:00:00"),
+            "corner": (("corner",), np.arange(4, dtype=np.int32), None),
+            "layer": (("layer",), np.arange(12, dtype=np.int32), None, down),
+            "level": (("level",), np.arange(13, dtype=np.int32), None, down),
+            "delta_time": (scan_time, delta[None, :].astype(np.int32), f"milliseconds since {ref}"),
+        }
+        _vars(prod, coordinates)
+        utc_rows = np.array([utc], dtype=object)
+        _var(prod, "time_utc", scan_time, utc_rows, dtype=h5py.string_dtype())
+        pixels_table = {
+            "qa_value": (pix, qa, "1", QA),
+            "latitude": (pix, lat[None].astype(np.float32), "degrees_north"),
+            "longitude": (pix, lon[None].astype(np.float32), "degrees_east"),
+            "methane_mixing_ratio": (pix, xch4, "1e-9"),
+            "methane_mixing_ratio_precision": (pix, uniform(0.8, 2.0), "1e-9"),
+            "methane_mixing_ratio_bias_corrected": (pix, xch4_bc, "1e-9"),
+        }
+        _vars(prod, pixels_table, **fill)
         support = prod.create_group("SUPPORT_DATA")
-        geo = support.create_group("GEOLOCATIONS")
-        pix = ("time", "scanline", "ground_pixel")
-        _var(
-            geo,
-            "solar_zenith_angle",
+        geolocations = {
+            "solar_zenith_angle": (pix, uniform(50, 56), "degree"),
+            "solar_azimuth_angle": (pix, uniform(-160, -150), "degree"),
+            "viewing_zenith_angle": (pix, uniform(2, 30), "degree"),
+            "viewing_azimuth_angle": (pix, uniform(-100, 80), "degree"),
+            "longitude_bounds": (corners, lon_bounds, None),
+            "latitude_bounds": (corners, lat_bounds, None),
+        }
+        _vars(support.create_group("GEOLOCATIONS"), geolocations, **fill)
+        kernel = _profile_table(prof, pix, "column_averaging_kernel")
+        _vars(support.create_group("DETAILED_RESULTS"), kernel, **fill)
+        inputs = _profile_table(
+            prof,
             pix,
-            rng.uniform(50, 56, shape).astype(np.float32),
-            units="degree",
-            **fill,
+            "surface_altitude methane_profile_apriori altitude_levels dry_air_subcolumns "
+            "surface_pressure pressure_interval",
         )
-        _var(
-            geo,
-            "solar_azimuth_angle",
-            pix,
-            rng.uniform(-160, -150, shape).astype(np.float32),
-            units="degree",
-            **fill,
-        )
-        _var(
-            geo,
-            "viewing_zenith_angle",
-            pix,
-            rng.uniform(2, 30, shape).astype(np.float32),
-            units="degree",
-            **fill,
-        )
-        _var(
-            geo,
-            "viewing_azimuth_angle",
-            pix,
-            rng.uniform(-100, 80, shape).astype(np.float32),
-            units="degree",
-            **fill,
-        )
-        half = np.array([-0.035, 0.035, 0.035, -0.035])
-        _var(
-            geo,
-            "longitude_bounds",
-            (*pix, "corner"),
-            (lon[None, ..., None] + half).astype(np.float32),
-            **fill,
-        )
-        _var(
-            geo,
-            "latitude_bounds",
-            (*pix, "corner"),
-            (lat[None, ..., None] + np.roll(half, 1) * 0.7).astype(np.float32),
-            **fill,
-        )
-        detailed = support.create_group("DETAILED_RESULTS")
-        _var(
-            detailed,
-            "column_averaging_kernel",
-            (*pix, "layer"),
-            prof["column_averaging_kernel"],
-            units="1",
-            **fill,
-        )
-        inputs = support.create_group("INPUT_DATA")
-        _var(inputs, "surface_altitude", pix, prof["surface_altitude"], units="m", **fill)
-        _var(
-            inputs,
-            "methane_profile_apriori",
-            (*pix, "layer"),
-            prof["methane_profile_apriori"],
-            units="mol m-2",
-            **fill,
-        )
-        _var(inputs, "altitude_levels", (*pix, "level"), prof["altitude_levels"], units="m", **fill)
-        _var(
-            inputs,
-            "dry_air_subcolumns",
-            (*pix, "layer"),
-            prof["dry_air_subcolumns"],
-            units="mol m-2",
-            **fill,
-        )
-        _var(inputs, "surface_pressure", pix, prof["surface_pressure"], units="Pa", **fill)
-        _var(inputs, "pressure_interval", pix, prof["pressure_interval"], units="Pa", **fill)
+        _vars(support.create_group("INPUT_DATA"), inputs, **fill)
     return path
 
 
@@ -518,93 +329,41 @@ def write_tropomi_blended(directory: Path, n: int = 20, seed: int = 3, orbit: in
         for i in range(n)
     ]
     lon, lat = _scene(n, rng, -176.0, 0.5)
-    prof = _tropomi_profiles((n,), rng)
+    # The blended product's surface altitude is 0 everywhere.
+    prof = {**_tropomi_profiles((n,), rng), "surface_altitude": np.zeros(n, np.float32)}
     fill = {"_FillValue": NC_FILL_FLOAT}
     xch4 = (1790.0 + rng.normal(0, 6, n)).astype(np.float32)
     qa = rng.choice(np.array([40, 100], dtype=np.uint8), size=n)
+    precision = rng.uniform(2, 5, n).astype(np.float32)
+    lon_bounds = (lon[:, None] + CORNERS).astype(np.float32)
+    lat_bounds = (lat[:, None] + np.roll(CORNERS, 1)).astype(np.float32)
+    nobs, corners = ("nobs",), ("nobs", "corner")
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"nobs": n, "layer": 12, "corner": 4}
         f.attrs["title"] = "TROPOMI+GOSAT blended methane"
-        _var(
-            f,
-            "qa_value",
-            ("nobs",),
-            qa,
-            _FillValue=np.uint8(255),
-            units="1",
-            scale_factor=np.float32(0.01),
-            add_offset=np.float32(0.0),
+        pixels = {
+            "qa_value": (nobs, qa, "1", QA),
+            "latitude": (nobs, lat.astype(np.float32), "degrees_north"),
+            "longitude": (nobs, lon.astype(np.float32), "degrees_east"),
+            "methane_mixing_ratio": (nobs, xch4, "1e-9"),
+            "methane_mixing_ratio_precision": (nobs, precision, "1e-9"),
+            "methane_mixing_ratio_bias_corrected": (nobs, xch4 + np.float32(7.0), "1e-9"),
+            "methane_mixing_ratio_blended": (nobs, xch4 - np.float32(1.5), "1e-9"),
+        }
+        _vars(f, pixels, **fill)
+        _var(f, "time_utc", nobs, np.array(utc, dtype=object), dtype=h5py.string_dtype())
+        bounds = {
+            "longitude_bounds": (corners, lon_bounds, None),
+            "latitude_bounds": (corners, lat_bounds, None),
+        }
+        _vars(f, bounds, **fill)
+        profiles = _profile_table(
+            prof,
+            nobs,
+            "column_averaging_kernel surface_altitude surface_pressure pressure_interval "
+            "methane_profile_apriori dry_air_subcolumns",
         )
-        _var(f, "latitude", ("nobs",), lat.astype(np.float32), units="degrees_north", **fill)
-        _var(f, "longitude", ("nobs",), lon.astype(np.float32), units="degrees_east", **fill)
-        _var(f, "methane_mixing_ratio", ("nobs",), xch4, units="1e-9", **fill)
-        _var(
-            f,
-            "methane_mixing_ratio_precision",
-            ("nobs",),
-            rng.uniform(2, 5, n).astype(np.float32),
-            units="1e-9",
-            **fill,
-        )
-        _var(
-            f,
-            "methane_mixing_ratio_bias_corrected",
-            ("nobs",),
-            xch4 + np.float32(7.0),
-            units="1e-9",
-            **fill,
-        )
-        _var(
-            f,
-            "methane_mixing_ratio_blended",
-            ("nobs",),
-            xch4 - np.float32(1.5),
-            units="1e-9",
-            **fill,
-        )
-        _var(f, "time_utc", ("nobs",), np.array(utc, dtype=object), dtype=h5py.string_dtype())
-        half = np.array([-0.035, 0.035, 0.035, -0.035])
-        _var(
-            f,
-            "longitude_bounds",
-            ("nobs", "corner"),
-            (lon[:, None] + half).astype(np.float32),
-            **fill,
-        )
-        _var(
-            f,
-            "latitude_bounds",
-            ("nobs", "corner"),
-            (lat[:, None] + np.roll(half, 1)).astype(np.float32),
-            **fill,
-        )
-        _var(
-            f,
-            "column_averaging_kernel",
-            ("nobs", "layer"),
-            prof["column_averaging_kernel"],
-            units="1",
-            **fill,
-        )
-        _var(f, "surface_altitude", ("nobs",), np.zeros(n, np.float32), units="m", **fill)
-        _var(f, "surface_pressure", ("nobs",), prof["surface_pressure"], units="Pa", **fill)
-        _var(f, "pressure_interval", ("nobs",), prof["pressure_interval"], units="Pa", **fill)
-        _var(
-            f,
-            "methane_profile_apriori",
-            ("nobs", "layer"),
-            prof["methane_profile_apriori"],
-            units="mol m-2",
-            **fill,
-        )
-        _var(
-            f,
-            "dry_air_subcolumns",
-            ("nobs", "layer"),
-            prof["dry_air_subcolumns"],
-            units="mol m-2",
-            **fill,
-        )
+        _vars(f, profiles, **fill)
     return path
 
 
@@ -628,29 +387,30 @@ def _ggg_times(n: int, start: datetime) -> tuple[list[datetime], np.ndarray]:
 def _ggg_common(f, rng: np.random.Generator, times: list[datetime], epoch: np.ndarray) -> None:
     n = len(times)
     hours = [t.hour + t.minute / 60 + (t.second + t.microsecond / 1e6) / 3600 for t in times]
-    _var(
-        f, "time", ("time",), epoch, units="seconds since 1970-01-01 00:00:00", calendar="gregorian"
-    )
-    _var(f, "year", ("time",), np.array([t.year for t in times], np.int16), units="years")
-    _var(
-        f,
-        "day",
-        ("time",),
-        np.array([t.timetuple().tm_yday for t in times], np.int16),
-        units="days",
-    )
-    _var(f, "hour", ("time",), np.array(hours, np.float32), units="hours")
-    _var(f, "lat", ("time",), np.full(n, SITE["latitude"], np.float32), units="degrees_north")
-    _var(f, "long", ("time",), np.full(n, SITE["longitude"], np.float32), units="degrees_east")
-    _var(f, "zobs", ("time",), np.full(n, SITE["altitude_km"], np.float32), units="km")
-    _var(f, "zmin", ("time",), np.full(n, SITE["altitude_km"] - 0.01, np.float32), units="km")
-    _var(f, "solzen", ("time",), np.linspace(62, 38, n).astype(np.float32), units="degrees")
-    _var(f, "azim", ("time",), np.linspace(-100, 150, n).astype(np.float32), units="degrees")
-    _var(f, "pout", ("time",), rng.uniform(850, 856, n).astype(np.float32), units="hPa")
-    _var(f, "tout", ("time",), rng.uniform(18, 25, n).astype(np.float32), units="degrees_Celsius")
+    days = [t.timetuple().tm_yday for t in times]
+    spectra = ("time",)
+
+    def at_site(value: float, units: str) -> tuple:
+        return (spectra, np.full(n, value, np.float32), units)
+
+    common = {
+        "time": (spectra, epoch, SECONDS, {"calendar": "gregorian"}),
+        "year": (spectra, np.array([t.year for t in times], np.int16), "years"),
+        "day": (spectra, np.array(days, np.int16), "days"),
+        "hour": (spectra, np.array(hours, np.float32), "hours"),
+        "lat": at_site(SITE["latitude"], "degrees_north"),
+        "long": at_site(SITE["longitude"], "degrees_east"),
+        "zobs": at_site(SITE["altitude_km"], "km"),
+        "zmin": at_site(SITE["altitude_km"] - 0.01, "km"),
+        "solzen": (spectra, np.linspace(62, 38, n).astype(np.float32), "degrees"),
+        "azim": (spectra, np.linspace(-100, 150, n).astype(np.float32), "degrees"),
+        "pout": (spectra, rng.uniform(850, 856, n).astype(np.float32), "hPa"),
+        "tout": (spectra, rng.uniform(18, 25, n).astype(np.float32), "degrees_Celsius"),
+    }
     for gas, (unit, centre, err) in GGG_GASES.items():
-        _var(f, gas, ("time",), (centre + rng.normal(0, err, n)).astype(np.float32), units=unit)
-        _var(f, f"{gas}_error", ("time",), np.full(n, err, np.float32), units=unit)
+        common[gas] = (spectra, (centre + rng.normal(0, err, n)).astype(np.float32), unit)
+        common[f"{gas}_error"] = (spectra, np.full(n, err, np.float32), unit)
+    _vars(f, common)
 
 
 def write_tccon_public(directory: Path, n: int = 12, seed: int = 4) -> Path:
@@ -659,78 +419,49 @@ def write_tccon_public(directory: Path, n: int = 12, seed: int = 4) -> Path:
     path = Path(directory) / "zz20230715_20230720.public.qc.nc"
     times, epoch = _ggg_times(n, datetime(2023, 7, 15, 15, 51, 13, 824000))
     prof = _ggg_profiles(rng, n)
+    z, spectra = prof["z"], ("time",)
+    by_altitude = ("time", "prior_altitude")
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"time": n, "prior_altitude": 51, "ak_altitude": 51}
         f.attrs["source"] = "Products retrieved from solar absorption spectra using GGG2020"
         f.attrs["long_name"] = "synthetic01"
         f.attrs["data_revision"] = "R0"
         _ggg_common(f, rng, times, epoch)
-        _var(
-            f,
-            "prior_time",
-            ("time",),
-            np.floor(epoch / 10800) * 10800,
-            units="seconds since 1970-01-01 00:00:00",
-        )
-        _var(f, "prior_altitude", ("prior_altitude",), prof["z"], units="km")
-        _var(f, "ak_altitude", ("ak_altitude",), prof["z"], units="km")
         ak_pressure = (np.median(prof["pressure_atm"], axis=0) * 1013.25).astype(np.float32)
-        _var(
-            f,
-            "ak_pressure",
-            ("ak_altitude",),
-            ak_pressure,
-            units="hPa",
-            description="Median pressure for the column averaging kernels vertical grid",
-        )
-        _var(f, "prior_pressure", ("time", "prior_altitude"), prof["pressure_atm"], units="atm")
-        _var(
-            f,
-            "prior_temperature",
-            ("time", "prior_altitude"),
-            (290 - 6.5 * np.minimum(prof["z"], 11))[None, :].repeat(n, 0).astype(np.float32),
-            units="degrees_Kelvin",
-        )
-        _var(
-            f,
-            "prior_h2o",
-            ("time", "prior_altitude"),
-            (0.01 * np.exp(-prof["z"] / 2))[None, :].repeat(n, 0).astype(np.float32),
-            units="",
-        )
+        temperature = (290 - 6.5 * np.minimum(z, 11))[None, :].repeat(n, 0).astype(np.float32)
+        h2o = (0.01 * np.exp(-z / 2))[None, :].repeat(n, 0).astype(np.float32)
+        median = {"description": "Median pressure for the column averaging kernels vertical grid"}
+        priors = {
+            "prior_time": (spectra, np.floor(epoch / 10800) * 10800, SECONDS),
+            "prior_altitude": (("prior_altitude",), z, "km"),
+            "ak_altitude": (("ak_altitude",), z, "km"),
+            "ak_pressure": (("ak_altitude",), ak_pressure, "hPa", median),
+            "prior_pressure": (by_altitude, prof["pressure_atm"], "atm"),
+            "prior_temperature": (by_altitude, temperature, "degrees_Kelvin"),
+            "prior_h2o": (by_altitude, h2o, ""),
+        }
+        _vars(f, priors)
         flags = np.zeros(n, np.int8)
         flags[[2, 5, 8, 9]] = [1, -1, 2, -2]
+        extrapolation = {
+            "flag_values": np.array([-2, -1, 0, 1, 2], np.int8),
+            "flag_meanings": "clamped_to_min_slant_xgas extrapolated_below_lowest_slant_xgas_bin "
+            "interpolated_normally extrapolated_above_largest_slant_xgas_bin "
+            "clamped_to_max_slant_xgas",
+        }
         for gas, (unit, centre, _) in GGG_GASES.items():
-            shape = 1.0 - 0.002 * prof["z"]
+            shape = 1.0 - 0.002 * z
             prior = (centre * shape[None, :] * rng.uniform(0.999, 1.001, (n, 1))).astype(np.float32)
-            _var(
-                f,
-                f"prior_{gas[1:]}",
-                ("time", "prior_altitude"),
-                prior,
-                units=unit,
-                long_units=f"parts per {'million' if unit == 'ppm' else 'billion'} "
-                "(wet mole fraction)",
-            )
-            ak = 1.3 - 0.01 * prof["z"][None, :] + rng.normal(0, 0.01, (n, 51))
-            _var(
-                f,
-                f"ak_{gas}",
-                ("time", "ak_altitude"),
-                ak.astype(np.float32),
-                units="1",
-                ancillary_variables=f"extrapolation_flags_ak_{gas}",
-            )
-            _var(
-                f,
-                f"extrapolation_flags_ak_{gas}",
-                ("time",),
-                flags,
-                flag_values=np.array([-2, -1, 0, 1, 2], np.int8),
-                flag_meanings="clamped_to_min_slant_xgas extrapolated_below_lowest_slant_xgas_bin "
-                "interpolated_normally extrapolated_above_largest_slant_xgas_bin "
-                "clamped_to_max_slant_xgas",
-            )
+            ak = 1.3 - 0.01 * z[None, :] + rng.normal(0, 0.01, (n, 51))
+            parts = "million" if unit == "ppm" else "billion"
+            wet = {"long_units": f"parts per {parts} (wet mole fraction)"}
+            ancillary = {"ancillary_variables": f"extrapolation_flags_ak_{gas}"}
+            kernels = {
+                f"prior_{gas[1:]}": (by_altitude, prior, unit, wet),
+                f"ak_{gas}": (("time", "ak_altitude"), ak.astype(np.float32), "1", ancillary),
+                f"extrapolation_flags_ak_{gas}": (spectra, flags, None, extrapolation),
+            }
+            _vars(f, kernels)
     return path
 
 
@@ -743,11 +474,18 @@ def write_ggg_private(directory: Path, n: int = 8, seed: int = 5) -> Path:
     path = Path(directory) / "zz20230715_20230715.private.nc"
     times, epoch = _ggg_times(n, datetime(2023, 7, 15, 16, 0, 0))
     prof = _ggg_profiles(rng, 2)
+    z, spectra, prior_dims = prof["z"], ("time",), ("prior_time", "prior_altitude")
     specs = [f"zz20230715s0e00a.{i + 1:04d}" for i in range(n)]
     width = 21
     chars = np.array([list(s.ljust(width)) for s in specs], dtype="S1")
     prior_index = (np.arange(n) >= n // 2).astype(np.int16)
     airmass = np.linspace(1.2, 3.0, n).astype(np.float32)
+    flag = np.zeros(n, np.int16)
+    flag[1] = 2
+    ak_pressure = (prof["pressure_atm"][0] * 1013.25).astype(np.float32)
+    prior_times = np.array([epoch[0], epoch[0] + 10800.0])
+    index_of = {"description": "Index of the prior profile associated with each measurement"}
+    o2 = {"description": "airmass of O2 in window 7885"}
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {
             "time": n,
@@ -760,56 +498,32 @@ def write_ggg_private(directory: Path, n: int = 8, seed: int = 5) -> Path:
         f.attrs["source"] = "Products retrieved from solar absorption spectra using GGG2020"
         f.attrs["long_name"] = "synthetic_site"
         _ggg_common(f, rng, times, epoch)
-        _var(f, "spectrum", ("time", "specname"), chars)
-        flag = np.zeros(n, np.int16)
-        flag[1] = 2
-        _var(f, "flag", ("time",), flag, description="data quality flag, 0 = good")
-        _var(
-            f,
-            "prior_time",
-            ("prior_time",),
-            np.array([epoch[0], epoch[0] + 10800.0]),
-            units="seconds since 1970-01-01 00:00:00",
-        )
-        _var(
-            f,
-            "prior_index",
-            ("time",),
-            prior_index,
-            description="Index of the prior profile associated with each measurement",
-        )
-        _var(f, "prior_altitude", ("prior_altitude",), prof["z"], units="km")
-        _var(
-            f, "prior_pressure", ("prior_time", "prior_altitude"), prof["pressure_atm"], units="atm"
-        )
-        _var(f, "ak_altitude", ("ak_altitude",), prof["z"], units="km")
-        _var(
-            f,
-            "ak_pressure",
-            ("ak_altitude",),
-            (prof["pressure_atm"][0] * 1013.25).astype(np.float32),
-            units="hPa",
-        )
-        _var(f, "o2_7885_am_o2", ("time",), airmass, description="airmass of O2 in window 7885")
+        header = {
+            "spectrum": (("time", "specname"), chars, None),
+            "flag": (spectra, flag, None, {"description": "data quality flag, 0 = good"}),
+            "prior_time": (("prior_time",), prior_times, SECONDS),
+            "prior_index": (spectra, prior_index, None, index_of),
+            "prior_altitude": (("prior_altitude",), z, "km"),
+            "prior_pressure": (prior_dims, prof["pressure_atm"], "atm"),
+            "ak_altitude": (("ak_altitude",), z, "km"),
+            "ak_pressure": (("ak_altitude",), ak_pressure, "hPa"),
+            "o2_7885_am_o2": (spectra, airmass, None, o2),
+        }
+        _vars(f, header)
         for gas, (unit, centre, _) in GGG_GASES.items():
             scale = 1e-6 if unit == "ppm" else 1e-9
-            shape = 1.0 - 0.002 * prof["z"]
-            prior = (centre * scale * shape[None, :] * np.array([[1.0], [1.001]])).astype(
-                np.float32
-            )
-            _var(
-                f,
-                f"prior_1{gas[1:]}",
-                ("prior_time", "prior_altitude"),
-                prior,
-                units="",
-                description=f"a priori concentration profile of 1{gas[1:]}, in parts",
-            )
+            shape = 1.0 - 0.002 * z
+            prior = centre * scale * shape[None, :] * np.array([[1.0], [1.001]])
             # the bins span slant xgas from the second to the next-to-last spectrum
             slant = np.linspace(centre * airmass[1], centre * airmass[-2], 15).astype(np.float32)
-            _var(f, f"ak_slant_{gas}_bin", ("ak_slant_xgas_bin",), slant)
-            table = 1.3 - 0.01 * prof["z"][:, None] - 0.05 * np.linspace(0, 1, 15)[None, :]
-            _var(f, f"ak_{gas}", ("ak_altitude", "ak_slant_xgas_bin"), table.astype(np.float32))
+            table = 1.3 - 0.01 * z[:, None] - 0.05 * np.linspace(0, 1, 15)[None, :]
+            in_parts = {"description": f"a priori concentration profile of 1{gas[1:]}, in parts"}
+            kernels = {
+                f"prior_1{gas[1:]}": (prior_dims, prior.astype(np.float32), "", in_parts),
+                f"ak_slant_{gas}_bin": (("ak_slant_xgas_bin",), slant, None),
+                f"ak_{gas}": (("ak_altitude", "ak_slant_xgas_bin"), table.astype(np.float32), None),
+            }
+            _vars(f, kernels)
     return path
 
 
