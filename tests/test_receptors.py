@@ -22,6 +22,7 @@ from pystilt_dask.receptors import (
     parse_time,
     read_receptor_frame,
     read_receptors,
+    receptor_frame,
     receptor_rows,
     receptors_from_frame,
 )
@@ -155,6 +156,25 @@ def test_repeated_receptors_merge_with_one_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(receptors_from_frame(one.iloc[:1], "t")) == 1  # nothing merged: no warning
+
+
+def test_receptors_before_1970_are_told_apart_and_merged_like_any_other():
+    table = pd.DataFrame(
+        {
+            "time": [
+                "1960-01-01 00:00",
+                "1960-01-01 00:00",
+                "2020-01-01 00:00",
+                "1969-12-31 23:00",
+            ],
+            "lon": [1, 1, 1, 1],
+            "lat": [2, 2, 2, 2],
+            "z": [5, 5, 5, 5],
+        }
+    )
+    with pytest.warns(ReceptorsMerged, match="^1 row of t repeats"):
+        frame = receptor_frame(table, "t")
+    assert frame.sim_ids == ["196001010000_1_2_5", "202001010000_1_2_5", "196912312300_1_2_5"]
 
 
 @pytest.mark.parametrize(

@@ -228,16 +228,35 @@ def _single_receptors(
         kept[name], codes[name], texts[name] = canonical_codes(
             numbers[name][rows], longitude=name == "longitude"
         )
-    key = pd.factorize(times.astype(np.int64))[0]
-    for part in (column.astype(np.int64), *codes.values()):
-        key = pd.factorize(key * (int(part.max(initial=0)) + 1) + part)[0]
-    # Codes are handed out in order of first appearance.
-    repeated = key <= np.maximum.accumulate(np.concatenate([[-1], key[:-1]]))
+    seconds = times.astype(np.int64)
+    since = seconds - (seconds.min() if len(seconds) else 0)  # digits are never negative
+    key = _row_key([since, column.astype(np.int64), *codes.values()])
+    repeated = pd.Series(key).duplicated().to_numpy()
     first = np.flatnonzero(~repeated)
     column, times = column[first], times[first]
     text = {name: texts[name].take(pa.array(codes[name][first])) for name in FLOATS}
     kept = {name: values[first] for name, values in kept.items()}
     return _ids_table(column, times, kept, text), repeated
+
+
+def _row_key(parts: list[np.ndarray]) -> np.ndarray:
+    """One integer per row, equal exactly where every one of ``parts`` (codes ``>= 0``) is equal.
+
+    The parts are digits of one mixed-radix number; when the next digit would
+    overflow 64 bits the number so far is renumbered densely first, so a table
+    of a million distinct receptors needs one hash pass (to find repeats), not
+    one per part.
+    """
+    key = np.zeros(len(parts[0]), dtype=np.int64)
+    size = 1
+    for part in parts:
+        radix = int(part.max(initial=0)) + 1
+        if size * radix >= 2**63:
+            key, distinct = pd.factorize(key)
+            size = len(distinct)
+        key = key * radix + part
+        size *= radix
+    return key
 
 
 def _ids_table(
@@ -339,8 +358,8 @@ def _cells(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
         for name in ("altitude", "bottom", "top"):
             suspect |= ~((raw[name] >= 0) & np.isfinite(raw[name])) & ~missing[name]
     # The model compares a column's kept heights.
-    bottom, top = (canonical_numbers(np.where(column, raw[h], 0.0)) for h in ("bottom", "top"))
-    suspect |= column & ~(top > bottom)
+    bottom, top = (canonical_numbers(raw[h][column]) for h in ("bottom", "top"))
+    suspect[column] |= ~(top > bottom)
     numbers = {name: np.where(suspect | missing[name], 0.0, raw[name]) for name in FLOATS}
     return column, np.where(suspect, np.datetime64(0, "s"), times), numbers, suspect
 

@@ -149,7 +149,8 @@ def receptor_frame(table: pd.DataFrame, source: str = "table") -> ReceptorFrame:
         merged = merged.set_column(
             at, "sounding_id", pa.array(cells.to_numpy(object), pa.string(), from_pandas=True)
         )
-    merged = merged.take(pa.array(np.argsort(firsts, kind="stable")))
+    if np.any(firsts[1:] < firsts[:-1]):  # a table of points alone is in row order already
+        merged = merged.take(pa.array(np.argsort(firsts, kind="stable")))
     count += repeated_rows
     if count:
         warnings.warn(ReceptorsMerged(count, source), stacklevel=3)

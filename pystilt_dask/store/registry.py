@@ -655,7 +655,8 @@ def _entries(
 ) -> pa.Table:
     """The registry entries of new receptors, in rows from ``start``."""
     n, given = len(fresh), fresh.table
-    names = pa.array(np.tile(np.asarray(list(footprints), dtype=object), n), pa.string())
+    names = pa.array(list(footprints), pa.string())
+    names = names.take(pa.array(np.tile(np.arange(len(names), dtype=np.int32), n)))
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * len(footprints))
     columns = {
         "sim_id": given["sim_id"],
