@@ -94,6 +94,26 @@ def random_walk_particles(
     )
 
 
+#: An averaging kernel on release heights, and one on pressure (hPa), as configured.
+AK = {"kind": "averaging_kernel", "levels": [0, 1000, 2500], "values": [1.1, 0.9, 0.5]}
+AK_PRES = {
+    "kind": "averaging_kernel",
+    "levels": [950, 800, 650],
+    "values": [1.05, 0.95, 0.7],
+    "coordinate": "pres",
+}
+
+
+def assert_footprint_equal(ours: xr.DataArray, theirs: xr.DataArray) -> None:
+    """``ours`` has ``theirs``' layer times and, on each cell above 1e-12 of its peak, its
+    values to 1e-6 (relative); on the other cells it stays below 1e-11 of that peak."""
+    np.testing.assert_array_equal(ours["time"].values, theirs["time"].values)
+    mine, expected = ours.values.astype(np.float64), theirs.values
+    significant = expected > 1e-12 * expected.max()
+    np.testing.assert_allclose(mine[significant], expected[significant], rtol=1e-6)
+    assert np.all(mine[~significant] <= 1e-11 * expected.max())
+
+
 def as_pystilt_table(particles: pd.DataFrame) -> pd.DataFrame:
     """Rename an R-STILT particle table to PYSTILT's columns (adds ``zagl`` if absent)."""
     table = particles.rename(

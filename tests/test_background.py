@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from footprint_helpers import as_pystilt_table
+from footprint_helpers import AK, AK_PRES, as_pystilt_table
 from store_helpers import RaiseIfComputes
 
 from pystilt_dask.background import background, particle_background
@@ -30,13 +30,6 @@ pytestmark = pytest.mark.pystilt
 TIME = dt.datetime(2019, 5, 30, 10)
 COLUMN = ColumnReceptor(time=TIME, longitude=-111.85, latitude=40.77, bottom=0, top=3000)
 POINT = PointReceptor(time=TIME, longitude=-111.85, latitude=40.77, altitude=5)
-AK = {"kind": "averaging_kernel", "levels": [0, 1000, 2500], "values": [1.1, 0.9, 0.5]}
-AK_PRES = {
-    "kind": "averaging_kernel",
-    "levels": [950, 800, 650],
-    "values": [1.05, 0.95, 0.7],
-    "coordinate": "pres",
-}
 PRESSURE_WEIGHTING = {"kind": "pressure_weighting"}
 #: Transforms by PYSTILT variant name; each runs on the column receptor.
 CASES = {

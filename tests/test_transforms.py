@@ -9,7 +9,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from footprint_helpers import as_pystilt_table, pystilt_grid, random_walk_particles
+from footprint_helpers import (
+    AK,
+    AK_PRES,
+    as_pystilt_table,
+    assert_footprint_equal,
+    pystilt_grid,
+    random_walk_particles,
+)
 from pydantic import BaseModel
 
 from pystilt_dask.config import FootprintConfig, ModelConfig
@@ -27,13 +34,6 @@ MET = {"m": {"directory": "met", "file_format": "%Y%m%d_%H"}}
 BOX = {"xmin": -112.6, "xmax": -111.4, "ymin": 40.3, "ymax": 41.1, "xres": 0.01}
 COLUMN = {"time": dt.datetime(2019, 5, 30, 10), "longitude": -111.85, "latitude": 40.77}
 RECEPTOR = ColumnReceptor(**COLUMN, bottom=0, top=3000)
-AK = {"kind": "averaging_kernel", "levels": [0, 1000, 2500], "values": [1.1, 0.9, 0.5]}
-AK_PRES = {
-    "kind": "averaging_kernel",
-    "levels": [950, 800, 650],
-    "values": [1.05, 0.95, 0.7],
-    "coordinate": "pres",
-}
 VARSIWANT = ["time", "indx", "long", "lati", "zagl", "foot", "pres"]
 
 
@@ -225,11 +225,7 @@ def test_matches_pystilt(particles, case, time_integrate):
             time_integrate=time_integrate,
             transforms=PARITY[case],
         )
-    np.testing.assert_array_equal(ours["time"].values, theirs["time"].values)
-    mine, expected = ours.values.astype(np.float64), theirs.values
-    significant = expected > 1e-12 * expected.max()
-    np.testing.assert_allclose(mine[significant], expected[significant], rtol=1e-6)
-    assert np.all(mine[~significant] <= 1e-11 * expected.max())
+    assert_footprint_equal(ours, theirs)
     # And the weighted particle foot itself, row for row.
     weighted = apply_transforms(particles, config.transforms, RECEPTOR)
     reference = stilt.transforms.apply_transforms(
