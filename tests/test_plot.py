@@ -10,7 +10,6 @@ import subprocess
 import sys
 import warnings
 
-import dask
 import numpy as np
 import pytest
 
@@ -18,19 +17,13 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from analysis_helpers import run_demo  # noqa: E402
 from matplotlib.collections import LineCollection, QuadMesh  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 import pystilt_dask as stilt  # noqa: E402
 from pystilt_dask.accessor import StiltAccessorWarning, register  # noqa: E402
-from pystilt_dask.demo import make_demo_project  # noqa: E402
 from pystilt_dask.plot import tracks  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _our_accessor():
-    # PYSTILT's `stilt` package, imported by other tests, replaces `DataArray.stilt`.
-    register()
 
 
 def test_register_takes_the_accessor_back_from_pystilt():
@@ -49,10 +42,7 @@ HAVE_CARTOPY = importlib.util.find_spec("cartopy") is not None
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> stilt.Model:
-    model = stilt.Model.from_yaml(make_demo_project(tmp_path_factory.mktemp("demo"), 2))
-    states = dask.compute(*model.to_delayed(), scheduler="threads")
-    assert set(states) == {"complete"}
-    return model
+    return run_demo(tmp_path_factory.mktemp("demo"), 2)
 
 
 @pytest.fixture(scope="module")
