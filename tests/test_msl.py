@@ -45,9 +45,7 @@ def _canonical(table: pd.DataFrame) -> pd.DataFrame:
 def test_msl_point_particles_equal_pystilt(request, met, altitude):
     stilt = pytest.importorskip("stilt")
     met_fields = request.getfixturevalue(f"{met}_met")  # hrrr: skips without ../shared
-    config = ModelConfig.from_dict(
-        {"mets": {met: met_fields}, "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7}}
-    )
+    config = request.getfixturevalue(f"{met}_config")  # on met_fields: 50 particles, -2 h, seed 7
     ours = PointReceptor(time=TIME, **SITE, altitude=altitude, altitude_ref="msl")
     assert "KMSL=1," in setup_text(config.hysplit, ours)
     theirs = stilt.PointReceptor(time=TIME, **SITE, altitude=altitude, altitude_ref="msl")

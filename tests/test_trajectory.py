@@ -75,9 +75,7 @@ def test_multipoint_particles_come_in_blocks_per_point(idealized_config):
 def test_particles_equal_pystilt(request, met, receptor):
     stilt = pytest.importorskip("stilt")
     met_fields = request.getfixturevalue(f"{met}_met")  # hrrr: skips without ../shared
-    config = ModelConfig.from_dict(
-        {"mets": {met: met_fields}, "hysplit": {"n_hours": -2, "numpar": 50, "seed": 7}}
-    )
+    config = request.getfixturevalue(f"{met}_config")  # on met_fields: 50 particles, -2 h, seed 7
     kind = {
         "point": "PointReceptor",
         "column": "ColumnReceptor",
