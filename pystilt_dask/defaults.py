@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import dask.config
-import distributed.config  # noqa: F401  (Dask's defaults first, so that ours override them)
 import psutil
 import yaml
 

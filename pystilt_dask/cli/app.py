@@ -13,17 +13,18 @@ import importlib.metadata
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from ..demo import CONFIG_NAME
 from ..errors import ConfigError, StiltError, StoreError
-from ..migrate import is_pystilt_config
-from ..model import Footprint, Model
-from ..receptors import ReceptorsMerged
-from ..store import layout
+
+if TYPE_CHECKING:
+    from ..model import Footprint, Model
+
+# The model, the store and the receptor tables (zarr, pyarrow, numba) are imported by
+# the commands that use them: `stilt-dask --version` and `--help` start without them.
 
 app = typer.Typer(
     name="stilt-dask",
@@ -75,6 +76,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        from ..receptors import ReceptorsMerged
+
         notes: set[str] = set()
         show = warnings.showwarning
 
@@ -130,6 +133,11 @@ def open_model(project: str, receptors: str | None = None) -> Model:
     StoreError
         For anything else, naming the path and the accepted forms in one line.
     """
+    from ..demo import CONFIG_NAME
+    from ..migrate import is_pystilt_config
+    from ..model import Model
+    from ..store import layout
+
     if project.endswith((".yaml", ".yml")):
         try:
             return Model.from_yaml(project, receptors=receptors)

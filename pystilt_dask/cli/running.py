@@ -1,7 +1,7 @@
 """Commands that run simulations: run, init, demo, serve, worker, submit.
 
-The execution modules (Dask's ``distributed``) are imported by the commands that
-run something, so the other commands of ``stilt-dask`` start without them.
+The execution modules (Dask's ``distributed``) and the model are imported by the
+commands that run something, so the other commands of ``stilt-dask`` start without them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import ModelConfig
-from ..demo import CONFIG_NAME, make_demo_project, write_template_project
 from ..errors import ConfigError
-from ..model import Model
 from .app import (
     ProjectArg,
     app,
@@ -31,6 +28,7 @@ from .app import (
 
 if TYPE_CHECKING:
     from ..execution.run import Run
+    from ..model import Model
 
 BackendOption = Annotated[
     str | None,
@@ -94,6 +92,8 @@ def init(
     ] = 8,
 ) -> None:
     """Write a commented config.yaml and receptors.csv (runs nothing; never overwrites)."""
+    from ..demo import make_demo_project, write_template_project
+
     if demo:
         config = make_demo_project(directory, n_receptors, overwrite=False)
         console.print(
@@ -116,6 +116,9 @@ def demo(
     n_receptors: Annotated[int, typer.Option(help="Receptors to simulate.", metavar="N")] = 8,
 ) -> None:
     """Write a demo project on idealized meteorology and run it (init --demo, then run)."""
+    from ..demo import make_demo_project
+    from ..model import Model
+
     config = make_demo_project(directory, n_receptors)
     console.print(f"demo project written to {directory}/ (config: {config})", markup=False)
     model = Model.from_yaml(config)
@@ -184,6 +187,8 @@ def submit(
     ] = None,
 ) -> None:
     """Submit `stilt-dask run` itself as a Slurm batch job (fire and forget)."""
+    from ..config import ModelConfig
+    from ..demo import CONFIG_NAME
     from ..execution.slurm import coordinator_script
 
     path = Path(config).resolve()
