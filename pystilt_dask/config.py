@@ -9,6 +9,7 @@ they live in ``dask.config`` under ``stilt`` (see :mod:`pystilt_dask.defaults`).
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -56,6 +58,8 @@ MAX_FOOTPRINT_BYTES = 4 * 2**30
 MAX_HOURS = 8784
 #: Most particles per release (R-STILT runs use hundreds to a few thousand).
 MAX_PARTICLES = 10_000_000
+#: Most realizations of an ensemble.
+MAX_REALIZATIONS = 1000
 
 WIND_ERROR_FIELDS = ("siguverr", "tluverr", "zcoruverr", "horcoruverr")
 ZI_ERROR_FIELDS = ("sigzierr", "tlzierr", "horcorzierr")
@@ -180,6 +184,10 @@ class HysplitConfig(_Section):
         Particles released per simulation.
     seed : int or None
         Random seed. Setting it implies ``krand=2``.
+    realizations : int
+        Runs of every simulation, realization ``k`` with ``seed + k`` (PYSTILT's
+        ensembles); realization 0 is the plain run. More than one needs a seed. Not
+        a result setting: raising it adds realizations and keeps what exists.
     hnf_plume : bool
         Apply the hyper-near-field plume dilution correction.
     veght : float
@@ -203,6 +211,7 @@ class HysplitConfig(_Section):
     n_hours: int = Field(-24, ge=-MAX_HOURS, le=MAX_HOURS)
     numpar: int = Field(1000, gt=0, le=MAX_PARTICLES)
     seed: int | None = None
+    realizations: int = Field(1, ge=1, le=MAX_REALIZATIONS)
     hnf_plume: bool = True
     timeout: float = Field(3600, gt=0)
     emisshrs: float = 0.01
@@ -315,6 +324,7 @@ class HysplitConfig(_Section):
             if "krand" in self.model_fields_set and self.krand != 2:
                 raise ValueError("seed needs krand=2 (reproducible stream); remove krand or set 2")
             object.__setattr__(self, "krand", 2)
+        self._check_realizations()
         if self.hnf_plume:
             missing = [v for v in HNF_VARIABLES if v not in self.varsiwant]
             if missing:
@@ -330,6 +340,34 @@ class HysplitConfig(_Section):
             if any(v <= 0 for v in self.ziscale):
                 raise ValueError("ziscale factors must be positive")
         return self
+
+    def _check_realizations(self) -> None:
+        n = self.realizations
+        if n == 1:
+            return
+        if self.seed is None:
+            raise ValueError(
+                f"realizations: {n} needs a seed (realization k runs with seed + k; "
+                "without one HYSPLIT seeds from the clock and no realization is reproducible)"
+            )
+        # HYSPLIT is given SEED=-(|seed + k| + 1): seeds either side of 0 meet.
+        streams = [abs(self.seed + k) for k in range(n)]
+        if len(set(streams)) < n:
+            first = next(k for k in range(n) if streams.index(streams[k]) != k)
+            twin = streams.index(streams[first])
+            raise ValueError(
+                f"realizations: {n} from seed {self.seed} repeat one another: realization "
+                f"{first} (seed {self.seed + first}) gets HYSPLIT's SEED "
+                f"{-(streams[first] + 1)}, as realization {twin} does; use a seed >= 0 or "
+                f"<= {-(n - 1)}"
+            )
+
+    def realization(self, k: int) -> HysplitConfig:
+        """The settings realization ``k`` runs with: ``seed + k``, a single run."""
+        if not 0 <= k < self.realizations:
+            raise ValueError(f"realization {k} is not one of 0..{self.realizations - 1}")
+        seed = None if self.seed is None else self.seed + k
+        return self.model_copy(update={"seed": seed, "realizations": 1})
 
     @property
     def winderrtf(self) -> int:
@@ -424,6 +462,31 @@ class FootprintConfig(_Section):
         return crs.is_geographic(self.projection)
 
 
+#: Letters, digits, ``_`` and ``-``: a variant's name is a folder of the store.
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class VariantConfig(_Section):
+    """A named transport variant: the project's settings with some changed.
+
+    Its results live under ``variants/<name>/`` in the store, with their own
+    settings fingerprint and completion keys; see :doc:`/execution`.
+
+    Parameters
+    ----------
+    hysplit : dict
+        ``hysplit`` keys that differ from the project's (``numpar``, ``ziscale``,
+        ``realizations``…), validated as :class:`HysplitConfig` merged with it.
+    footprints : dict of FootprintConfig or None
+        The variant's named footprints; ``None`` (default): the project's. A
+        variant whose transport settings equal the plain run's (or an earlier
+        variant's) uses those particles, as named footprints do.
+    """
+
+    hysplit: dict[str, Any] = Field(default_factory=dict)
+    footprints: dict[str, FootprintConfig] | None = None
+
+
 class AdaptConfig(_Section):
     """Bounds for adaptive scaling of the Dask cluster."""
 
@@ -474,6 +537,8 @@ class ModelConfig(_Section):
         Default execution settings.
     profiles : dict of ExecutionConfig
         Named alternative execution settings, chosen with ``--profile``.
+    variants : dict of VariantConfig
+        Named transport variants run beside the plain settings (see :class:`VariantConfig`).
     output : str
         Project store (path or fsspec URL), relative to the config file.
     storage_options : dict
@@ -493,6 +558,7 @@ class ModelConfig(_Section):
     footprints: dict[str, FootprintConfig] = Field(default_factory=dict)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     profiles: dict[str, ExecutionConfig] = Field(default_factory=dict)
+    variants: dict[str, VariantConfig] = Field(default_factory=dict)
     output: str = "output"
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -516,6 +582,44 @@ class ModelConfig(_Section):
                 raise ValueError(f"nest {name!r} lists an archive twice")
         return value
 
+    @field_validator("variants")
+    @classmethod
+    def _valid_variants(
+        cls, value: dict[str, VariantConfig], info: ValidationInfo
+    ) -> dict[str, VariantConfig]:
+        base = info.data.get("hysplit")
+        for name, variant in value.items():
+            if not _VARIANT_NAME.match(name):
+                raise ValueError(f"variant name {name!r} must be letters, digits, '_' or '-'")
+            if base is None:
+                continue  # hysplit itself is invalid, and named
+            hysplit = _variant_hysplit(base, variant, name)
+            _check_footprints(variant_footprints(info.data, variant), hysplit, f"{name}: footprint")
+        return value
+
+    def variant(self, name: str | None) -> ModelConfig:
+        """The settings variant ``name`` runs with (``None``: the plain ones), without variants.
+
+        Raises
+        ------
+        ConfigError
+            When there is no such variant.
+        """
+        if name is None:
+            return self.model_copy(update={"variants": {}})
+        if name not in self.variants:
+            known = ", ".join(self.variants) or "none configured"
+            raise ConfigError(f"no variant {name!r} ({known})")
+        variant = self.variants[name]
+        try:
+            hysplit = _variant_hysplit(self.hysplit, variant, name)
+        except ValueError as exc:
+            raise ConfigError(f"variants.{name}: {exc}") from None
+        footprints = variant_footprints({"footprints": self.footprints}, variant)
+        return self.model_copy(
+            update={"hysplit": hysplit, "footprints": footprints, "variants": {}}
+        )
+
     def archives(self, met: str) -> list[tuple[str, MetConfig]]:
         """The archives met ``met`` reads, as ``(name, MetConfig)``, finest grid first.
 
@@ -532,29 +636,8 @@ class ModelConfig(_Section):
         return [(met, entry)]
 
     @model_validator(mode="after")
-    def _footprint_sizes(self) -> ModelConfig:
-        for name, footprint in self.footprints.items():
-            grid = Grid.from_config(footprint)
-            layers = 1 if footprint.time_integrate else abs(self.hysplit.n_hours) + 1
-            size = layers * grid.nx * grid.ny * 4
-            if size > MAX_FOOTPRINT_BYTES:
-                raise ValueError(
-                    f"footprint {name!r}: {layers} hourly layers of {grid.nx} x {grid.ny} cells "
-                    f"are {size / 2**30:.0f} GiB per simulation, more than "
-                    f"{MAX_FOOTPRINT_BYTES // 2**30} GiB: fewer hours (hysplit.n_hours), a "
-                    "coarser grid, or time_integrate"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _transform_variables(self) -> ModelConfig:
-        for name, footprint in self.footprints.items():
-            missing = sorted(footprint.needed_variables() - set(self.hysplit.varsiwant))
-            if missing:
-                raise ValueError(
-                    f"footprint {name!r}: its transforms need hysplit.varsiwant "
-                    f"to include {missing}"
-                )
+    def _footprints_fit(self) -> ModelConfig:
+        _check_footprints(self.footprints, self.hysplit, "footprint")
         return self
 
     @classmethod
@@ -594,15 +677,24 @@ class ModelConfig(_Section):
             else met
             for name, met in self.mets.items()
         }
-        footprints = {
-            name: fp.model_copy(
-                update={"transforms": tuple(_anchor_table(t, base) for t in fp.transforms)}
+        footprints = {name: _anchor_footprint(fp, base) for name, fp in self.footprints.items()}
+        variants = {
+            name: variant.model_copy(
+                update={
+                    "footprints": {
+                        fp_name: _anchor_footprint(fp, base)
+                        for fp_name, fp in variant.footprints.items()
+                    }
+                }
             )
-            for name, fp in self.footprints.items()
+            if variant.footprints
+            else variant
+            for name, variant in self.variants.items()
         }
         return self.model_copy(
             update={
                 "footprints": footprints,
+                "variants": variants,
                 "receptors": _anchor(self.receptors, base)
                 if self.receptors
                 else _default_receptors(base),
@@ -625,7 +717,11 @@ class ModelConfig(_Section):
         options, paths) may differ; a footprint's settings (grid and transforms)
         are checked per footprint name by the store (see :mod:`pystilt_dask.fingerprint`).
         """
-        return transport_changes(self.hysplit, other.hysplit)
+        changes = transport_changes(self.hysplit, other.hysplit)
+        for name in set(self.variants) & set(other.variants):
+            before, after = self.variant(name).hysplit, other.variant(name).hysplit
+            changes += [f"variants.{name}.{c}" for c in transport_changes(before, after)]
+        return changes
 
     def execution_for(self, profile: str | None) -> ExecutionConfig:
         """Return the execution settings of a named profile (``None``: the default)."""
@@ -635,6 +731,53 @@ class ModelConfig(_Section):
             known = ", ".join(self.profiles) or "none defined"
             raise ConfigError(f"unknown execution profile {profile!r} (profiles: {known})")
         return self.profiles[profile]
+
+
+def variant_footprints(data: dict[str, Any], variant: VariantConfig) -> dict[str, FootprintConfig]:
+    """A variant's footprints: its own, else the project's (``data["footprints"]``)."""
+    if variant.footprints is not None:
+        return variant.footprints
+    return data.get("footprints") or {}
+
+
+def _variant_hysplit(base: HysplitConfig, variant: VariantConfig, name: str) -> HysplitConfig:
+    """The project's HYSPLIT settings with a variant's changes, validated as one.
+
+    Raises
+    ------
+    ValueError
+        Naming the variant and the setting at fault.
+    """
+    merged = {**base.model_dump(exclude_unset=True), **variant.hysplit}
+    try:
+        return HysplitConfig.model_validate(merged)
+    except ValidationError as exc:
+        message = _describe(exc)
+        where = message.removeprefix("config: ")
+        where = f"hysplit: {where}" if where != message else f"hysplit.{message}"
+        raise ValueError(f"variant {name!r}: {where}") from None
+
+
+def _check_footprints(
+    footprints: dict[str, FootprintConfig], hysplit: HysplitConfig, where: str
+) -> None:
+    """Refuse footprints too large per simulation, or whose transforms lack their variables."""
+    for name, footprint in footprints.items():
+        grid = Grid.from_config(footprint)
+        layers = 1 if footprint.time_integrate else abs(hysplit.n_hours) + 1
+        size = layers * grid.nx * grid.ny * 4
+        if size > MAX_FOOTPRINT_BYTES:
+            raise ValueError(
+                f"{where} {name!r}: {layers} hourly layers of {grid.nx} x {grid.ny} cells "
+                f"are {size / 2**30:.0f} GiB per simulation, more than "
+                f"{MAX_FOOTPRINT_BYTES // 2**30} GiB: fewer hours (hysplit.n_hours), a "
+                "coarser grid, or time_integrate"
+            )
+        missing = sorted(footprint.needed_variables() - set(hysplit.varsiwant))
+        if missing:
+            raise ValueError(
+                f"{where} {name!r}: its transforms need hysplit.varsiwant to include {missing}"
+            )
 
 
 #: Most values a YAML document may hold once its aliases are expanded.
@@ -702,6 +845,11 @@ def _default_receptors(base: Path) -> str | None:
     # another table has none, and runs what its store holds.
     default = base / "receptors.csv"
     return str(default) if default.is_file() else None
+
+
+def _anchor_footprint(footprint: FootprintConfig, base: Path) -> FootprintConfig:
+    transforms = tuple(_anchor_table(t, base) for t in footprint.transforms)
+    return footprint.model_copy(update={"transforms": transforms})
 
 
 def _anchor_table(transform: Transform, base: Path) -> Transform:

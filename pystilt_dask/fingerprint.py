@@ -33,19 +33,23 @@ if TYPE_CHECKING:
 #: they may change in an existing project.
 RUN_CONTROL = ("executable", "timeout")
 
+#: How many runs an ensemble makes: each realization's own seed is in its settings,
+#: and realization 0 is the plain run, so the count may grow in an existing project.
+ENSEMBLE_SIZE = ("realizations",)
+
 #: File name of the stand-in transport (:mod:`pystilt_dask.hysplit.standin`), whose
 #: particles are invented: the one executable that changes results.
 STANDIN = "hycs_std-standin"
 
 
 def transport_settings(hysplit: HysplitConfig) -> dict[str, Any]:
-    """The HYSPLIT settings that change particles: all but :data:`RUN_CONTROL`.
+    """The HYSPLIT settings that change particles: all but run control and ensemble size.
 
     The executable is run control, with one exception: the stand-in transport
     (:mod:`pystilt_dask.hysplit.standin`, a test double) invents its particles, so
     a store it filled never passes for one HYSPLIT filled.
     """
-    settings = hysplit.model_dump(mode="json", exclude=set(RUN_CONTROL))
+    settings = hysplit.model_dump(mode="json", exclude={*RUN_CONTROL, *ENSEMBLE_SIZE})
     if hysplit.executable and PurePath(hysplit.executable).name == STANDIN:
         settings["transport"] = "standin"
     return settings

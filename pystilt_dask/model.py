@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import preflight
+from . import ensemble, preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
@@ -182,7 +182,7 @@ class Model:
         """
         current = registry.read(self.location, since=known)
         while True:
-            footprints.sync(self.location, self.config, current)
+            ensemble.sync(self.location, self.config, current)
             newest = registry.versions(self.location)
             if not newest or newest[-1] == current.version:
                 return current
@@ -229,13 +229,30 @@ class Model:
         """
         return verify(self.location, self.config, repair)
 
-    def status(self) -> Status:
+    def status(self, variant: str | None = None, realization: int = 0) -> Status:
         """Every simulation's state (and its footprints'), derived from the store.
 
         ``running`` comes from live claims, so it is right from any process,
         whichever coordinator runs the simulations.
+
+        Parameters
+        ----------
+        variant : str, optional
+            The variant (see ``variants`` in the configuration); default: the plain settings.
+        realization : int
+            The realization of an ensemble (``hysplit.realizations``); 0 is the plain run.
         """
-        return status(self.location, self.registry(), self.completion)
+        if variant is None and realization == 0:
+            return status(self.location, self.registry(), self.completion)
+        member = ensemble.find(self.config, variant, realization)
+        return ensemble.member_status(self.location, member, self.registry())
+
+    def ensemble_status(self) -> pd.DataFrame:
+        """Simulations per state of every variant and realization, one row each.
+
+        See :func:`pystilt_dask.ensemble.counts`.
+        """
+        return ensemble.counts(self.location, self.config, self.registry())
 
     def unregistered(self, known: Registry | None = None) -> int:
         """How many of this model's receptors are not registered yet (0 without receptors).
@@ -417,13 +434,15 @@ class Simulations:
         """Ids of simulations whose last attempt failed."""
         return self._model.status().ids(State.FAILED)
 
-    def failure(self, sim_id: str) -> dict[str, Any] | None:
+    def failure(
+        self, sim_id: str, variant: str | None = None, realization: int = 0
+    ) -> dict[str, Any] | None:
         """The failure record of a simulation's last failed attempt, or ``None``."""
-        return records.read_failure(self._model.location, sim_id)
+        return records.read_failure(_where(self._model, variant, realization), sim_id)
 
-    def log(self, sim_id: str) -> str | None:
+    def log(self, sim_id: str, variant: str | None = None, realization: int = 0) -> str | None:
         """HYSPLIT's output of a simulation's last run, or ``None``."""
-        return records.read_log(self._model.location, sim_id)
+        return records.read_log(_where(self._model, variant, realization), sim_id)
 
     def __len__(self) -> int:
         return len(self.ids())
@@ -433,26 +452,37 @@ class Trajectories:
     """The stored particle tables of a :class:`Model`."""
 
     def __init__(self, model: Model) -> None:
-        self._location = model.location
+        self._model = model
 
-    def paths(self, error: bool = False) -> dict[str, str]:
+    def paths(
+        self, error: bool = False, variant: str | None = None, realization: int = 0
+    ) -> dict[str, str]:
         """Path or URL of every stored particle file, by simulation id.
 
         Parameters
         ----------
         error : bool
             List the transport-error particles instead.
+        variant, realization :
+            Whose particles (see :meth:`Model.status`); default: the plain run.
         """
+        location = _where(self._model, variant, realization)
         folder = layout.ERROR_PARTICLES if error else layout.PARTICLES
-        ids = layout.strip_suffix(self._location.list_names(folder), layout.PARQUET_SUFFIX)
+        ids = layout.strip_suffix(location.list_names(folder), layout.PARQUET_SUFFIX)
         key = layout.error_particles_key if error else layout.particles_key
-        return {sim_id: self._location.url(key(sim_id)) for sim_id in sorted(ids)}
+        return {sim_id: location.url(key(sim_id)) for sim_id in sorted(ids)}
 
-    def load(self, sim_id: str, error: bool = False) -> pd.DataFrame:
-        """Read the particles of one simulation (``error=True``: its transport-error run)."""
+    def load(
+        self, sim_id: str, error: bool = False, variant: str | None = None, realization: int = 0
+    ) -> pd.DataFrame:
+        """Read the particles of one simulation (``error=True``: its transport-error run).
+
+        ``variant`` and ``realization`` say whose (see :meth:`Model.status`).
+        """
+        location = _where(self._model, variant, realization)
         key = layout.error_particles_key(sim_id) if error else layout.particles_key(sim_id)
         try:
-            return particles.read(self._location, key)
+            return particles.read(location, key)
         except FileNotFoundError:
             raise StoreError(f"simulation {sim_id!r} has no stored particles") from None
 
@@ -463,17 +493,25 @@ class Footprints(Mapping[str, "Footprint"]):
     def __init__(self, model: Model) -> None:
         self._model = model
 
+    def _names(self) -> list[str]:
+        # The plain settings' names, then those only variants have.
+        config = self._model.config
+        names = dict.fromkeys(config.footprints)
+        for variant in config.variants:
+            names.update(dict.fromkeys(config.variant(variant).footprints))
+        return list(names)
+
     def __getitem__(self, name: str) -> Footprint:
-        if name not in self._model.config.footprints:
-            known = ", ".join(self._model.config.footprints) or "none configured"
+        if name not in self._names():
+            known = ", ".join(self._names()) or "none configured"
             raise KeyError(f"no footprint named {name!r} ({known})")
         return Footprint(self._model, name)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._model.config.footprints)
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._model.config.footprints)
+        return len(self._names())
 
 
 class Footprint:
@@ -482,13 +520,23 @@ class Footprint:
     def __init__(self, model: Model, name: str) -> None:
         self._model = model
         self.name = name
-        self.config = model.config.footprints[name]
+        config = model.config
+        owners = (config.variant(v) for v in config.variants)
+        self.config = next(c.footprints[name] for c in (config, *owners) if name in c.footprints)
 
     def __repr__(self) -> str:
         return f"<Footprint {self.name!r} of {self._model.location.root}>"
 
-    def load(self) -> xr.DataArray:
+    def load(self, variant: str | None = None, realization: int | None = None) -> xr.DataArray:
         """Open this footprint for every registered simulation, lazily.
+
+        Parameters
+        ----------
+        variant : str, optional
+            The variant whose footprint to open; default: the plain settings.
+        realization : int, optional
+            One realization of an ensemble; default: every one, along a
+            ``realization`` dimension (first) when ``hysplit.realizations`` > 1.
 
         Returns
         -------
@@ -502,9 +550,10 @@ class Footprint:
             …, ``scene_id``, ``met``, ``sounding_id``, ``altitude_ref``) are
             coordinates along ``simulation``, so results join back to soundings.
         """
-        from .store.lazy import open_footprint  # dask.array: only for analysis
-
-        return open_footprint(self._model.location, self.name, self._model.registry(), self.config)
+        model = self._model
+        return ensemble.open_footprints(
+            model.location, model.config, self.name, model.registry(), variant, realization
+        )
 
     def to_rstilt_netcdf(self, sim_id: str, path: str | Path) -> None:
         """Write one simulation's footprint as R-STILT's ``<sim_id>_foot.nc``.
@@ -530,7 +579,7 @@ class Footprint:
         self.check_exportable([sim_id])
         from .footprint import to_rstilt_netcdf  # numba: only when writing
 
-        to_rstilt_netcdf(self.load().sel(simulation=sim_id), path)
+        to_rstilt_netcdf(self.load(realization=0).sel(simulation=sim_id), path)
 
     def check_exportable(self, sim_ids: Sequence[str]) -> None:
         """Raise one :class:`~pystilt_dask.errors.StoreError` naming every id that has no file.
@@ -555,6 +604,13 @@ class Footprint:
                 f"footprint {self.name!r} is empty for {_ids(empty)}: "
                 "R-STILT writes no file for an empty footprint"
             )
+
+
+def _where(model: Model, variant: str | None, realization: int) -> Location:
+    """Where a variant's realization keeps its results (the root for the plain run)."""
+    if variant is None and realization == 0:
+        return model.location
+    return ensemble.find(model.config, variant, realization).location(model.location)
 
 
 def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:

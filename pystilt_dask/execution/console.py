@@ -92,9 +92,7 @@ def follow(
                     counts[outcome.state] += 1
                 if outcome.state == "failed":
                     detail = f": {outcome.error}" if outcome.error else " (see `stilt-dask logs`)"
-                    progress.console.print(
-                        f"[red]failed[/red] {outcome.sim_id}{detail}", markup=True
-                    )
+                    progress.console.print(f"[red]failed[/red] {outcome.name}{detail}", markup=True)
                 show()
                 yield outcome
         finally:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -27,15 +28,15 @@ from pydantic import ValidationError
 from rich.console import Console
 from tornado.ioloop import PeriodicCallback
 
-from .. import preflight
+from .. import ensemble, preflight
 from ..config import ExecutionConfig
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..simulation import run_simulation
 from ..store import claims
-from ..store.completion import State
+from ..store.completion import CompletionRule, State
+from ..store.paths import Location
 from ..store.registry import Registry
-from ..store.status import status
 from .clusters import make_cluster
 from .console import follow
 from .quiet import quiet_cancels
@@ -55,10 +56,28 @@ INCOMPLETE = (State.PENDING, State.RUNNING, State.FAILED, State.INTERRUPTED)
 #: Seconds between looks at whether the cluster a run started gave a worker up.
 KEEP_INTERVAL = 1.0
 
+#: One unit of work: a result prefix (``""``: the plain run) and a simulation id.
+Item = tuple[str, str]
 
-def task_key(token: str, sim_id: str) -> str:
-    """The Dask task key of a simulation in a run with ``token``."""
-    return f"{TASK_PREFIX}{token}-{sim_id}"
+
+def task_key(token: str, sim_id: str, prefix: str = "") -> str:
+    """The Dask task key of a simulation in a run with ``token``.
+
+    ``stilt-sim-<token>-<sim_id>`` for the plain run; other result prefixes add
+    theirs with ``-`` for ``/``: ``…-<sim_id>-realizations-2``,
+    ``…-<sim_id>-variants-wide-realizations-1``.
+    """
+    suffix = "-" + prefix.strip("/").replace("/", "-") if prefix else ""
+    return f"{TASK_PREFIX}{token}-{sim_id}{suffix}"
+
+
+def run_after(_before: Any, *args: Any, **kwargs: Any) -> str:
+    """:func:`~pystilt_dask.simulation.run_simulation`, as a task depending on another.
+
+    A member that shares another's particles runs once that member's task for the
+    same simulation has ended, so the two never run HYSPLIT at once.
+    """
+    return run_simulation(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,10 @@ class Run:
         The project token in this run's task keys: its store and settings fingerprint.
     owner : str
         The owner of the claims this run's tasks take (one per run).
+    others : tuple of (str, tuple of str)
+        The simulations to run of the other result prefixes (realizations,
+        variants: see :mod:`pystilt_dask.ensemble`), by prefix; ``sim_ids`` are
+        the plain run's.
     """
 
     model: Model
@@ -92,6 +115,7 @@ class Run:
     registry: Registry
     token: str
     owner: str
+    others: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def plan(
@@ -133,17 +157,72 @@ class Run:
             _, snapshot = model.register()
         else:
             snapshot = model.sync()
-        if skip_existing:
-            ids = status(model.location, snapshot, model.completion).ids(*states)
-        else:
-            ids = snapshot.sim_ids
+        todo: dict[str, tuple[str, ...]] = {}
+        for member in ensemble.members(model.config):
+            if skip_existing:
+                found = ensemble.member_status(model.location, member, snapshot)
+                todo[member.prefix] = tuple(found.ids(*states))
+            else:
+                todo[member.prefix] = tuple(snapshot.sim_ids)
+        ids = todo.pop("")
+        wanted = ids
+        if any(todo.values()):  # each simulation checked once, whichever members run it
+            wanted = sorted(set(ids).union(*todo.values()), key=snapshot.row)
         if register:  # serve (register=False) tries what others feed; failures are recorded
-            preflight.require(preflight.check_run(model, snapshot, ids))
+            preflight.require(preflight.check_run(model, snapshot, wanted))
         token = tokenize(model.location.root, Fingerprint.of(model.config).token)[:10]
-        return cls(model, tuple(ids), execution, skip_existing, snapshot, token, claims.new_owner())
+        others = tuple((prefix, found) for prefix, found in todo.items() if found)
+        owner = claims.new_owner()
+        return cls(model, ids, execution, skip_existing, snapshot, token, owner, others)
 
     def __len__(self) -> int:
-        return len(self.sim_ids)
+        return len(self.sim_ids) + sum(len(ids) for _, ids in self.others)
+
+    def items(self) -> Iterator[Item]:
+        """Every ``(prefix, sim_id)`` to run: the plain run's, then each other prefix's."""
+        yield from (("", sim_id) for sim_id in self.sim_ids)
+        for prefix, ids in self.others:
+            yield from ((prefix, sim_id) for sim_id in ids)
+
+    def without(self, items: Collection[Item]) -> Run:
+        """This run without ``items`` (as ``serve`` leaves out what it tried)."""
+        ids = tuple(i for i in self.sim_ids if ("", i) not in items)
+        others = tuple(
+            (prefix, kept)
+            for prefix, found in self.others
+            if (kept := tuple(i for i in found if (prefix, i) not in items))
+        )
+        return replace(self, sim_ids=ids, others=others)
+
+    @cached_property
+    def _members(self) -> dict[str, ensemble.Member]:
+        return {m.prefix: m for m in ensemble.members(self.model.config)}
+
+    def member(self, prefix: str) -> ensemble.Member:
+        """The result prefix ``prefix`` of this run's project (see :mod:`pystilt_dask.ensemble`)."""
+        return self._members[prefix]
+
+    def location(self, prefix: str = "") -> Location:
+        """Where the results of ``prefix`` are kept."""
+        if not prefix:
+            return self.model.location
+        return self.member(prefix).location(self.model.location)
+
+    def rule(self, prefix: str = "") -> CompletionRule:
+        """The completion rule of ``prefix``."""
+        return self.model.completion if not prefix else self.member(prefix).rule
+
+    def shares(self, prefix: str) -> str | None:
+        """The prefix whose particles ``prefix`` uses, whose task it runs after, if any."""
+        return self.member(prefix).shares if prefix else None
+
+    def key(self, sim_id: str, prefix: str = "") -> str:
+        """The Dask task key of ``sim_id`` in ``prefix`` (see :func:`task_key`)."""
+        if not prefix:
+            return task_key(self.token, sim_id)
+        member = self.member(prefix)
+        token = tokenize(self.token, Fingerprint.of(member.config).token, prefix)[:10]
+        return task_key(token, sim_id, prefix)
 
     def _facts(self) -> dict[str, str]:
         execution = self.execution
@@ -154,12 +233,21 @@ class Run:
         )
         return {
             "project": self.model.location.root,
-            "simulations": f"{len(self)} of {len(self.registry)} registered"
+            "simulations": f"{len(self.sim_ids)} of {len(self.registry)} registered"
             + ("" if self.skip_existing else " (redoing complete ones)"),
+            **(
+                {
+                    "realizations and variants": f"{len(self) - len(self.sim_ids)} tasks in "
+                    f"{len(self.others)} result prefixes ({', '.join(p for p, _ in self.others)})"
+                }
+                if self.others
+                else {}
+            ),
             "where": f"the client given, the default client, or a new {execution.backend} "
             f"cluster ({size} workers)",
             "retries": str(execution.retries),
-            "task keys": task_key(self.token, "<sim_id>"),
+            "task keys": task_key(self.token, "<sim_id>")
+            + (" (+ -<prefix> for realizations and variants)" if self.others else ""),
         }
 
     def __repr__(self) -> str:
@@ -173,40 +261,61 @@ class Run:
         )
         return f"<table><caption>pystilt_dask Run</caption>{rows}</table>"
 
-    def task(self, sim_id: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def task(self, sim_id: str, prefix: str = "") -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The arguments of one simulation's task: ``run_simulation(*args, **kwargs)``.
 
         The one constructor of simulation tasks, whichever way they are sent.
+        ``prefix`` is the result prefix (a realization or variant; default: plain).
         """
-        location, config = self.model.location, self.model.config
+        config = self.member(prefix).config if prefix else self.model.config
         entry = self.registry.entry(sim_id)
-        return (location, sim_id, config, self.skip_existing, entry), {"owner": self.owner}
+        args = (self.location(prefix), sim_id, config, self.skip_existing, entry)
+        return args, {"owner": self.owner}
 
-    def submit(self, client: Client, sim_id: str) -> Future:
-        """Send one simulation's task to ``client``; return its future."""
-        args, kwargs = self.task(sim_id)
+    def submit(
+        self, client: Client, sim_id: str, prefix: str = "", after: Future | None = None
+    ) -> Future:
+        """Send one simulation's task to ``client``; return its future.
+
+        ``after``: the task of the member whose particles ``prefix`` shares, when in flight.
+        """
+        args, kwargs = self.task(sim_id, prefix)
+        function, args = (run_simulation, args) if after is None else (run_after, (after, *args))
         return client.submit(
-            run_simulation, *args, **kwargs, key=task_key(self.token, sim_id),
+            function, *args, **kwargs, key=self.key(sim_id, prefix),
             retries=self.execution.retries, pure=False,
         )  # fmt: skip
 
     def futures(self, client: Client) -> list[Future]:
         """Send every simulation at once and return the futures (no waves)."""
-        return [self.submit(client, sim_id) for sim_id in self.sim_ids]
+        sent: dict[Item, Future] = {}
+        for prefix, sim_id in self.items():
+            shares = self.shares(prefix)
+            before = sent.get((shares, sim_id)) if shares is not None else None
+            sent[prefix, sim_id] = self.submit(client, sim_id, prefix, before)
+        return list(sent.values())
 
     def to_delayed(self) -> list[Delayed]:
         """One ``dask.delayed`` per simulation, keyed as on a cluster.
 
         Computable with ``dask.compute`` on any scheduler (threads, processes,
         distributed) and composable with other graphs; each returns the
-        simulation's state.
+        simulation's state. A member sharing another's particles depends on that
+        member's task of the same simulation.
         """
-        task = dask.delayed(run_simulation, pure=False)
-        out = []
-        for sim_id in self.sim_ids:
-            args, kwargs = self.task(sim_id)
-            out.append(task(*args, **kwargs, dask_key_name=task_key(self.token, sim_id)))
-        return out
+        sent: dict[Item, Delayed] = {}
+        for prefix, sim_id in self.items():
+            args, kwargs = self.task(sim_id, prefix)
+            key = self.key(sim_id, prefix)
+            shares = self.shares(prefix)
+            before = sent.get((shares, sim_id)) if shares is not None else None
+            if before is None:
+                task = dask.delayed(run_simulation, pure=False)
+                sent[prefix, sim_id] = task(*args, **kwargs, dask_key_name=key)
+            else:
+                task = dask.delayed(run_after, pure=False)
+                sent[prefix, sim_id] = task(before, *args, **kwargs, dask_key_name=key)
+        return list(sent.values())
 
     def outcomes(
         self,
@@ -247,7 +356,7 @@ class Run:
         on_outcome : callable, optional
             Called with each :class:`Outcome` as it arrives.
         """
-        if not self.sim_ids:
+        if not len(self):
             return {}
         console = console or Console(quiet=quiet)
         states: dict[str, str] = {}
@@ -258,7 +367,7 @@ class Run:
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
 
             for outcome in follow(self.outcomes(active, notify=say), len(self), console, active):
-                states[outcome.sim_id] = outcome.state
+                states[outcome.name] = outcome.state
                 if on_outcome is not None:
                     on_outcome(outcome)
         return states

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from distributed import Client
@@ -34,12 +33,11 @@ def serve(model: Model, client: Client, poll: float = 10.0) -> Iterator[Outcome]
     poll : float
         Seconds to wait between looks at an idle store.
     """
-    tried: set[str] = set()
+    tried: set[tuple[str, str]] = set()
     while True:
-        run = Run.plan(model, register=False, states=[State.PENDING])
-        run = replace(run, sim_ids=tuple(i for i in run.sim_ids if i not in tried))
-        tried.update(run.sim_ids)
-        if run.sim_ids:
+        run = Run.plan(model, register=False, states=[State.PENDING]).without(tried)
+        tried.update(run.items())
+        if len(run):
             yield from run.outcomes(client)
         else:
             time.sleep(poll)

@@ -26,7 +26,7 @@ from ..store import claims, records
 from ..store.completion import State
 
 if TYPE_CHECKING:
-    from .run import Run
+    from .run import Item, Run
 
 #: Tasks kept in flight per worker thread of the cluster.
 WAVE_FACTOR = 4
@@ -41,11 +41,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one simulation task ended: a store state, or the error that ended it."""
+    """How one simulation task ended: a store state, or the error that ended it.
+
+    ``prefix`` is the result prefix it ran for (``""``: the plain run; see
+    :mod:`pystilt_dask.ensemble`).
+    """
 
     sim_id: str
     state: str
     error: str | None = None
+    prefix: str = ""
+
+    @property
+    def name(self) -> str:
+        """The simulation as a run reports it: ``<prefix><sim_id>`` (``realizations/1/<id>``)."""
+        return f"{self.prefix}{self.sim_id}"
 
 
 def capacity(client: Client) -> int:
@@ -96,26 +106,29 @@ def run_waves(
     tasks in flight; the store stays consistent because every task publishes
     its completion keys last.
     """
-    location = run.model.location
-    rule = run.model.completion
-    pending = iter(run.sim_ids)
-    again: list[str] = []
-    held: set[str] = set()
+    pending = run.items()
+    again: list[Item] = []
+    held: set[Item] = set()
     stuck: dict[str, claims.Claim] = {}
     told: tuple = ()
     say = notify or logger.warning
     in_flight = as_completed()
-    futures: dict[str, str] = {}
-    requeued: Counter[str] = Counter()
+    futures: dict[str, Item] = {}
+    sent: dict[Item, Any] = {}
+    requeued: Counter[Item] = Counter()
 
     def refill() -> None:
         limit = window or WAVE_FACTOR * capacity(client)
         while len(futures) < limit:
-            sim_id = again.pop() if again else next(pending, None)
-            if sim_id is None:
+            item = again.pop() if again else next(pending, None)
+            if item is None:
                 return
-            future = run.submit(client, sim_id)
-            futures[future.key] = sim_id
+            prefix, sim_id = item
+            shares = run.shares(prefix)
+            before = sent.get((shares, sim_id)) if shares is not None else None
+            future = run.submit(client, sim_id, prefix, before)
+            futures[future.key] = item
+            sent[item] = future
             in_flight.add(future)
 
     try:
@@ -123,36 +136,42 @@ def run_waves(
             refill()
             if futures:
                 future = next(in_flight)
-                sim_id = futures.pop(future.key)
-                outcome = _outcome(run, sim_id, future, requeued[sim_id] < REQUEUES)
+                item = futures.pop(future.key)
+                outcome = _outcome(run, item, future, requeued[item] < REQUEUES)
+                del sent[item]
                 future.release()
                 if outcome is None:
-                    requeued[sim_id] += 1
-                    again.append(sim_id)
+                    requeued[item] += 1
+                    again.append(item)
                 elif outcome.state == State.RUNNING:
-                    held.add(sim_id)
+                    held.add(item)
                 else:
                     yield outcome
                 continue
             if not held:
                 if stuck:
-                    raise StoreError(_stuck_message(stuck, location.root))
+                    raise StoreError(_stuck_message(stuck, run.model.location.root))
                 return
-            current = claims.current(location)
-            for sim_id in sorted(held):
-                state, _ = rule.state(location.exists, sim_id, run.registry.row(sim_id))
-                claim = current.get(sim_id)
-                if state.done or claim is None or not claim.live or claim.stuck:
-                    held.discard(sim_id)
-                    if state.done:
-                        yield Outcome(sim_id, state.value)
-                    elif claim is not None and claim.stuck:
-                        stuck[sim_id] = claim
+            waiting: dict[str, claims.Claim] = {}
+            for prefix in sorted({prefix for prefix, _ in held}):
+                location, rule = run.location(prefix), run.rule(prefix)
+                current = claims.current(location)
+                for item in sorted(i for i in held if i[0] == prefix):
+                    sim_id = item[1]
+                    state, _ = rule.state(location.exists, sim_id, run.registry.row(sim_id))
+                    claim = current.get(sim_id)
+                    if state.done or claim is None or not claim.live or claim.stuck:
+                        held.discard(item)
+                        if state.done:
+                            yield Outcome(sim_id, state.value, prefix=prefix)
+                        elif claim is not None and claim.stuck:
+                            stuck[prefix + sim_id] = claim
+                        else:
+                            again.append(item)
                     else:
-                        again.append(sim_id)
-            waiting = {sim_id: current[sim_id] for sim_id in sorted(held)}
+                        waiting[prefix + sim_id] = claim
             # Said again when who holds what changes, not at every renewal.
-            holders = tuple((sim_id, claim.holder) for sim_id, claim in waiting.items())
+            holders = tuple((name, claim.holder) for name, claim in waiting.items())
             if holders and holders != told:
                 say(_held_line(waiting))
             told = holders
@@ -181,14 +200,15 @@ def _stuck_message(stuck: Mapping[str, claims.Claim], root: str) -> str:
     )
 
 
-def _outcome(run: Run, sim_id: str, future: Any, requeue: bool) -> Outcome | None:
-    """How ``sim_id``'s task ended; ``None``: it never started, send it again (``requeue``)."""
-    location, owner = run.model.location, run.owner
+def _outcome(run: Run, item: Item, future: Any, requeue: bool) -> Outcome | None:
+    """How ``item``'s task ended; ``None``: it never started, send it again (``requeue``)."""
+    prefix, sim_id = item
+    location, owner = run.location(prefix), run.owner
     try:
         # Waits while Dask recomputes a result lost with its worker (the
         # "Couldn't gather keys … rescheduling" of a worker killed after the task
         # finished); raises what ended the task, or that the recomputation failed.
-        return Outcome(sim_id, future.result())
+        return Outcome(sim_id, future.result(), prefix=prefix)
     except CancelledError:
         error = None
     except Exception as exc:
@@ -205,9 +225,9 @@ def _outcome(run: Run, sim_id: str, future: Any, requeue: bool) -> Outcome | Non
             "(run again once the store takes writes)"
         )
     if isinstance(error, KilledWorker):
-        state, _ = run.model.completion.state(location.exists, sim_id, run.registry.row(sim_id))
+        state, _ = run.rule(prefix).state(location.exists, sim_id, run.registry.row(sim_id))
         if state.done:  # it finished before its worker died, unreported
-            return Outcome(sim_id, state.value)
+            return Outcome(sim_id, state.value, prefix=prefix)
         if not ours and requeue:
             # Dask counts a death against every task sent to that worker, also
             # those waiting there behind the one that killed it: this one took no
@@ -226,4 +246,4 @@ def _outcome(run: Run, sim_id: str, future: Any, requeue: bool) -> Outcome | Non
             holder = claim.holder
             record["message"] += f" Its last attempt ran in process {holder.pid} on {holder.host}."
         records.write_failure(location, record)
-    return Outcome(sim_id, State.FAILED.value, detail)
+    return Outcome(sim_id, State.FAILED.value, detail, prefix)

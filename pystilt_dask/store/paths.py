@@ -36,6 +36,9 @@ S3_CONCURRENCY = 10
 PARTIAL_SUFFIX = ".partial"
 
 
+#: Folders of a result prefix that a prefix sharing another's particles reads there.
+SHARED_FOLDERS = ("particles", "error_particles", ".stilt")
+
 #: What a store's refusal to take a write looks like: full, read-only, not permitted.
 REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
@@ -92,8 +95,13 @@ class Location:
 
     root: str
     storage_options: dict[str, Any] | None = None
+    #: Top-level folders read and written under another root (see :meth:`child`).
+    shared: tuple[tuple[str, str], ...] = ()
     _fs: Any = field(default=None, init=False, repr=False, compare=False)
     _base: str = field(default="", init=False, repr=False, compare=False)
+    _others: dict[str, Location] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         root = str(self.root)
@@ -110,17 +118,49 @@ class Location:
             root = base = str(Path(root).expanduser().absolute())
         object.__setattr__(self, "root", root.rstrip("/"))
         object.__setattr__(self, "_base", base)
+        others = {folder: Location(other, self.storage_options) for folder, other in self.shared}
+        object.__setattr__(self, "_others", others)
+
+    def child(self, prefix: str, shared_from: str | None = None) -> Location:
+        """The location of a result prefix (``realizations/1/``, ``variants/x/``) under this root.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key; ``""`` is this root itself.
+        shared_from : str, optional
+            Another result prefix whose particles (and their claims) this one
+            uses: ``particles/``, ``error_particles/`` and ``.stilt/`` then resolve
+            there, as for a variant that differs from it only in its footprints.
+        """
+        prefix = prefix.strip("/")
+        if not prefix and not shared_from:
+            return self
+        root = self.url(prefix) if prefix else self.root
+        shared = ()
+        if shared_from is not None and shared_from.strip("/") != prefix:
+            base = self.url(shared_from.strip("/")) if shared_from.strip("/") else self.root
+            shared = tuple((folder, base) for folder in SHARED_FOLDERS)
+        return Location(root, self.storage_options, shared)
 
     @property
     def is_local(self) -> bool:
         """Whether the project is a local directory."""
         return self._fs is None
 
+    def _elsewhere(self, key: str) -> Location | None:
+        """The location a key of a shared folder lives in, if ``key`` is one."""
+        return self._others.get(key.split("/", 1)[0]) if self._others else None
+
     def url(self, key: str = "") -> str:
         """Return the full local path or URL of ``key``."""
+        if (other := self._elsewhere(key)) is not None:
+            return other.url(key)
         return posixpath.join(self.root, key) if key else self.root
 
     def _path(self, key: str) -> str:
+        if (other := self._elsewhere(key)) is not None:
+            return other._path(key)
         if self.is_local:
             return os.path.join(self._base, key)
         return posixpath.join(self._base, key)
