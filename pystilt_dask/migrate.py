@@ -18,9 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import ModelConfig, load_yaml
+from .config import HysplitConfig, ModelConfig, load_yaml
 from .errors import ConfigError
 from .migrate_receptors import migrate_receptors
 from .migrate_sections import (
@@ -63,8 +61,10 @@ def from_pystilt(
         footprint and its particles).
     variant : str, optional
         The PYSTILT variant to take from a ``config.yaml``. Without it, every
-        variant must share one set of HYSPLIT settings (they then become named
-        footprints); variants that differ in them are separate projects here.
+        variant comes over: variants of one set of HYSPLIT settings as named
+        footprints, else the first as the plain settings and the others as
+        ``variants`` (each its differing HYSPLIT settings and its footprint); all
+        must run on one met.
     mets : dict, optional
         Meteorology (:class:`~pystilt_dask.config.MetConfig` fields by name); needed
         for a ``_settings.yaml``, which records which weather a run used but not
@@ -168,41 +168,70 @@ def _from_project(
     transports = {
         name: hysplit_section(fields, problems, name, folder) for name, fields in resolved.items()
     }
-    distinct = {yaml.safe_dump(t, sort_keys=True) for t in transports.values()}
-    used_mets = {name: _variant_met(name, fields, met_configs) for name, fields in resolved.items()}
-    if len(distinct) > 1 or len(set(used_mets.values())) > 1:
-        differing = sorted(
-            key
-            for key in set().union(*transports.values())
-            if len({repr(t.get(key)) for t in transports.values()}) > 1
-        )
-        what = ", ".join(differing) if differing else "met"
-        raise ConfigError(
-            f"variants {', '.join(variants)} differ in HYSPLIT settings or met ({what}); "
-            "a project here has one set of them: migrate each variant on its own "
-            "(variant=NAME, `stilt-dask migrate --variant NAME`)"
-        )
     for name, fields in resolved.items():
         if fields.get("realizations") is not None:
-            problems.append(f"variants.{name}.realizations (ensembles are not supported)")
+            transports[name]["realizations"] = int(fields["realizations"])
+    used_mets = {name: _variant_met(name, fields, met_configs) for name, fields in resolved.items()}
+    if len(set(used_mets.values())) > 1:
+        raise ConfigError(
+            f"variants {', '.join(variants)} run on different mets "
+            f"({', '.join(sorted(set(used_mets.values())))}); a project here runs one met: "
+            "migrate each variant on its own (variant=NAME, `stilt-dask migrate --variant NAME`)"
+        )
     first_met = next(iter(used_mets.values()))
     mets = {first_met: met_configs[first_met]} | {
         k: v for k, v in met_configs.items() if k != first_met
     }
+    footprints = {
+        name: footprint_section(fields, problems, f"variants.{name}", folder)
+        for name, fields in resolved.items()
+    }
     data: dict[str, Any] = {
         "mets": {name: met_section(name, met, problems, folder) for name, met in mets.items()},
-        "hysplit": next(iter(transports.values())),
-        "footprints": {
-            name: fp
-            for name, fields in resolved.items()
-            if (fp := footprint_section(fields, problems, f"variants.{name}", folder)) is not None
-        },
     }
+    data.update(_variants(transports, footprints))
     execution = execution_section(raw.get("execution") or {}, data["hysplit"])
     if execution:
         data["execution"] = execution
     data["output"] = f"{location(str(raw.get('output', 'output')), folder)}-stilt-dask"
     return data
+
+
+def _variants(
+    transports: dict[str, dict[str, Any]], footprints: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """PYSTILT's variants as our ``hysplit``, ``footprints`` and ``variants`` sections.
+
+    Variants of one set of HYSPLIT settings become named footprints of the plain
+    settings, as before. Otherwise the first variant is the plain settings and each
+    other one a variant holding the HYSPLIT settings in which it differs and its
+    footprint (named after it, as PYSTILT's footprints are); one differing only
+    in its footprint shares the plain particles.
+    """
+    first, *others = transports
+    base = transports[first]
+    if all(transports[name] == base for name in others):
+        named = {name: fp for name, fp in footprints.items() if fp is not None}
+        return {"hysplit": base, "footprints": named}
+    variants = {}
+    for name in others:
+        own = transports[name]
+        changed = {
+            key: own.get(key, _default(key))
+            for key in sorted(set(base) | set(own))
+            if own.get(key, _default(key)) != base.get(key, _default(key))
+        }
+        variant: dict[str, Any] = {"hysplit": changed} if changed else {}
+        variant["footprints"] = {name: footprints[name]} if footprints[name] is not None else {}
+        variants[name] = variant
+    plain = {first: footprints[first]} if footprints[first] is not None else {}
+    return {"hysplit": base, "footprints": plain, "variants": variants}
+
+
+def _default(key: str) -> Any:
+    """Our default of a HYSPLIT setting (what a variant without it runs with)."""
+    field = HysplitConfig.model_fields.get(key)
+    return None if field is None else field.get_default(call_default_factory=True)
 
 
 def _merge(defaults: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
@@ -252,8 +281,13 @@ def _from_settings(
     met = settings.pop("met", {}) or {}
     if met.get("crop"):
         problems.append("met.crop (crop the met files beforehand)")
-    if settings.pop("ensemble", False) or settings.pop("realization", None) is not None:
-        problems.append("ensemble (realizations are not supported)")
+    settings.pop("realization", None)
+    realizations = None
+    if settings.pop("ensemble", False):
+        # The record says "an ensemble", its folder how many: one realization=<k> each.
+        realizations = len(list(path.parent.glob("realization=*")))
+        if not realizations:
+            problems.append(f"ensemble (no realization=<k> folders beside {path})")
     if mets is None:
         raise ConfigError(
             f"{path} records which weather its run used (source {met.get('source')!r}), "
@@ -266,9 +300,12 @@ def _from_settings(
         if (fp := footprint_section(fields, problems, f"footprint {name}", None)) is not None
     }
     output = tree.parent
+    hysplit = hysplit_section(settings, problems, str(path), None)
+    if realizations:
+        hysplit["realizations"] = realizations
     return {
         "mets": {name: met_section(name, met, problems, None) for name, met in mets.items()},
-        "hysplit": hysplit_section(settings, problems, str(path), None),
+        "hysplit": hysplit,
         "footprints": footprints,
         "output": f"{str(output).rstrip('/')}-stilt-dask",
     }

@@ -140,8 +140,6 @@ def test_pystilt_config_yaml_loads_as_the_resolved_settings(pystilt_project, ide
     assert "ziscale: 1.0" in text  # the scalar our own loader refuses
     with pytest.raises(ConfigError):
         ModelConfig.from_yaml(pystilt_project / "config.yaml")
-    with pytest.raises(ConfigError, match=r"variants base, zi08 differ .*\(ziscale\)"):
-        from_pystilt(pystilt_project / "config.yaml")
     for variant in ("base", "zi08"):
         from_config = from_pystilt(pystilt_project, variant=variant)
         from_run = from_pystilt(
@@ -156,6 +154,27 @@ def test_pystilt_config_yaml_loads_as_the_resolved_settings(pystilt_project, ide
         settings_file(pystilt_project, "zi08", "footprints"), mets={"idealized": idealized_met}
     )
     assert footprint.result_changes(from_run) == [] and footprint.footprints == from_run.footprints
+
+
+def test_two_pystilt_variants_become_one_project(pystilt_project, client, tmp_path):
+    config = from_pystilt(pystilt_project / "config.yaml", output=str(tmp_path / "store"))
+    assert config.hysplit.ziscale is None and list(config.footprints) == ["base"]
+    (name,) = config.variants
+    assert name == "zi08" and config.variants[name].hysplit == {"ziscale": [0.8, 0.8]}
+    assert list(config.variant(name).footprints) == ["zi08"]
+    for variant in ("base", "zi08"):
+        alone = from_pystilt(pystilt_project, variant=variant)
+        ours = config.variant(None if variant == "base" else variant)
+        assert ours.result_changes(alone) == [] and ours.footprints == alone.footprints
+    model = Model(config.output, OURS, config)
+    assert set(model.run(client=client, quiet=True).values()) == {"complete"}
+    for variant, ours in (("base", None), ("zi08", "zi08")):
+        for mine, theirs in zip(OURS, THEIRS, strict=True):
+            assert_particles_equal(
+                model.trajectories.load(mine.sim_id, variant=ours),
+                pystilt_particles(pystilt_project, variant, theirs.id),
+                mine.sim_id,
+            )
 
 
 def write_pystilt_config(tmp_path: Path, **settings) -> Path:
@@ -218,7 +237,7 @@ def test_settings_without_equivalent_are_each_named(tmp_path):
     with pytest.raises(ConfigError) as error:
         from_pystilt(path)
     message = str(error.value)
-    for expected in ("mets.hrrr.download", "mets.hrrr.subgrid_enable", "realizations",
+    for expected in ("mets.hrrr.download", "mets.hrrr.subgrid_enable",
                      "data_dir", "ziscale < 0", "variants.hrrr.geometry"):  # fmt: skip
         assert expected in message
     path = write_pystilt_config(
@@ -230,6 +249,17 @@ def test_settings_without_equivalent_are_each_named(tmp_path):
         "execution.keep_workdir",
         "execution.array_parallelism",
     ]
+
+
+def test_a_pystilt_ensemble_keeps_its_realizations(tmp_path):
+    path = write_pystilt_config(
+        tmp_path, variants={"hrrr": {"realizations": 3}}, seed=7, krand=2, grid=GRID
+    )
+    config = from_pystilt(path)
+    assert config.hysplit.realizations == 3 and config.hysplit.seed == 7
+    path = write_pystilt_config(tmp_path, variants={"hrrr": {"realizations": 3}}, grid=GRID)
+    with pytest.raises(ConfigError, match="realizations: 3 needs a seed"):
+        from_pystilt(path)
 
 
 def test_resolved_settings_need_mets(pystilt_project):
@@ -244,8 +274,9 @@ def test_cli_migrate_writes_a_config_that_loads(pystilt_project, tmp_path):
     config = ModelConfig.from_yaml(out)
     assert config.result_changes(from_pystilt(pystilt_project, variant="zi08")) == []
     assert runner.invoke(app, ["migrate", str(pystilt_project), str(out)]).exit_code == 2
-    refused = runner.invoke(app, ["migrate", str(pystilt_project), str(tmp_path / "x.yaml")])
-    assert refused.exit_code == 2 and "differ in HYSPLIT settings" in refused.stderr
+    whole = runner.invoke(app, ["migrate", str(pystilt_project), str(tmp_path / "x.yaml")])
+    assert whole.exit_code == 0, whole.output
+    assert list(ModelConfig.from_yaml(tmp_path / "x.yaml").variants) == ["zi08"]
 
     pointed = runner.invoke(app, ["status", str(pystilt_project / "config.yaml")])
     assert pointed.exit_code == 2
