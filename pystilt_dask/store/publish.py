@@ -7,7 +7,8 @@ A particle file carries its page CRCs and a chunk its CRC-32C, written in the
 same atomic write as the data they protect, so every complete-looking key can be
 checked by whoever reads it. An attempt killed at any point leaves the simulation
 incomplete; a retry rewrites identical keys (idempotent under at-least-once
-execution). :func:`invalidate` runs in the reverse order.
+execution). :func:`invalidate` runs in the reverse order. Writers write only
+unpacked keys, also after ``stilt-dask compact`` packed others (:mod:`.packing`).
 
 Footprint arrays made in format 1 (no ``crc32c`` codec) still get a digest object
 (:mod:`~pystilt_dask.store.digests`), recorded before the key it describes, for
@@ -28,13 +29,18 @@ from .paths import Location
 def legacy(location: Location, names: Sequence[str]) -> bool:
     """Whether any of these footprint arrays is format 1, so digests are recorded for them."""
     return any(
-        not chunks.checked(footprints.foot_array(location, name, read_only=True))
-        for name in names
+        not chunks.checked(footprints.foot_array(location, name, read_only=True)) for name in names
     )
 
 
 def invalidate(location: Location, sim_id: str, row: int, names: Sequence[str]) -> None:
-    """Remove a simulation's results, completion keys first, so it reads as pending."""
+    """Remove a simulation's unpacked results, completion keys first.
+
+    Copies that ``compact`` packed stay (a writer never rewrites a shared packed
+    object): the simulation reads as its packed results until the keys written
+    next replace them, since an unpacked key wins over its packed copy
+    (:mod:`.packing`); the next ``compact`` packs the new keys in their place.
+    """
     for name in names:
         footprints.delete_chunk(location, name, row)
     for name in names:

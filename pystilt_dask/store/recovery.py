@@ -31,7 +31,7 @@ import zarr
 
 from ..config import ModelConfig
 from ..errors import StoreError, StoreUnwritable
-from . import layout, particles, registry
+from . import layout, packing, particles, registry
 from .paths import Location
 from .registry import Registry
 
@@ -224,14 +224,29 @@ def _salvage(data: bytes) -> tuple[int | None, list[str] | None]:
 
 
 def _from_particles(location: Location, config: ModelConfig, found: Recovery) -> None:
-    """Entries that only a particle file's footer holds, to commit again (registered now)."""
+    """Entries that only a particle file's footer holds, to commit again (registered now).
+
+    Particle files packed by ``compact`` are found in their block files' footers.
+    """
     known = set(found.current.sim_ids) | {record["sim_id"] for record, _ in found.restore}
-    stored = layout.strip_suffix(location.list_names(layout.PARTICLES), layout.PARQUET_SUFFIX)
+    names = location.list_names(layout.PARTICLES)
+    stored = {sim_id: None for sim_id in layout.strip_suffix(names, layout.PARQUET_SUFFIX)}
+    for block in layout.blocks_in(names):
+        key = layout.block_key(layout.PARTICLES, block)
+        try:
+            entries = packing.block_entries(packing.open_block(location, layout.PARTICLES, block))
+        except FileNotFoundError:
+            continue
+        except Exception:
+            continue  # verify names the damaged block file
+        for sim_id, entry in entries.items():
+            stored.setdefault(sim_id, (key, entry))
     now = datetime.now(UTC)
     for sim_id in sorted(set(stored) - known):
-        key = layout.particles_key(sim_id)
+        packed = stored[sim_id]
+        key = layout.particles_key(sim_id) if packed is None else packed[0]
         try:
-            meta = particles.metadata(location, key)
+            meta = particles.metadata(location, key) if packed is None else packed[1]
             record = registry.record(
                 particles.receptor(meta),
                 int(meta["row"]),
@@ -260,7 +275,9 @@ def _place(location: Location, config: ModelConfig, found: Recovery) -> None:
     lands on someone's chunk.
     """
     taken = set(found.current.rows.tolist())
-    chunk_rows = [row for name in config.footprints for row in chunk_rows_of(location, name)]
+    chunk_rows = [
+        row for name in config.footprints for row in chunk_rows_of(location, name, packed=True)
+    ]
     wanted = [int(record["row"]) for record, _ in found.restore]
     next_row = 1 + max([found.current.next_row - 1, *chunk_rows, *wanted])
     for record, _ in found.restore:
@@ -269,13 +286,21 @@ def _place(location: Location, config: ModelConfig, found: Recovery) -> None:
         taken.add(int(record["row"]))
 
 
-def chunk_rows_of(location: Location, name: str) -> list[int]:
-    """Rows that have a chunk of footprint ``name``, from one listing."""
-    return [
+def chunk_rows_of(location: Location, name: str, packed: bool = False) -> list[int]:
+    """Rows that have an unpacked chunk of footprint ``name``, from one listing.
+
+    ``packed``: rows whose chunk a shard holds too (each shard's index read once).
+    """
+    rows = [
         int(match.group(1))
         for key in location.list_names(layout.foot_array(name))
         if (match := layout.CHUNK_RE.match(key))
     ]
+    if packed:
+        for block in packing.shard_blocks(location, name):
+            offsets = packing.shard_positions(location, name, block)
+            rows += (block * layout.BLOCK_ROWS + offsets).tolist()
+    return rows
 
 
 def _coordinate_ids(location: Location, config: ModelConfig) -> dict[int, str]:

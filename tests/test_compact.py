@@ -1,0 +1,304 @@
+"""``stilt-dask compact`` (issue 22): few files per simulation, and a store that reads the same.
+
+A campaign of 1,100 completed simulations (two blocks of rows: one full, one
+partial) and 30 pending ones is written by the real ``run_simulation`` (synthetic
+particles, :mod:`store_helpers`), then driven through the installed ``stilt-dask``
+and :class:`~pystilt_dask.Model`: ``compact``, ``status``, ``verify [--repair]``,
+``logs``, ``load()``, plain ``xarray.open_zarr``, and a run beside a compaction,
+ordered by events (a compaction paused at its first shard write), never by timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import xarray as xr
+from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
+
+from pystilt_dask.errors import StoreError
+from pystilt_dask.model import Model
+from pystilt_dask.store import layout, packing
+from pystilt_dask.store.claims import Holder
+from pystilt_dask.store.compact import compact
+from pystilt_dask.store.paths import Location
+
+N = 1100
+PENDING = 30
+NAME = "coarse"
+
+
+def empty(k: int) -> bool:
+    """Which of the campaign's simulations have an empty footprint."""
+    return k % 100 == 7
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("campaign")
+    config = make_config(root, names=(NAME,))
+    model = Model(root / "project", make_receptors(N + PENDING), config)
+    model.register_pending()
+    for k, sim_id in enumerate(model.simulations.ids()[:N]):
+        run_synthetic(model.location, sim_id, config, outside="all" if empty(k) else None)
+    return root / "project"
+
+
+@pytest.fixture
+def project(campaign: Path, tmp_path: Path) -> Path:
+    shutil.copytree(campaign, tmp_path / "project")
+    return tmp_path / "project"
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def result_files(project: Path) -> list[str]:
+    """Files holding simulations' results: particles, logs, failures, markers, chunks, shards."""
+    foot = project / layout.foot_array(NAME)
+    return [
+        str(p.relative_to(project))
+        for p in project.rglob("*")
+        if p.is_file()
+        and not p.name.endswith(".partial")
+        and (
+            p.relative_to(project).parts[0] in ("particles", "logs", "failures")
+            or p.parent.name.endswith(".empty")
+            or (p.is_relative_to(foot) and p.name != "zarr.json")
+        )
+    ]
+
+
+def loaded(project: Path) -> xr.DataArray:
+    return Model(project).footprints[NAME].load().compute()
+
+
+def counts(stilt, project: Path) -> dict:
+    found = json.loads(ok(stilt("status", project, "--json")))
+    found.pop("claims")
+    return found
+
+
+def test_a_campaign_packs_into_few_files_and_reads_the_same(project, stilt):
+    model = Model(project)
+    ids = model.simulations.ids()
+    before, states = loaded(project), counts(stilt, project)
+    assert states["complete"] + states["complete-empty"] == N and states["pending"] == PENDING
+    assert len(result_files(project)) >= 2 * N
+
+    out = ok(stilt("compact", project))
+    assert f"packed {N} simulations into 2 blocks" in out
+
+    files = result_files(project)
+    assert len(files) / N <= 0.01, files
+    assert sorted(files) == sorted([
+        "particles/block-0.parquet", "particles/block-1.parquet",
+        "logs/block-0.parquet", "logs/block-1.parquet",
+        f"{layout.shard_key(NAME, 0)}", f"{layout.shard_key(NAME, 1)}",
+        layout.empty_block_key(NAME, 0), layout.empty_block_key(NAME, 1),
+    ])  # fmt: skip
+    xr.testing.assert_identical(loaded(project), before)
+    assert counts(stilt, project) == states
+    # Plain zarr readers decode the shards: every packed row, NaN where nothing ran.
+    plain = xr.open_zarr(project / layout.footprint_group(NAME), consolidated=False)
+    np.testing.assert_array_equal(plain["foot"].values, before.values)
+    assert plain["simulation"].values.tolist() == ids
+    assert "0 damaged" in ok(stilt("verify", project))
+    assert f"synthetic run of {ids[5]}" in ok(stilt("logs", project, ids[5]))
+    particles = model.trajectories.load(ids[1050])
+    assert len(particles) == 50 and list(particles.columns)[:3] == ["time", "indx", "long"]
+    # Nothing left to pack: a second compaction writes nothing.
+    assert "packed 0 simulations into 0 blocks" in ok(stilt("compact", project))
+
+
+def flip_byte(path: Path, position: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(position)
+        byte = f.read(1)
+        f.seek(position)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_verify_finds_a_damaged_shard_and_particle_block_and_a_rerun_restores_them(project, stilt):
+    before = loaded(project)
+    ok(stilt("compact", project))
+    shard = project / layout.shard_key(NAME, 1)
+    index = packing.parse_index(shard.read_bytes()[-packing.INDEX_BYTES :], "shard")
+    offset, size = (int(v) for v in index[3])
+    flip_byte(shard, offset + size // 2)  # inside row 1027's chunk; the index stays intact
+    model = Model(project)
+    ids = model.simulations.ids()
+    result = stilt("verify", project)
+    assert result.returncode == 1
+    assert f"{ids[1027]}: footprint {NAME!r} chunk" in result.stdout and "CRC-32C" in result.stdout
+    assert "checked 1130 simulations: 1 damaged" in result.stdout
+
+    block = project / layout.block_key(layout.PARTICLES, 1)
+    column = pq.ParquetFile(block).metadata.row_group(10).column(2)  # row 1034's
+    flip_byte(block, column.data_page_offset + column.total_compressed_size // 2)
+    with pytest.raises(StoreError, match=ids[1034]):
+        model.trajectories.load(ids[1034])
+    with pytest.raises(StoreError, match=ids[1027]):
+        loaded(project)
+    plain = xr.open_zarr(project / layout.footprint_group(NAME), consolidated=False)
+    with pytest.raises(ValueError, match="(?i)checksum|crc"):
+        plain["foot"][1027].load()
+    result = stilt("verify", project)
+    assert result.returncode == 1
+    assert "particles/block-1.parquet: cannot be read" in result.stdout
+    # Its chunks have no intact particle file to vouch for them any more.
+    assert f"no intact particle file of {ids[1030]!r} at row 1030 vouches for it" in result.stdout
+
+    ok(stilt("verify", project, "--repair"))
+    assert not block.exists() and not shard.exists()
+    states = Model(project).status().table["state"]
+    # Block 1's particles and shard are gone: its rows are pending, block 0's untouched.
+    assert (states.iloc[: layout.BLOCK_ROWS] != "pending").all()
+    assert (states.iloc[layout.BLOCK_ROWS :] == "pending").all()
+    for sim_id in states.index[states == "pending"]:
+        k = ids.index(sim_id)
+        run_synthetic(model.location, sim_id, model.config, outside="all" if empty(k) else None)
+    after = loaded(project)
+    xr.testing.assert_identical(
+        after.isel(simulation=slice(0, N)), before.isel(simulation=slice(0, N))
+    )
+    assert "0 damaged" in ok(stilt("verify", project))
+    ok(stilt("compact", project))
+    xr.testing.assert_identical(loaded(project), after)
+    assert "0 damaged" in ok(stilt("verify", project))
+
+
+@dataclasses.dataclass(frozen=True)
+class PausedAtFirstShard(Location):
+    """A project location whose first shard write waits until the test lets it go on."""
+
+    reached: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
+    go: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        if "/foot/c/" in key and not self.reached.is_set():
+            self.reached.set()
+            assert self.go.wait(120), "the test never let the compaction go on"
+        super().write_bytes(key, data)
+
+
+def test_a_run_beside_a_compaction_loses_nothing_and_the_next_compaction_merges_it(project, stilt):
+    model = Model(project)
+    ids = model.simulations.ids()
+    paused = PausedAtFirstShard(str(project))
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(compact(paused, model.config, model.registry()))
+    )
+    worker.start()
+    try:
+        assert paused.reached.wait(120)  # listed, block 0's particles packed, no shard yet
+        assert Location(str(project)).exists(layout.COMPACT_LOCK)
+        result = stilt("compact", project)
+        assert result.returncode == 2 and "compact.lock is held" in result.stderr
+        for sim_id in ids[N:]:  # the pending rows, in block 1, which the compaction will pack
+            assert run_synthetic(model.location, sim_id, model.config) == "complete"
+    finally:
+        paused.go.set()
+        worker.join()
+    assert done[0].simulations == N
+    for row in range(N, N + PENDING):  # completed after the listing: left unpacked
+        assert (project / layout.chunk_key(NAME, row)).exists()
+        assert (project / layout.particles_key(ids[row])).exists()
+    states = counts(stilt, project)
+    assert states["complete"] + states["complete-empty"] == N + PENDING
+    foot = loaded(project)
+    for row in (N, N + PENDING - 1):
+        np.testing.assert_array_equal(foot.values[row], expected_chunk(model, ids[row], NAME))
+    assert "0 damaged" in ok(stilt("verify", project))
+
+    # The next compaction merges them into block 1's shard and particle file.
+    assert f"packed {PENDING} simulations into 1 blocks" in ok(stilt("compact", project))
+    assert len(result_files(project)) == 8
+    xr.testing.assert_identical(loaded(project), foot)
+    plain = xr.open_zarr(project / layout.footprint_group(NAME), consolidated=False)
+    np.testing.assert_array_equal(plain["foot"].values, foot.values)
+    assert counts(stilt, project) == states
+    assert "0 damaged" in ok(stilt("verify", project))
+
+
+def test_a_rerun_of_a_packed_simulation_wins_until_the_next_compaction(project, stilt):
+    model = Model(project)
+    ids = model.simulations.ids()
+    ok(stilt("compact", project))
+    before = loaded(project)
+    sim_id, row = ids[7], 7  # packed empty: its rerun is empty again, and unpacked
+    assert run_synthetic(model.location, sim_id, model.config, skip_existing=False,
+                         outside="all") == "complete-empty"  # fmt: skip
+    assert (project / layout.chunk_key(NAME, row)).exists()
+    assert (project / layout.empty_key(NAME, sim_id)).exists()
+    # Rerun with values: the unpacked chunk wins, and the packed empty marker goes with it.
+    assert run_synthetic(model.location, sim_id, model.config, skip_existing=False) == "complete"
+    assert model.status().table.loc[sim_id, "state"] == "complete"
+    foot = loaded(project)
+    np.testing.assert_array_equal(foot.values[row], expected_chunk(model, sim_id, NAME))
+    assert "0 damaged" in ok(stilt("verify", project))
+    ok(stilt("compact", project))
+    assert not (project / layout.chunk_key(NAME, row)).exists()
+    xr.testing.assert_identical(loaded(project), foot)
+    assert model.status().table.loc[sim_id, "state"] == "complete"
+    assert sim_id not in packing.empty_ids(model.location, NAME, 0)
+    xr.testing.assert_identical(
+        loaded(project).drop_isel(simulation=row), before.drop_isel(simulation=row)
+    )
+
+
+def test_the_lock_names_its_holder_and_a_dead_holder_is_taken_over(project, stilt):
+    location = Location(str(project))
+    alive = json.dumps(dataclasses.asdict(Holder.this_process("compact")))
+    location.create(layout.COMPACT_LOCK, alive.encode())
+    result = stilt("compact", project)
+    assert result.returncode == 2
+    assert f"host {os.uname().nodename} pid {os.getpid()}" in result.stderr
+    assert "--break-lock" in result.stderr
+    assert location.read_bytes(layout.COMPACT_LOCK) == alive.encode()
+    ok(stilt("compact", project, "--break-lock"))
+    assert not location.exists(layout.COMPACT_LOCK)
+
+    # A compaction killed mid-way: its lock's holder is gone, so the next one takes over.
+    dead = dataclasses.replace(Holder.this_process("compact"), pid=2**22 + 17)
+    location.create(layout.COMPACT_LOCK, json.dumps(dataclasses.asdict(dead)).encode())
+    assert "packed 0 simulations" in ok(stilt("compact", project))
+
+
+def test_a_compaction_stopped_between_writes_and_deletions_leaves_a_store_that_reads_the_same(
+    project, stilt
+):
+    before, states = loaded(project), counts(stilt, project)
+
+    class Stopped(Exception):
+        pass
+
+    @dataclasses.dataclass(frozen=True)
+    class StopsAtFirstDeletion(Location):
+        def delete(self, key: str) -> None:
+            if key != layout.COMPACT_LOCK:
+                raise Stopped(key)
+            super().delete(key)
+
+    model = Model(project)
+    with pytest.raises(Stopped):
+        compact(StopsAtFirstDeletion(str(project)), model.config, model.registry())
+    assert (project / layout.shard_key(NAME, 0)).exists()
+    assert (project / layout.chunk_key(NAME, 0)).exists()  # both: the unpacked key wins
+    xr.testing.assert_identical(loaded(project), before)
+    assert counts(stilt, project) == states
+    assert "0 damaged" in ok(stilt("verify", project))
+    ok(stilt("compact", project))
+    assert len(result_files(project)) == 8
+    xr.testing.assert_identical(loaded(project), before)
+    assert counts(stilt, project) == states
