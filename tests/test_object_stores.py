@@ -19,6 +19,7 @@ from pystilt_dask.config import ModelConfig
 from pystilt_dask.demo import make_demo_project
 from pystilt_dask.model import Model
 from pystilt_dask.store import claims, layout
+from pystilt_dask.store.compact import compact
 from pystilt_dask.store.paths import Location
 
 boto3 = pytest.importorskip("boto3")
@@ -47,7 +48,8 @@ def test_create_if_absent_has_one_winner(store):
     assert not location.exists("a/key") and location.list_names("a") == []
 
 
-def test_store_suite(store, tmp_path):
+@pytest.mark.parametrize("compacted", [False, True], ids=["unpacked", "compacted"])
+def test_store_suite(store, tmp_path, compacted):
     root, options = store
     config = make_config(tmp_path).model_copy(update={"storage_options": options or {}})
     model = Model(root, make_receptors(4), config)
@@ -58,6 +60,9 @@ def test_store_suite(store, tmp_path):
     ids = model.simulations.ids()
     assert run_synthetic(model.location, ids[0], config) == "complete"
     assert run_synthetic(model.location, ids[1], config, outside="all") == "complete-empty"
+    if compacted:
+        report = compact(model.location, config, model.registry())
+        assert report.simulations == 2 and not model.location.exists(layout.particles_key(ids[0]))
     with claims.hold(model.location, ids[2]) as claim:
         assert claim is not None
         table = model.status().table
@@ -72,12 +77,28 @@ def test_store_suite(store, tmp_path):
     )
     assert np.isnan(foot.isel(simulation=3).values).all()
     assert model.verify().ok
-    model.location.write_bytes(layout.particles_key(ids[0]), b"not parquet")
+    if compacted:
+        model.location.write_bytes(layout.block_key(layout.PARTICLES, 0), b"not parquet")
+    else:
+        model.location.write_bytes(layout.particles_key(ids[0]), b"not parquet")
     report = model.verify(repair=True)
-    assert list(report.damaged) == [ids[0]]
-    assert model.status().table["state"].iloc[0] == "pending"
+    if compacted:  # the block file held both: both are pending
+        assert list(report.damaged) == [layout.block_key(layout.PARTICLES, 0), *ids[:2]]
+        assert model.status().table["state"].tolist()[:2] == ["pending"] * 2
+        assert run_synthetic(model.location, ids[1], config, outside="all") == "complete-empty"
+    else:
+        assert list(report.damaged) == [ids[0]]
+        assert model.status().table["state"].iloc[0] == "pending"
     assert run_synthetic(model.location, ids[0], config) == "complete"
     assert model.verify().ok
+    if compacted:
+        compact(model.location, config, model.registry())
+        foot = model.footprints["coarse"].load()
+        np.testing.assert_array_equal(
+            foot.isel(simulation=0).values, expected_chunk(model, ids[0], "coarse")
+        )
+        assert model.status().table["state"].tolist()[:2] == ["complete", "complete-empty"]
+        assert model.verify().ok
 
 
 def test_end_to_end_run(store, tmp_path):
