@@ -23,7 +23,7 @@ from store_helpers import chunk_path, expected_chunk, make_config, make_receptor
 
 from pystilt_dask.analysis import blocks
 from pystilt_dask.model import Model
-from pystilt_dask.store import StoreError, chunks, footprints, layout, publish, sparse
+from pystilt_dask.store import StoreError, chunks, footprints, layout, lazy, publish, sparse
 
 NAMES = ("coarse", "fine")
 COMPUTED = 4  # rows 0-3 computed, row 4 empty, row 5 never computed
@@ -169,7 +169,8 @@ def test_convolve_reads_and_reduces_each_chunk_in_one_task(stores):
     assert len(graph) == foot.sizes["simulation"] + 2  # and the flux and the grouping
     ids = nonzero.simulations.ids()
     task = graph[next(k for k in graph if str(k[0]).startswith("_convolve"))]
-    read, rows = task.args[1], task.args[2]
+    at = next(k for k, arg in enumerate(task.args) if isinstance(arg, lazy.StoredChunks))
+    read, rows = task.args[at], task.args[at + 1]  # and the rows (then ids) it reads
     assert isinstance(read(int(rows[0]), ids[0], cells=True), chunks.Cells)
     assert type(read(int(rows[0]), ids[0])) is not chunks.Cells  # load() gets arrays
     missing = read(5, ids[5], cells=True)  # never computed: the dense fill value

@@ -10,6 +10,7 @@ matrix, state elements ordered time bin first, then target (cell ``y`` then
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import dask
@@ -71,21 +72,17 @@ def _onto_targets(
 def _reduced(
     foot: xr.DataArray, bins: np.ndarray, kernel: Any, shape: tuple[int, ...], args: tuple
 ) -> da.Array:
-    """``(simulation, *shape)``: ``kernel(foot, bins, *args, out)`` on each stored chunk."""
-    data = blocks.stored(foot)
-    index = "s" + "tuv"[: len(shape)]
-    return da.blockwise(
-        _reduce_chunk, index,
-        data, "slyx",
-        blocks.bins_like(data, bins), "sl",
-        new_axes=dict(zip(index[1:], shape, strict=True)),
-        concatenate=False, dtype=np.float64, meta=np.empty((0,) * len(index), np.float64),
-        kernel=kernel, shape=shape, args=args,
-    )  # fmt: skip
+    """``(simulation, *shape)``: ``kernel(foot, bins, *args, out)`` on each stored chunk.
+
+    ``args`` (weights, up to megabytes for many polygons) are arrays every task
+    takes, sent once to each worker rather than inside every task.
+    """
+    shared = tuple(da.from_array(np.asarray(a), chunks=-1) for a in args)
+    func = functools.partial(_reduce_chunk, kernel, shape)
+    return blocks.reduced(func, blocks.stored(foot), bins, shared, shape)
 
 
-def _reduce_chunk(foot: list, bins: list, kernel: Any, shape: tuple, args: tuple) -> np.ndarray:
-    foot, bins = blocks.whole(foot), blocks.whole(bins)
+def _reduce_chunk(kernel: Any, shape: tuple, foot: Any, bins: np.ndarray, *args) -> np.ndarray:
     out = np.zeros((foot.shape[0], *shape), dtype=np.float64)
     kernel(foot, bins, *args, out)
     return out

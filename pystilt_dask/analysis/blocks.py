@@ -12,6 +12,7 @@ grouped, as many simulations per block as fit in dask's ``array.chunk-size``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import dask
 import dask.array as da
@@ -78,7 +79,7 @@ def stored(foot: xr.DataArray) -> da.Array:
 
 def reduced(
     func: Callable, data: da.Array, bins: np.ndarray, shared: tuple[da.Array, ...],
-    shape: tuple[int, ...], *args,
+    shape: tuple[int, ...], *args, combine: Callable = np.concatenate, meta: Any = None,
 ) -> da.Array:  # fmt: skip
     """``func(chunk, bins, *shared, *args)`` on each chunk of ``data``, in the task making it.
 
@@ -94,17 +95,21 @@ def reduced(
     Footprints straight from the store (``load()``, nothing selected) are read
     by the reducing tasks themselves, several simulations each
     (:func:`per_task`), as their non-zero cells where stored so
-    (:class:`~pystilt_dask.store.chunks.Cells`): ``func`` must take those too.
+    (:class:`~pystilt_dask.store.chunks.Cells`): ``func`` must take those too,
+    and ``combine`` joins its results along ``simulation`` (``meta`` is their
+    type, float64 arrays by default).
     """
-    name = f"{getattr(func, '__name__', 'reduce')}-{tokenize(func, data, bins, shared, args)}"
-    meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
+    token = tokenize(func, combine, data, bins, shared, args)
+    name = f"{getattr(func, '__name__', 'reduce')}-{token}"
+    if meta is None:
+        meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
     source = data.__dask_graph__()
     reads = source.layers.get(data.name)
     if isinstance(reads, StoredReads) and len(reads) == data.numblocks[0]:
-        layer = _ReducedReads(name, func, reads, bins, shared, args)
+        layer = _ReducedReads(name, len(shape), func, combine, reads, bins, shared, args)
         graph = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
         return da.Array(graph, name, chunks=(layer.chunks, *((n,) for n in shape)), meta=meta)
-    layer = _Reduced(name, func, data, bins, shared, args)
+    layer = _Reduced(name, len(shape), func, data, bins, shared, args)
     # The layer making data's chunks is replaced by this one, which runs their tasks
     # inside its own (and holds that layer's other tasks, if any): kept beside it,
     # a cull could keep them as tasks of their own too.
@@ -130,17 +135,16 @@ def per_task(n: int) -> int:
 
 
 def _reduce_reads(
-    func: Callable, read: StoredChunks, rows: np.ndarray, sim_ids: np.ndarray, bins: np.ndarray,
-    *rest,
-) -> np.ndarray:  # fmt: skip
+    func: Callable, combine: Callable, read: StoredChunks, rows: np.ndarray,
+    sim_ids: np.ndarray, bins: np.ndarray, *rest,
+) -> Any:  # fmt: skip
     """``func`` on each simulation's chunk, read one at a time (the cells where stored so)."""
-    out = None
-    for j, (row, sim_id) in enumerate(zip(rows, sim_ids, strict=True)):
-        part = func(read(int(row), str(sim_id), cells=True), bins[j : j + 1], *rest)
-        if out is None:
-            out = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
-        out[j] = part[0]
-    return out
+    return combine(
+        [
+            func(read(int(row), str(sim_id), cells=True), bins[j : j + 1], *rest)
+            for j, (row, sim_id) in enumerate(zip(rows, sim_ids, strict=True))
+        ]
+    )
 
 
 class _ReducedReads(Layer):
@@ -151,9 +155,11 @@ class _ReducedReads(Layer):
     made when the graph is built for a computation.
     """
 
-    def __init__(self, name, func, reads: StoredReads, bins, shared, args) -> None:
+    def __init__(self, name, ndim, func, combine, reads: StoredReads, bins, shared, args) -> None:
         super().__init__()
-        self.name, self.func, self.reads, self.bins = name, func, reads, bins
+        self.tail = (0,) * ndim  # a result's dimensions beside simulation: one chunk each
+        self.name, self.func, self.combine, self.reads = name, func, combine, reads
+        self.bins = bins
         self.shared, self.args = shared, args
         n = len(reads.rows)
         step = per_task(n)
@@ -161,7 +167,7 @@ class _ReducedReads(Layer):
         self.chunks = tuple(int(k) for k in np.diff(np.append(self.starts, n)))
 
     def __getitem__(self, key) -> Task:
-        if not (isinstance(key, tuple) and len(key) == 2 and key[0] == self.name):
+        if not (isinstance(key, tuple) and key[0] == self.name and key[2:] == self.tail):
             raise KeyError(key)
         g = key[1]
         if not 0 <= g < len(self.starts):
@@ -171,12 +177,12 @@ class _ReducedReads(Layer):
         refs = [TaskRef((s.name, *(0,) * s.ndim)) for s in self.shared]
         reads = self.reads
         return Task(
-            key, _reduce_reads, self.func, reads.chunks, reads.rows[a:b], reads.sim_ids[a:b],
-            self.bins[a:b], *refs, *self.args,
+            key, _reduce_reads, self.func, self.combine, reads.chunks, reads.rows[a:b],
+            reads.sim_ids[a:b], self.bins[a:b], *refs, *self.args,
         )  # fmt: skip
 
     def __iter__(self) -> Iterator:
-        return ((self.name, g) for g in range(len(self.starts)))
+        return ((self.name, g, *self.tail) for g in range(len(self.starts)))
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -191,12 +197,13 @@ class _ReducedReads(Layer):
 class _Reduced(Layer):
     """The tasks of :func:`reduced`, made when the graph is built for a computation.
 
-    Like the store's blockwise read layer, nothing per chunk is made before that:
+    Like the store's read layer, nothing per chunk is made before that:
     a million simulations cost nothing until computed.
     """
 
-    def __init__(self, name, func, data, bins, shared, args) -> None:
+    def __init__(self, name, ndim, func, data, bins, shared, args) -> None:
         super().__init__()
+        self.tail = (0,) * ndim
         self.name, self.func, self.data, self.bins = name, func, data, bins
         self.shared, self.args = shared, args
         self._tasks: dict | None = None
@@ -210,8 +217,9 @@ class _Reduced(Layer):
             tasks = {}
             for i in range(len(starts) - 1):
                 chunk = source.pop((self.data.name, i, *tail))
-                tasks[(self.name, i)] = Task(
-                    (self.name, i), self.func, chunk, self.bins[starts[i] : starts[i + 1]],
+                key = (self.name, i, *self.tail)
+                tasks[key] = Task(
+                    key, self.func, chunk, self.bins[starts[i] : starts[i + 1]],
                     *refs, *self.args,
                 )  # fmt: skip
             self._tasks = tasks | source  # what the chunks' tasks need from their layer
@@ -230,7 +238,7 @@ class _Reduced(Layer):
         return self._tasks is not None
 
     def get_output_keys(self) -> set:
-        return {(self.name, i) for i in range(len(self))}
+        return {(self.name, i, *self.tail) for i in range(len(self.data.chunks[0]))}
 
 
 def grouped(out: da.Array, bytes_per_sim: int) -> da.Array:
@@ -241,23 +249,6 @@ def grouped(out: da.Array, bytes_per_sim: int) -> da.Array:
     """
     limit = parse_bytes(dask.config.get("array.chunk-size"))
     return out.rechunk({0: int(max(1, limit // max(bytes_per_sim, 1)))})
-
-
-def whole(block: np.ndarray | list) -> np.ndarray:
-    """The one block ``blockwise(..., concatenate=False)`` passes for contracted dimensions.
-
-    Those dimensions are single chunks here (whole grids, all layers, all flux
-    steps), so each comes wrapped in one-element lists; unwrapping them, rather
-    than letting dask concatenate, passes the array itself instead of a copy.
-    """
-    while isinstance(block, list):
-        (block,) = block
-    return block
-
-
-def bins_like(data: da.Array, bins: np.ndarray) -> da.Array:
-    """Per-(simulation, lag) bin indices chunked along ``simulation`` like ``data``."""
-    return da.from_array(bins, chunks=(data.chunks[0], -1))
 
 
 def simulation_coords(foot: xr.DataArray) -> dict:

@@ -19,6 +19,7 @@ rows per block). Every file is written atomically, and a folder without
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from typing import Any
@@ -226,15 +227,11 @@ def sparse_jacobian(
         resolved = targets.grid_target(foot, dims, target)
     w = resolved.weights
     n_targets = len(resolved.ids)
-    data = blocks.stored(foot)
-    rows = da.blockwise(
-        _rows, "st",
-        data, "slyx",
-        blocks.bins_like(data, bins), "sl",
-        new_axes={"t": len(left) * n_targets},
-        concatenate=False, dtype=np.float64, meta=_META,
-        weights=(w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data),
-        n_bins=len(left), n_targets=n_targets,
+    weights = (w.indptr.astype(np.int64), w.indices.astype(np.int64), w.data)
+    rows = blocks.reduced(
+        functools.partial(_rows, len(left), n_targets), blocks.stored(foot), bins,
+        tuple(da.from_array(a, chunks=-1) for a in weights), (len(left) * n_targets,),
+        combine=_stacked, meta=_META,
     )  # fmt: skip
     ids = resolved.ids
     levels = [ids.get_level_values(k) for k in range(ids.nlevels)]
@@ -280,18 +277,20 @@ def read_jacobian(url: str, storage_options: dict[str, Any] | None = None) -> Sp
     return SparseJacobian(data, rows, pd.MultiIndex.from_frame(columns))
 
 
-def _rows(foot: list, bins: list, weights: tuple, n_bins: int, n_targets: int):
-    """The sparse rows of a block of footprints, one simulation at a time.
+def _rows(n_bins: int, n_targets: int, foot: Any, bins: np.ndarray, *weights) -> sparse.csr_array:
+    """The sparse rows of a chunk of footprints, one simulation at a time.
 
     Each row is summed in a dense scratch row (time bins x targets: one row of
     H, never a block of them), then only its non-zeros are kept.
     """
-    foot, bins = blocks.whole(foot), blocks.whole(bins)
     scratch = np.empty((1, n_bins, n_targets), dtype=np.float64)
     rows, cols, values = [], [], []
-    for s in range(foot.shape[0]):
+    n = foot.shape[0]
+    for s in range(n):
         scratch[:] = 0.0
-        aggregate_targets_block(foot[s : s + 1], bins[s : s + 1], *weights, scratch)
+        # A chunk of one simulation is passed whole: it may be its cells alone.
+        one = foot if n == 1 else foot[s : s + 1]
+        aggregate_targets_block(one, bins[s : s + 1], *weights, scratch)
         row = scratch.ravel()
         # The kernel makes the row of a footprint not computed yet all NaN; one
         # NaN marks it (see SparseJacobian) instead of a dense row of them.
@@ -301,9 +300,13 @@ def _rows(foot: list, bins: list, weights: tuple, n_bins: int, n_targets: int):
         values.append(row[col])
     coo = sparse.coo_array(
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(foot.shape[0], n_bins * n_targets),
+        shape=(n, n_bins * n_targets),
     )
     return sparse.csr_array(coo)
+
+
+def _stacked(parts: list[sparse.csr_array]) -> sparse.csr_array:
+    return sparse.csr_array(sparse.vstack(parts, format="csr"))
 
 
 def _matvec(block: sparse.csr_array, x: np.ndarray) -> np.ndarray:
