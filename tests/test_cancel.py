@@ -16,7 +16,7 @@ from pathlib import Path
 import dask
 import dask.config
 import pytest
-import yaml
+from demo_helpers import use_hycs_std
 from distributed import Client
 
 from pystilt_dask.demo import make_demo_project
@@ -57,11 +57,7 @@ def demo_project(folder: Path, script: str, **execution) -> Path:
     fake = folder / "fake_hycs_std"
     fake.write_text(script)
     fake.chmod(0o755)
-    settings = yaml.safe_load(config.read_text())
-    settings["hysplit"]["executable"] = str(fake)
-    if execution:
-        settings["execution"] = execution
-    config.write_text(yaml.safe_dump(settings))
+    use_hycs_std(config, fake, execution)
     return config
 
 

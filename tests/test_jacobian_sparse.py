@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from analysis_helpers import demo_bins, run_demo
+from demo_helpers import demo_bins, run_demo
 from scipy import sparse
 
 import pystilt_dask as stilt

@@ -15,9 +15,9 @@ test), and passes only because the run replaces the workers its cluster gave up
 
 ``allowed-failures`` 0 (1 in the slow test) makes Dask give the task up after
 one death (two), and also every task that was waiting on that worker: those
-never started, and the run sends them again. HYSPLIT is a stand-in (``stand_in``) that kills the Dask
-worker process above it for one simulation, and is the real ``hycs_std`` for
-the others. Timeouts only guard against the hang.
+never started, and the run sends them again. HYSPLIT is a stand-in (``stand_in``)
+that kills the Dask worker process above it for one simulation, and is the real
+``hycs_std`` for the others. Timeouts only guard against the hang.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import dask.config
 import pytest
-import yaml
+from demo_helpers import use_hycs_std
 from distributed import default_client
 
 from pystilt_dask.demo import make_demo_project
@@ -80,14 +80,11 @@ def poisoned_project(folder: Path, stand_in, n_workers: int = 1) -> tuple[Path, 
     config = make_demo_project(folder, RECEPTORS)
     (poison, *_) = Model.from_yaml(config).register()[1].sim_ids
     fake = stand_in(KILLER.format(poison=shlex.quote(poison)))
-    settings = yaml.safe_load(config.read_text())
-    settings["hysplit"]["executable"] = str(fake)
-    settings["execution"] = {
+    use_hycs_std(config, fake, {
         "backend": "local",
         "n_workers": n_workers,
         "cluster": {"processes": True, "dashboard_address": "127.0.0.1:0"},
-    }
-    config.write_text(yaml.safe_dump(settings))
+    })  # fmt: skip
     return config, poison, fake.with_suffix(".runs") / "killed"
 
 

@@ -17,7 +17,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-from analysis_helpers import run_demo  # noqa: E402
+from demo_helpers import run_demo  # noqa: E402
 from matplotlib.collections import LineCollection, QuadMesh  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import xarray as xr
-from analysis_helpers import computing_refused, demo_bins, run_demo
+from demo_helpers import computing_refused, demo_bins, run_demo
 
 from pystilt_dask.analysis import h3_cells, targets, weights, windows
 

@@ -1,5 +1,5 @@
-"""Shared pieces of the footprint analysis tests: the demo project run, its time bins,
-and a scheduler that refuses to compute."""
+"""Shared pieces of the tests on the demo project: its run, its time bins, another
+``hycs_std`` for it; and a scheduler that refuses to compute."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dask
 import pandas as pd
+import yaml
 
 import pystilt_dask as stilt
 from pystilt_dask.demo import make_demo_project
@@ -19,6 +20,16 @@ def run_demo(folder: Path, receptors: int = 4) -> stilt.Model:
     model = stilt.Model.from_yaml(make_demo_project(folder, receptors))
     assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
     return model
+
+
+def use_hycs_std(config: Path, executable: Path, execution: dict | None = None) -> None:
+    """Make the project of ``config`` run ``executable`` as HYSPLIT, and ``execution``
+    (the config's section) replace its execution settings when given."""
+    settings = yaml.safe_load(config.read_text())
+    settings["hysplit"]["executable"] = str(executable)
+    if execution:
+        settings["execution"] = execution
+    config.write_text(yaml.safe_dump(settings))
 
 
 def demo_bins(freq: str) -> pd.IntervalIndex:
