@@ -494,6 +494,34 @@ class AdaptConfig(_Section):
     maximum: int = Field(gt=0)
 
 
+class CropConfig(_Section):
+    """Cut the met each batch of simulations reads once, as a task they depend on.
+
+    Parameters
+    ----------
+    reach_km : float
+        How far particles travel from their release during a run (km): the crop
+        is the batch's release points widened by it each way (docs/meteorology.md,
+        *Choosing the reach*). A run whose particles reach a cut edge fails, naming it.
+    destination : str or None
+        Folder or URL every worker reads, the crops go under; ``None``: ``met-crops``
+        in the project store.
+    storage_options : dict
+        fsspec options of ``destination``; default: the project's when it is
+        ``None``, else none.
+    batch_hours : int
+        Receptors of one met and one UTC window of this many hours form a batch.
+    batch_size : int
+        Most simulations in a batch (split in time order), so a crop stays regional.
+    """
+
+    reach_km: float = Field(gt=0)
+    destination: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    batch_hours: int = Field(24, gt=0)
+    batch_size: int = Field(2000, gt=0)
+
+
 class ExecutionConfig(_Section):
     """How simulations are executed (a Dask cluster).
 
@@ -509,6 +537,9 @@ class ExecutionConfig(_Section):
         Keyword arguments passed unchanged to the cluster class.
     retries : int
         Times a failed simulation task is retried by the scheduler.
+    crop : CropConfig or None
+        Cut each batch's met once, in a task its simulations depend on, and run
+        HYSPLIT on the cut (see :doc:`/execution`); ``None``: read the met as it is.
     """
 
     backend: Literal["local", "slurm", "kubernetes"] = "local"
@@ -516,6 +547,7 @@ class ExecutionConfig(_Section):
     adapt: AdaptConfig | None = None
     cluster: dict[str, Any] = Field(default_factory=dict)
     retries: int = Field(2, ge=0)
+    crop: CropConfig | None = None
 
 
 class ModelConfig(_Section):

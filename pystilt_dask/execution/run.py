@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from .. import ensemble, preflight
 from ..config import ExecutionConfig
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
+from ..meteorology.crop import cropped_config
 from ..simulation import run_simulation
 from ..store import claims
 from ..store.completion import CompletionRule, State
@@ -39,6 +40,7 @@ from ..store.paths import Location
 from ..store.registry import Registry
 from .clusters import make_cluster
 from .console import follow
+from .crops import CropPlan, member_config
 from .quiet import quiet_cancels
 from .waves import Outcome, run_waves
 
@@ -106,6 +108,9 @@ class Run:
         The simulations to run of the other result prefixes (realizations,
         variants: see :mod:`pystilt_dask.ensemble`), by prefix; ``sim_ids`` are
         the plain run's.
+    crops : CropPlan or None
+        The batches whose met is cut once per batch (``execution.crop``;
+        see :mod:`pystilt_dask.execution.crops`).
     """
 
     model: Model
@@ -116,6 +121,11 @@ class Run:
     token: str
     owner: str
     others: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    crops: CropPlan | None = None
+    #: The crop tasks sent and still wanted, by (batch, prefix).
+    _crop_futures: dict[tuple[str, str], Any] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def plan(
@@ -173,7 +183,14 @@ class Run:
         token = tokenize(model.location.root, Fingerprint.of(model.config).token)[:10]
         others = tuple((prefix, found) for prefix, found in todo.items() if found)
         owner = claims.new_owner()
-        return cls(model, ids, execution, skip_existing, snapshot, token, owner, others)
+        run = cls(model, ids, execution, skip_existing, snapshot, token, owner, others)
+        if execution.crop is None or not len(run):
+            return run
+        configs = [m.config for m in ensemble.members(model.config)]
+        crops = CropPlan.of(
+            execution.crop, model.location, model.config, configs, snapshot, list(run.items())
+        )
+        return replace(run, crops=crops)
 
     def __len__(self) -> int:
         return len(self.sim_ids) + sum(len(ids) for _, ids in self.others)
@@ -192,7 +209,15 @@ class Run:
             for prefix, found in self.others
             if (kept := tuple(i for i in found if (prefix, i) not in items))
         )
-        return replace(self, sim_ids=ids, others=others)
+        run = replace(self, sim_ids=ids, others=others, crops=None)
+        if self.crops is None or not len(run):
+            return run
+        configs = [m.config for m in ensemble.members(self.model.config)]
+        crops = CropPlan.of(
+            self.crops.crop, self.model.location, self.model.config, configs, self.registry,
+            list(run.items()),
+        )  # fmt: skip
+        return replace(run, crops=crops)
 
     @cached_property
     def _members(self) -> dict[str, ensemble.Member]:
@@ -246,6 +271,14 @@ class Run:
             "where": f"the client given, the default client, or a new {execution.backend} "
             f"cluster ({size} workers)",
             "retries": str(execution.retries),
+            **(
+                {
+                    "met crops": f"{len(self.crops.members)} batches, cut under "
+                    f"{self.crops.destination}"
+                }
+                if self.crops
+                else {}
+            ),
             "task keys": task_key(self.token, "<sim_id>")
             + (" (+ -<prefix> for realizations and variants)" if self.others else ""),
         }
@@ -280,11 +313,34 @@ class Run:
         ``after``: the task of the member whose particles ``prefix`` shares, when in flight.
         """
         args, kwargs = self.task(sim_id, prefix)
+        if self.crops is not None:
+            args = (*args[:2], self._crop_input(client, sim_id, prefix), *args[3:])
         function, args = (run_simulation, args) if after is None else (run_after, (after, *args))
         return client.submit(
             function, *args, **kwargs, key=self.key(sim_id, prefix),
             retries=self.execution.retries, pure=False,
         )  # fmt: skip
+
+    def _crop_input(self, client: Client, sim_id: str, prefix: str) -> Future:
+        """The future of the configuration ``sim_id``'s task in ``prefix`` runs with: its crop's."""
+        crops = self.crops
+        batch = crops.batch_of[sim_id]
+        futures = self._crop_futures
+        if (batch, "") not in futures:
+            futures[batch, ""] = client.submit(
+                cropped_config, *crops.arguments(batch, self.model.config, self.registry),
+                key=crops.key(self.token, batch), retries=self.execution.retries, pure=False,
+            )  # fmt: skip
+        if prefix and (batch, prefix) not in futures:
+            futures[batch, prefix] = client.submit(
+                member_config, self.member(prefix).config, futures[batch, ""],
+                key=crops.key(self.token, batch, prefix), pure=False,
+            )  # fmt: skip
+        given = futures[batch, prefix]
+        if crops.sent(batch):
+            for key in [k for k in futures if k[0] == batch]:
+                del futures[key]
+        return given
 
     def futures(self, client: Client) -> list[Future]:
         """Send every simulation at once and return the futures (no waves)."""
@@ -304,8 +360,11 @@ class Run:
         member's task of the same simulation.
         """
         sent: dict[Item, Delayed] = {}
+        crops: dict[tuple[str, str], Delayed] = {}
         for prefix, sim_id in self.items():
             args, kwargs = self.task(sim_id, prefix)
+            if self.crops is not None:
+                args = (*args[:2], self._crop_delayed(crops, sim_id, prefix), *args[3:])
             key = self.key(sim_id, prefix)
             shares = self.shares(prefix)
             before = sent.get((shares, sim_id)) if shares is not None else None
@@ -316,6 +375,24 @@ class Run:
                 task = dask.delayed(run_after, pure=False)
                 sent[prefix, sim_id] = task(before, *args, **kwargs, dask_key_name=key)
         return list(sent.values())
+
+    def _crop_delayed(
+        self, crops: dict[tuple[str, str], Delayed], sim_id: str, prefix: str
+    ) -> Delayed:
+        """:meth:`_crop_input` as ``dask.delayed`` objects, one per batch (and member)."""
+        plan = self.crops
+        batch = plan.batch_of[sim_id]
+        if (batch, "") not in crops:
+            crops[batch, ""] = dask.delayed(cropped_config, pure=False)(
+                *plan.arguments(batch, self.model.config, self.registry),
+                dask_key_name=plan.key(self.token, batch),
+            )
+        if prefix and (batch, prefix) not in crops:
+            crops[batch, prefix] = dask.delayed(member_config, pure=False)(
+                self.member(prefix).config, crops[batch, ""],
+                dask_key_name=plan.key(self.token, batch, prefix),
+            )  # fmt: skip
+        return crops[batch, prefix]
 
     def outcomes(
         self,
