@@ -146,3 +146,36 @@ def test_run_beside_serve_runs_each_hysplit_once(tmp_path, env):
         assert serve.wait(timeout=60) == 0
     assert len((tmp_path / "runs.log").read_text().splitlines()) == N
     assert model.verify().ok
+
+
+def test_two_runs_at_once_on_a_compacted_store_run_what_is_left_once(tmp_path, env):
+    """Half the project run and compacted, then two coordinators at once: each HYSPLIT once."""
+    single = project(tmp_path / "single", counting(tmp_path))
+    assert run(single, env).wait(timeout=600) == 0
+    (tmp_path / "runs.log").unlink()
+
+    shared = project(tmp_path / "shared", counting(tmp_path))
+    table = shared.with_name("receptors.csv")
+    rows = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(rows[: 1 + N // 2]))  # the header and the first half
+    assert run(shared, env).wait(timeout=600) == 0
+    compacted = subprocess.run([STILT, "compact", str(shared)], env=env, capture_output=True)
+    assert compacted.returncode == 0, compacted.stderr
+    assert list(results(Model.from_yaml(shared).location.root)) == ["particles/block-0.parquet"]
+    table.write_text("".join(rows))
+    first, second = run(shared, env), run(shared, env)
+    for coordinator in (first, second):
+        out, err = coordinator.communicate(timeout=600)
+        assert coordinator.returncode == 0, out + err
+    assert len((tmp_path / "runs.log").read_text().splitlines()) == N
+    model = Model.from_yaml(shared)
+    assert model.status().counts()["complete"] == N
+    assert len(results(model.location.root)) == 1 + 2 * (N - N // 2)  # the new ones, unpacked
+    alone = Model.from_yaml(single)
+    assert model.simulations.ids() == alone.simulations.ids()
+    for name in model.config.footprints:
+        expected = alone.footprints[name].load().compute()
+        assert model.footprints[name].load().compute().identical(expected)
+    for sim_id in model.simulations.ids():
+        assert model.trajectories.load(sim_id).equals(alone.trajectories.load(sim_id))
+    assert model.verify().ok
