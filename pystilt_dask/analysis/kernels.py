@@ -111,8 +111,11 @@ def _aggregate_cells(indices, values, ny, nx, bins, y_dst, y_w, y_ptr, x_dst, x_
 @njit(nogil=True, cache=True)
 def _aggregate_targets_cells(indices, values, n_grid, bins, indptr, target, weight, out):
     missing = False
+    lag, start = 0, 0
     for k in range(indices.size):
-        lag, c = divmod(indices[k], n_grid)
+        c = indices[k] - start
+        while c >= n_grid:  # indices increase: step to their layer without dividing
+            lag, start, c = lag + 1, start + n_grid, c - n_grid
         b = bins[lag]
         if b < 0:
             continue

@@ -284,7 +284,7 @@ def _rows(n_bins: int, n_targets: int, foot: Any, bins: np.ndarray, *weights) ->
     H, never a block of them), then only its non-zeros are kept.
     """
     scratch = np.empty((1, n_bins, n_targets), dtype=np.float64)
-    rows, cols, values = [], [], []
+    cols, values = [], []
     n = foot.shape[0]
     for s in range(n):
         scratch[:] = 0.0
@@ -295,14 +295,11 @@ def _rows(n_bins: int, n_targets: int, foot: Any, bins: np.ndarray, *weights) ->
         # The kernel makes the row of a footprint not computed yet all NaN; one
         # NaN marks it (see SparseJacobian) instead of a dense row of them.
         col = np.array([0]) if np.isnan(row[0]) else np.flatnonzero(row)
-        rows.append(np.full(col.size, s, np.int64))
         cols.append(col)
         values.append(row[col])
-    coo = sparse.coo_array(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n, n_bins * n_targets),
-    )
-    return sparse.csr_array(coo)
+    indptr = np.cumsum([0, *(c.size for c in cols)])
+    shape = (n, n_bins * n_targets)
+    return sparse.csr_array((np.concatenate(values), np.concatenate(cols), indptr), shape=shape)
 
 
 def _stacked(parts: list[sparse.csr_array]) -> sparse.csr_array:
