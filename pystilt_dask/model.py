@@ -77,8 +77,9 @@ class Model:
                     f"{self.location.root} has no {layout.CONFIG}: not a project "
                     "(give its config.yaml, or pass config=)"
                 )
-        for name in config.footprints:
-            footprints.check_name(name)
+        for settings in (config, *(config.variant(v) for v in config.variants)):
+            for name in settings.footprints:
+                footprints.check_name(name)
         self.config = config
         self._receptors = receptors
 

@@ -51,7 +51,8 @@ def test_two_processes_agree(tmp_path, env):
     [
         {"hysplit": {"timeout": 60}},
         {"hysplit": {"executable": "/opt/hysplit/hycs_std"}},
-        {"execution": {"retries": 9, "n_workers": 3}},
+        {"hysplit": {"realizations": 5}},  # realization 0 stays the plain run
+        {"execution": {"retries": 9, "n_workers": 3, "crop": {"reach_km": 100}}},
         {"profiles": {"hpc": {"backend": "slurm"}}},
         {"output": "elsewhere"},
     ],
