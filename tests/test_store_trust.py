@@ -21,7 +21,7 @@ import xarray as xr
 import yaml
 
 from pystilt_dask.model import Model
-from pystilt_dask.store import StoreError, layout
+from pystilt_dask.store import StoreError, layout, packing
 
 GRID = {"xmin": -112.5, "xmax": -111.2, "ymin": 40.3, "ymax": 41.2, "xres": 0.02}
 FIRST = [("2019-05-30 06:00", -111.85, 40.77), ("2019-05-30 07:00", -111.9, 40.7)]
@@ -197,6 +197,55 @@ def test_an_unreadable_commit_with_pending_registrations_loses_nothing_silently(
     assert "registered 2 new simulations (4 in total)" in ok(stilt("register", config))
     assert sorted(Model(project).simulations.ids()) == before
     ok(stilt("verify", config))
+
+
+def test_on_a_compacted_store_a_damaged_packed_chunk_and_a_lost_entry_are_repaired_at_once(
+    complete, stilt
+):
+    project = complete.with_name("project")
+    before = Model(project).footprints["default"].load().compute()
+    ok(stilt("compact", complete))
+    assert list(results(project)) == ["particles/block-0.parquet"]  # all packed
+    victim = IDS[LATER[0]]  # alone in registry commit 1, row 2
+    shard = project / layout.shard_key("default", 0)
+    index = packing.parse_index(shard.read_bytes()[-packing.INDEX_BYTES :], "shard")
+    offset, size = (int(v) for v in index[2])
+    with shard.open("r+b") as f:  # one byte inside row 2's packed chunk
+        f.seek(offset + size // 2)
+        byte = f.read(1)
+        f.seek(offset + size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    foot = Model(project).footprints["default"].load()
+    with pytest.raises(StoreError, match=f"{victim}.*footprint 'default'"):
+        foot.sel(simulation=victim).compute()
+    result = stilt("export", complete, "--footprint", "default", complete.parent / "out")
+    assert result.returncode == 2 and victim in result.stderr
+    plain = xr.open_zarr(project / layout.footprint_group("default"), consolidated=False)
+    with pytest.raises(ValueError, match="checksum"):
+        plain["foot"].isel(simulation=2).load()
+    np.testing.assert_array_equal(plain["foot"].isel(simulation=0).values, before.values[0])
+
+    # Its registry entry is lost too: only its particle block file's footer still holds it.
+    (project / layout.registry_key(1)).unlink()
+    (project / layout.registry_copy_key(1)).unlink()
+    result = stilt("verify", complete)
+    assert result.returncode == 1
+    assert f"{victim}: its registry entry is lost (held by particles/block-0.parquet)" in (
+        result.stdout
+    )
+    assert "CRC-32C does not match" in result.stdout
+
+    result = stilt("verify", complete, "--repair")  # the entry, and the shard removed whole
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not shard.exists()
+    assert states(stilt, project)["pending"] == 3
+    ok(stilt("run", complete))
+    ok(stilt("compact", complete))
+    after = Model(project).footprints["default"].load().compute()
+    assert after["simulation"].values.tolist() == before["simulation"].values.tolist()
+    np.testing.assert_array_equal(after.values, before.values)
+    assert "checked 3 simulations: 0 damaged" in ok(stilt("verify", complete))
 
 
 def test_a_damaged_particle_page_is_never_read_and_a_rerun_replaces_it(complete, stilt):
