@@ -32,6 +32,28 @@ def use_hycs_std(config: Path, executable: Path, execution: dict | None = None) 
     config.write_text(yaml.safe_dump(settings))
 
 
+def worker_killer(record: str, coordinator: str = "*stilt-dask*") -> str:
+    """Shell lines for a ``hycs_std`` stand-in that kills -9 the Dask worker process
+    running it, after appending that process's id to the file ``record`` (shell-quoted).
+
+    The worker is the nearest ancestor started by multiprocessing (spawn or forkserver).
+    Reaching the ``coordinator`` (a ``case`` pattern) or init first means the worker is
+    not a separate process: the stand-in then fails as HYSPLIT does (exit 3) instead
+    of killing anything. The worker's death takes the stand-in with it
+    (PR_SET_PDEATHSIG), which is why the id is recorded before the kill.
+    """
+    return f"""pid=$$
+while [ "$pid" -gt 1 ]; do
+  pid=$(awk '/^PPid:/ {{print $2}}' "/proc/$pid/status")
+  case "$(tr '\\0' ' ' < "/proc/$pid/cmdline")" in
+    {coordinator}) exit 3 ;;
+    *multiprocessing*) echo "$pid" >> {record}; kill -9 "$pid"; exec sleep 600 ;;
+  esac
+done
+exit 3
+"""
+
+
 def demo_bins(freq: str) -> pd.IntervalIndex:
     """Time bins of ``freq``, closed on the left, over the demo footprints' 12 hours."""
     start, end = pd.Timestamp("2024-07-15 00:00"), pd.Timestamp("2024-07-15 12:00")

@@ -9,6 +9,7 @@ hang into a failure: a stand-in HYSPLIT nobody kills would sleep for ten minutes
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import dask
 import dask.config
 import pytest
-from demo_helpers import use_hycs_std
+from demo_helpers import use_hycs_std, worker_killer
 from distributed import Client
 
 from pystilt_dask.demo import make_demo_project
@@ -31,23 +32,6 @@ from pystilt_dask.store.completion import State
 SLEEPER = """#!/bin/sh
 echo $$ > "{pids}.tmp" && mv "{pids}.tmp" "{pids}"
 exec sleep 600
-"""
-
-# Stands in for hycs_std: kill -9 the Dask worker process running it. That is the
-# nearest ancestor started by multiprocessing (spawn or forkserver); reaching the
-# coordinator (or init) first means the worker is not a separate process: then
-# fail as a HYSPLIT error instead of killing anything. The worker's death takes
-# this script down too (PR_SET_PDEATHSIG), so it is recorded before the kill.
-WORKER_KILLER = """#!/bin/sh
-pid=$$
-while [ "$pid" -gt 1 ]; do
-  pid=$(awk '/^PPid:/ {{print $2}}' "/proc/$pid/status")
-  case "$(tr '\\0' ' ' < "/proc/$pid/cmdline")" in
-    *stilt-dask*) exit 3 ;;
-    *multiprocessing*) echo "$pid" >> "{killed}"; kill -9 "$pid"; exec sleep 600 ;;
-  esac
-done
-exit 3
 """
 
 
@@ -132,7 +116,7 @@ def test_a_simulation_killing_its_worker_every_time_fails_with_exit_1(tmp_path, 
     killed = tmp_path / "killed-workers"
     config = demo_project(
         tmp_path,
-        WORKER_KILLER.format(killed=killed),
+        "#!/bin/sh\n" + worker_killer(shlex.quote(str(killed))),
         backend="local",
         n_workers=1,
         cluster={"processes": True, "dashboard_address": ":0"},

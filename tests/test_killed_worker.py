@@ -28,7 +28,7 @@ from pathlib import Path
 
 import dask.config
 import pytest
-from demo_helpers import use_hycs_std
+from demo_helpers import use_hycs_std, worker_killer
 from distributed import default_client
 
 from pystilt_dask.demo import make_demo_project
@@ -37,27 +37,18 @@ from pystilt_dask.store import claims
 
 RECEPTORS = 4
 
-# The body of a stand-in hycs_std: the real one, but for the poisoned simulation
-# (its work directory is named after it), whose run kills -9 the nearest ancestor
-# that multiprocessing started: the Dask worker process. The coordinator (this
-# test, or stilt-dask) is never killed: reaching it, or init, fails as HYSPLIT.
-# The worker's death takes the stand-in with it (PR_SET_PDEATHSIG), after it
-# recorded the worker's pid.
-KILLER = """
-case "$(basename "$PWD")" in
-  {poison}-*) ;;
+
+def killer(poison: str) -> str:
+    """The body of a stand-in hycs_std: the real one, but for the simulation ``poison``
+    (its work directory is named after it), whose run kills its Dask worker process.
+    The coordinator (this test, or stilt-dask) is never killed."""
+    real_but_for_poison = f"""case "$(basename "$PWD")" in
+  {shlex.quote(poison)}-*) ;;
   *) exec "$REAL" ;;
 esac
-pid=$$
-while [ "$pid" -gt 1 ]; do
-  pid=$(awk '/^PPid:/ {{print $2}}' "/proc/$pid/status")
-  case "$(tr '\\0' ' ' < "/proc/$pid/cmdline")" in
-    *stilt-dask*|*pytest*) exit 3 ;;
-    *multiprocessing*) echo "$pid" >> "$RUNS/killed"; kill -9 "$pid"; exec sleep 600 ;;
-  esac
-done
-exit 3
 """
+    return real_but_for_poison + worker_killer('"$RUNS/killed"', "*stilt-dask*|*pytest*")
+
 
 #: Dask settings of every repetition, as ``dask.config`` keys.
 SETTINGS = {
@@ -79,7 +70,7 @@ def poisoned_project(folder: Path, stand_in, n_workers: int = 1) -> tuple[Path, 
     """A demo project whose first simulation kills its worker; config, that id, pid file."""
     config = make_demo_project(folder, RECEPTORS)
     (poison, *_) = Model.from_yaml(config).register()[1].sim_ids
-    fake = stand_in(KILLER.format(poison=shlex.quote(poison)))
+    fake = stand_in(killer(poison))
     use_hycs_std(config, fake, {
         "backend": "local",
         "n_workers": n_workers,
