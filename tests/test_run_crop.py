@@ -76,9 +76,10 @@ def test_a_batch_runs_on_one_crop(wide_met, tmp_path, client):
             mine = cropped.trajectories.load(receptor.sim_id, realization=k)
             reference = plain.trajectories.load(receptor.sim_id, realization=k)
             assert len(mine) == len(reference) > 0
-            # The same data on a cut grid: positions to well under a cell (0.05°).
-            assert np.abs(mine["long"] - reference["long"]).max() <= 0.005
-            assert np.abs(mine["lati"] - reference["lati"]).max() <= 0.005
+            # The same data on a cut grid: positions to well under a cell (0.05°);
+            # measured at most 0.0007° (longitude) and 0.0005° (latitude).
+            assert np.abs(mine["long"] - reference["long"]).max() <= 0.001
+            assert np.abs(mine["lati"] - reference["lati"]).max() <= 0.001
     assert len(cropped.plan()) == 0
 
 
