@@ -232,3 +232,17 @@ def test_a_changed_variant_is_refused_and_a_new_one_taken(idealized_met, tmp_pat
     with pytest.raises(ConfigError, match=r"variant 'x': hysplit\.numpar"):
         ModelConfig.from_dict({**first.model_dump(mode="json"),
                                "variants": {"x": {"hysplit": {"numpar": 0}}}})  # fmt: skip
+
+
+def test_a_variant_sharing_particles_runs_after_their_task(idealized_met, tmp_path, stand_in):
+    config = variant_config(
+        idealized_met, tmp_path, "store", counting(stand_in),
+        variants={"coarse": {"footprints": {"default": COARSE}}},
+    )  # fmt: skip
+    run = Model(config.output, OURS, config).plan()
+    plain, coarse = run.to_delayed()
+    assert plain.key in dict(coarse.dask) and plain.key == run.key(OURS[0].sim_id)
+    assert coarse.key == run.key(OURS[0].sim_id, "variants/coarse/")
+    location = run.location("variants/coarse/")
+    assert location.url("particles/x.parquet") == str(tmp_path / "store" / "particles/x.parquet")
+    assert location.url("footprints/x") == str(tmp_path / "store/variants/coarse/footprints/x")
