@@ -246,3 +246,10 @@ def test_a_variant_sharing_particles_runs_after_their_task(idealized_met, tmp_pa
     location = run.location("variants/coarse/")
     assert location.url("particles/x.parquet") == str(tmp_path / "store" / "particles/x.parquet")
     assert location.url("footprints/x") == str(tmp_path / "store/variants/coarse/footprints/x")
+
+
+def test_futures_send_every_realization(idealized_met, tmp_path, client):
+    config = config_for(idealized_met, tmp_path, 2)
+    futures = Model(config.output, OURS, config).run(client=client, wait=False)
+    assert [f.key.endswith("-realizations-1") for f in futures] == [False, True]
+    assert client.gather(futures) == ["complete", "complete"]
