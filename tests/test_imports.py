@@ -287,3 +287,34 @@ def test_only_use_own_numba_cache_moves_the_kernel_cache_and_only_ours(tmp_path,
         assert found["ours"] and all(path.startswith(str(cache)) for path in found["ours"])
     else:
         assert found["ours"] == found["plain"]
+
+
+LAZY_PROBE = """
+import json, sys
+import pystilt_dask
+import xarray as xr
+heavy = ("numba", "distributed", "zarr", "pystilt_dask.model", "pystilt_dask.config")
+found = {"loaded": [name for name in heavy if name in sys.modules],
+         "accessor": type(xr.DataArray([1.0]).stilt).__module__,
+         "stilt config": __import__("dask.config").config.get("stilt.claim-ttl", None)}
+found["Model"] = pystilt_dask.Model.__module__
+found["dir"] = sorted(set(pystilt_dask.__all__) - set(dir(pystilt_dask)))
+print(json.dumps(found))
+"""
+
+
+def test_the_package_imports_its_heavy_parts_on_first_use_and_registers_the_accessor_at_once():
+    found = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]  # fmt: skip
+    )
+    assert found == {
+        "loaded": [],
+        "accessor": "pystilt_dask.accessor",
+        "stilt config": "5 minutes",
+        "Model": "pystilt_dask.model",
+        "dir": [],
+    }
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        pystilt_dask.nothing  # noqa: B018
