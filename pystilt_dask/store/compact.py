@@ -27,6 +27,7 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -42,6 +43,9 @@ from .paths import Location
 from .recovery import chunk_rows_of
 from .registry import Registry
 from .status import status
+
+#: Particle files of a block read at once.
+THREADS = 4
 
 
 @dataclass
@@ -136,7 +140,11 @@ def compact(
             if unpacked.holds(sim_id, row):
                 blocks[layout.block_of(row)].append((sim_id, row))
         for block, sims in sorted(blocks.items()):
-            _pack_block(location, rule, block, sims, unpacked, report)
+            part = _pack_block(location, rule, block, sims, unpacked)
+            report.simulations += part.simulations
+            report.blocks += part.blocks
+            report.removed += part.removed
+            report.left += part.left
     return report
 
 
@@ -181,9 +189,9 @@ def _pack_block(
     block: int,
     sims: list[tuple[str, int]],
     unpacked: _Unpacked,
-    report: CompactReport,
-) -> None:
+) -> CompactReport:
     """Pack one block's completed simulations: packed objects first, then the deletions."""
+    report = CompactReport()
     delete: list[str] = []
     for folder, ids in unpacked.particles.items():
         delete += _pack_particles(location, folder, block, [s for s in sims if s[0] in ids], report)
@@ -194,6 +202,7 @@ def _pack_block(
     report.blocks += 1
     report.simulations += len(sims)
     report.removed += len(delete)
+    return report
 
 
 def _pack_particles(
@@ -223,23 +232,16 @@ def _pack_particles(
         report.left.append(f"{key} cannot be read ({type(exc).__name__}); run `verify --repair`")
         return []
     packed = []
-    for sim_id, _ in sims:
-        unpacked_key = f"{folder}/{sim_id}{layout.PARQUET_SUFFIX}"
-        try:
-            parquet = pq.ParquetFile(
-                io.BytesIO(location.read_bytes(unpacked_key)), page_checksum_verification=True
-            )
-            table = parquet.read()
-        except FileNotFoundError:
+    # Read and checked side by side: Parquet decoding and file reads release the GIL.
+    with ThreadPoolExecutor(THREADS) as pool:
+        read = list(pool.map(lambda sim: _read_particles(location, folder, sim[0]), sims))
+    for (sim_id, _), (unpacked_key, got) in zip(sims, read, strict=True):
+        if got is None:
             continue
-        except Exception as exc:
-            report.left.append(f"{unpacked_key}: damaged ({type(exc).__name__})")
+        if isinstance(got, str):
+            report.left.append(f"{unpacked_key}: {got}")
             continue
-        meta = {
-            k.decode().removeprefix("pystilt_dask:"): v.decode()
-            for k, v in (parquet.metadata.metadata or {}).items()
-            if k.startswith(b"pystilt_dask:")
-        }
+        meta, table = got
         if tables and not table.schema.equals(next(iter(tables.values()))[1].schema):
             report.left.append(f"{unpacked_key}: its columns differ from its block's")
             continue
@@ -255,6 +257,28 @@ def _pack_particles(
     location.write_bytes(layout.block_key(_logs_folder(folder), block), packing.encode_logs(logs))
     location.write_bytes(key, packing.encode_particle_block(list(tables.values())))
     return packed
+
+
+def _read_particles(
+    location: Location, folder: str, sim_id: str
+) -> tuple[str, tuple[dict, pa.Table] | str | None]:
+    """``(key, (metadata, table))`` of an unpacked particle file, why not, or ``None`` if gone."""
+    key = f"{folder}/{sim_id}{layout.PARQUET_SUFFIX}"
+    try:
+        parquet = pq.ParquetFile(
+            io.BytesIO(location.read_bytes(key)), page_checksum_verification=True
+        )
+        table = parquet.read()
+    except FileNotFoundError:
+        return key, None
+    except Exception as exc:
+        return key, f"damaged ({type(exc).__name__})"
+    meta = {
+        k.decode().removeprefix("pystilt_dask:"): v.decode()
+        for k, v in (parquet.metadata.metadata or {}).items()
+        if k.startswith(b"pystilt_dask:")
+    }
+    return key, (meta, table)
 
 
 def _logs_folder(folder: str) -> str:
@@ -313,6 +337,8 @@ def _pack_footprint(
         delete.insert(0, chunk_key)
     if not new:
         return delete
-    location.write_bytes(layout.empty_block_key(name, block), json.dumps(sorted(marked)).encode())
+    markers = layout.empty_block_key(name, block)
+    if marked or location.exists(markers):  # a block without empty footprints needs no file
+        location.write_bytes(markers, json.dumps(sorted(marked)).encode())
     location.write_bytes(key, packing.encode_shard({**chunks, **new}))
     return delete

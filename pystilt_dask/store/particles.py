@@ -95,12 +95,22 @@ def read(location: Location, key: str, row: int | None = None) -> pd.DataFrame:
     StoreError
         When the file is damaged (a page fails its CRC, or it does not parse).
     """
+    return stored(location, key, row)[0]
+
+
+def stored(
+    location: Location, key: str, row: int | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A particle table and its ``pystilt_dask:*`` metadata, unpacked or packed (see :func:`read`).
+
+    A packed simulation's metadata is its block footer's entry, without the log.
+    """
     try:
         data = location.read_bytes(key)
     except FileNotFoundError:
-        return _packed(location, key, row)[0]
+        return _packed(location, key, row)
     try:
-        return parse(data)[0]
+        return parse(data)
     except Exception as exc:
         raise _damaged(key, exc) from None
 
