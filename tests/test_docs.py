@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from pystilt_dask import config as cfg
-from pystilt_dask.fingerprint import RUN_CONTROL
+from pystilt_dask.fingerprint import ENSEMBLE_SIZE, RUN_CONTROL
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -217,7 +217,7 @@ def _reference_rows() -> dict[str, dict[str, list[str]]]:
 
 MODELS = (
     cfg.ModelConfig, cfg.MetConfig, cfg.HysplitConfig, cfg.FootprintConfig,
-    cfg.ExecutionConfig, cfg.AdaptConfig,
+    cfg.VariantConfig, cfg.ExecutionConfig, cfg.AdaptConfig, cfg.CropConfig,
 )  # fmt: skip
 
 
@@ -238,7 +238,9 @@ def test_config_reference_lists_every_field_with_its_default(model: type[BaseMod
         shown = yaml.safe_load(default.strip("`"))
         expected = list(value) if isinstance(value, tuple) else value
         assert shown == expected, f"{model.__name__}.{name}: page {shown!r}, model {expected!r}"
-        if model is cfg.HysplitConfig:
+        if model is cfg.HysplitConfig and name in ENSEMBLE_SIZE:
+            assert changes == "no (adds or drops realizations)", name
+        elif model is cfg.HysplitConfig:
             assert changes == ("no (run control)" if name in RUN_CONTROL else "yes"), name
 
 

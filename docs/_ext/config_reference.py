@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from pystilt_dask import config as cfg
-from pystilt_dask.fingerprint import RUN_CONTROL
+from pystilt_dask.fingerprint import ENSEMBLE_SIZE, RUN_CONTROL
 
 #: The sections of ``config.yaml``, in page order: (YAML path, model).
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -28,8 +28,10 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("mets.<name>", cfg.MetConfig),
     ("hysplit", cfg.HysplitConfig),
     ("footprints.<name>", cfg.FootprintConfig),
+    ("variants.<name>", cfg.VariantConfig),
     ("execution, profiles.<name>", cfg.ExecutionConfig),
     ("execution.adapt", cfg.AdaptConfig),
+    ("execution.crop", cfg.CropConfig),
 )
 
 NO_DESCRIPTION = "—"
@@ -115,7 +117,11 @@ def format_default(field: Any) -> str:
 def changes_results(model: type[BaseModel], name: str) -> str:
     """Whether changing this setting changes results, as the project store judges it."""
     if model is cfg.HysplitConfig:
+        if name in ENSEMBLE_SIZE:
+            return "no (adds or drops realizations)"
         return "no (run control)" if name in RUN_CONTROL else "yes"
+    if model is cfg.VariantConfig:
+        return "yes, per variant name"
     if model is cfg.FootprintConfig:
         return "yes, per footprint name"
     if model is cfg.MetConfig:
