@@ -177,6 +177,19 @@ def test_convolve_reads_and_reduces_each_chunk_in_one_task(stores):
     assert isinstance(missing, np.ndarray) and np.isnan(missing).all()
 
 
+def test_cells_read_one_after_another_into_one_scratch_are_each_chunks_own(stores):
+    nonzero, _ = stores
+    foot = nonzero.footprints["fine"].load()
+    read = foot.data.__dask_graph__().layers[foot.data.name].chunks
+    ids, scratch = nonzero.simulations.ids(), chunks.Scratch()
+    for row in (*range(COMPUTED), 0):
+        want = read(row, ids[row]).reshape(-1)
+        cells = read(row, ids[row], cells=True, scratch=scratch)
+        index = np.cumsum(cells.gaps, dtype=np.int64)
+        np.testing.assert_array_equal(index, np.flatnonzero(want))
+        np.testing.assert_array_equal(cells.values, want[index])
+
+
 def test_reductions_read_several_simulations_per_task():
     assert [blocks.per_task(n) for n in (1, 63, 64, 1000, 10_000, 10**6)] == [1, 1, 1, 15, 64, 64]
 

@@ -24,6 +24,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, Layer
 from dask.utils import parse_bytes
 
+from ..store.chunks import Scratch
 from ..store.lazy import StoredChunks, StoredReads
 from . import timebins
 
@@ -138,10 +139,15 @@ def _reduce_reads(
     func: Callable, combine: Callable, read: StoredChunks, rows: np.ndarray,
     sim_ids: np.ndarray, bins: np.ndarray, *rest,
 ) -> Any:  # fmt: skip
-    """``func`` on each simulation's chunk, read one at a time (the cells where stored so)."""
+    """``func`` on each simulation's chunk, read one at a time (the cells where stored so).
+
+    Each chunk's cells are decoded into the memory of the one before, so reading
+    allocates nothing per simulation (see :class:`~pystilt_dask.store.chunks.Scratch`).
+    """
+    scratch = Scratch()
     return combine(
         [
-            func(read(int(row), str(sim_id), cells=True), bins[j : j + 1], *rest)
+            func(read(int(row), str(sim_id), cells=True, scratch=scratch), bins[j : j + 1], *rest)
             for j, (row, sim_id) in enumerate(zip(rows, sim_ids, strict=True))
         ]
     )

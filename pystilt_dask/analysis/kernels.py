@@ -75,13 +75,13 @@ def _by_source(src: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(nogil=True, cache=True)
-def _convolve_cells(indices, values, n_grid, bins, flux):
+def _convolve_cells(gaps, values, n_grid, bins, flux):
     total = 0.0
-    lag, start = 0, 0
-    for k in range(indices.size):
-        c = indices[k] - start
+    lag, c = 0, 0  # the cell's layer, and its index within the layer
+    for k in range(gaps.size):
+        c += gaps[k]
         while c >= n_grid:  # indices increase: step to their layer without dividing
-            lag, start, c = lag + 1, start + n_grid, c - n_grid
+            lag, c = lag + 1, c - n_grid
         b = bins[lag]
         if b >= 0:
             total += np.float64(values[k]) * flux[b, c]
@@ -89,10 +89,13 @@ def _convolve_cells(indices, values, n_grid, bins, flux):
 
 
 @njit(nogil=True, cache=True)
-def _aggregate_cells(indices, values, ny, nx, bins, y_dst, y_w, y_ptr, x_dst, x_w, x_ptr, out):
+def _aggregate_cells(gaps, values, ny, nx, bins, y_dst, y_w, y_ptr, x_dst, x_w, x_ptr, out):
     missing = False
-    for k in range(indices.size):
-        lag, c = divmod(indices[k], ny * nx)
+    lag, c = 0, 0
+    for k in range(gaps.size):
+        c += gaps[k]
+        while c >= ny * nx:
+            lag, c = lag + 1, c - ny * nx
         b = bins[lag]
         if b < 0:
             continue
@@ -109,13 +112,13 @@ def _aggregate_cells(indices, values, ny, nx, bins, y_dst, y_w, y_ptr, x_dst, x_
 
 
 @njit(nogil=True, cache=True)
-def _aggregate_targets_cells(indices, values, n_grid, bins, indptr, target, weight, out):
+def _aggregate_targets_cells(gaps, values, n_grid, bins, indptr, target, weight, out):
     missing = False
-    lag, start = 0, 0
-    for k in range(indices.size):
-        c = indices[k] - start
-        while c >= n_grid:  # indices increase: step to their layer without dividing
-            lag, start, c = lag + 1, start + n_grid, c - n_grid
+    lag, c = 0, 0
+    for k in range(gaps.size):
+        c += gaps[k]
+        while c >= n_grid:
+            lag, c = lag + 1, c - n_grid
         b = bins[lag]
         if b < 0:
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import google_crc32c
 import numpy as np
 import zarr
-from numcodecs import Zstd
+from numcodecs import Zstd, zstd
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 
 from ..errors import StoreError
@@ -60,18 +60,19 @@ def chunk_reader(array: zarr.Array) -> ChunkReader:
 
 
 class Chunk(np.ndarray):
-    """A decoded chunk that also holds its non-zero cells as ``indices`` and ``values``.
+    """A decoded chunk that also holds its non-zero cells as ``gaps`` and ``values``.
 
     What :class:`ChunkReader` hands back for chunks stored by
     :class:`~pystilt_dask.store.sparse.NonzeroCodec`: the array is the dense chunk
     (its zero pages never touched until something reads them), and the analysis
-    kernels visit only ``indices`` (flat, C-order over the whole chunk, increasing)
-    and ``values``. Views, copies and results of arithmetic are plain arrays
-    without them, so the cells always describe the very array they came with;
-    the reader makes a new one on every call and nothing writes into it.
+    kernels visit only the cells (:func:`~.sparse.cells`: the gaps between their
+    flat C-order indices, and their values). Views, copies and results of
+    arithmetic are plain arrays without them, so the cells always describe the
+    very array they came with; the reader makes a new one on every call and
+    nothing writes into it.
     """
 
-    indices: np.ndarray
+    gaps: np.ndarray
     values: np.ndarray
 
 
@@ -87,23 +88,43 @@ class Cells:
     ----------
     shape : tuple of int
         The chunk's shape, ``(1, *shape)`` as the dense chunk's.
-    indices : numpy.ndarray
-        The cells' flat (C-order over the whole chunk) indices, increasing, int64.
+    gaps : numpy.ndarray
+        The gaps between the cells' flat (C-order over the whole chunk) indices,
+        ``uint32``, the first being the first index (:func:`~.sparse.cells`).
     values : numpy.ndarray
         Their values.
     """
 
-    __slots__ = ("shape", "indices", "values")
+    __slots__ = ("shape", "gaps", "values")
 
-    def __init__(self, shape: tuple[int, ...], indices: np.ndarray, values: np.ndarray) -> None:
-        self.shape, self.indices, self.values = shape, indices, values
+    def __init__(self, shape: tuple[int, ...], gaps: np.ndarray, values: np.ndarray) -> None:
+        self.shape, self.gaps, self.values = shape, gaps, values
+
+
+class Scratch:
+    """Memory that a reader decodes one chunk's cells into after another's.
+
+    Freshly allocated for every chunk, the decoded cells cost a page fault per
+    4 kB wherever freed memory goes straight back to the system (dask's worker
+    processes set ``MALLOC_TRIM_THRESHOLD_``): that doubled the cost of reading
+    a footprint there. :class:`Cells` read into it are valid until its next use.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = np.empty(0, dtype="u1")
+
+    def take(self, size: int) -> np.ndarray:
+        """``size`` bytes of it (grown as needed; the previous contents are given up)."""
+        if self._buffer.size < size:
+            self._buffer = np.empty(max(size, 2 * self._buffer.size), dtype="u1")
+        return self._buffer[:size]
 
 
 def nonzero_cells(chunk: np.ndarray | Cells) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(indices, values)`` of :class:`Cells` or a :class:`Chunk` as :class:`ChunkReader`
+    """``(gaps, values)`` of :class:`Cells` or a :class:`Chunk` as :class:`ChunkReader`
     made it; None for any other array."""
-    if type(chunk) is Cells or (type(chunk) is Chunk and "indices" in chunk.__dict__):
-        return chunk.indices, chunk.values
+    if type(chunk) is Cells or (type(chunk) is Chunk and "gaps" in chunk.__dict__):
+        return chunk.gaps, chunk.values
     return None
 
 
@@ -142,13 +163,15 @@ class ChunkReader:
         row: int,
         sim_id: str | None = None,
         cells: bool = False,
+        scratch: Scratch | None = None,
     ) -> np.ndarray | Cells:
         """The chunk of ``row``, shape ``(1, *shape)``; NaN (the fill value) when absent.
 
         ``sim_id`` is the simulation holding ``row``: a format 1 chunk is checked
         against that simulation's recorded digest only when it is given. With
         ``cells``, a chunk stored as its non-zero cells comes back as
-        :class:`Cells` alone (any other as the dense array).
+        :class:`Cells` alone (any other as the dense array), decoded into
+        ``scratch`` when given.
 
         Raises
         ------
@@ -169,7 +192,7 @@ class ChunkReader:
                 raise ValueError(f"{where}: its CRC-32C does not match its bytes")
         try:
             if self.nonzero:
-                decoded = _ZSTD.decode(body)
+                decoded = _decompress(body, scratch if cells else None)
                 if cells:
                     shape = (1, *self.shape)
                     return Cells(shape, *sparse.cells(decoded, np.dtype("<f4"), shape))
@@ -187,10 +210,33 @@ class ChunkReader:
         return out
 
     def _cells(self, data: bytes) -> Chunk:
-        dense, indices, values = sparse.decode(data, np.dtype("<f4"), (1, *self.shape))
-        out = dense.view(Chunk)
-        out.indices, out.values = indices, values
+        shape = (1, *self.shape)
+        gaps, values = sparse.cells(data, np.dtype("<f4"), shape)
+        out = sparse.dense(gaps, values, shape).view(Chunk)
+        out.gaps, out.values = gaps, values
         return out
+
+
+def _decompress(body: np.ndarray, scratch: Scratch | None) -> np.ndarray | bytes:
+    """The zstd frame ``body`` decompressed, into ``scratch`` when its size is known."""
+    size = _content_size(body) if scratch is not None else None
+    if size is None:
+        return _ZSTD.decode(body)
+    return zstd.decompress(body, scratch.take(size))
+
+
+def _content_size(frame: np.ndarray) -> int | None:
+    """The decompressed size a zstd frame's header declares (RFC 8878, 3.1.1.1); None if not."""
+    if frame.size < 6 or bytes(frame[:4]) != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = int(frame[4])
+    single_segment = descriptor >> 5 & 1
+    size_bytes = (single_segment, 2, 4, 8)[descriptor >> 6]
+    start = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3]
+    if size_bytes == 0 or frame.size < start + size_bytes:
+        return None
+    size = int.from_bytes(bytes(frame[start : start + size_bytes]), "little")
+    return size + 256 if size_bytes == 2 else size
 
 
 _ZSTD = Zstd()

@@ -46,7 +46,9 @@ class StoredChunks:
     def __init__(self, read: chunks.ChunkReader, location: Location, name: str) -> None:
         self.read, self.location, self.name = read, location, name
 
-    def __call__(self, row: int, sim_id: str, cells: bool = False) -> np.ndarray | chunks.Cells:
+    def __call__(
+        self, row: int, sim_id: str, cells: bool = False, scratch: chunks.Scratch | None = None
+    ) -> np.ndarray | chunks.Cells:
         """The chunk of ``row`` (simulation ``sim_id``), as :class:`~.chunks.ChunkReader` gives it.
 
         Raises
@@ -55,7 +57,7 @@ class StoredChunks:
             When the chunk is damaged; the message names the simulation.
         """
         try:
-            return self.read(self.location, self.name, row, sim_id, cells=cells)
+            return self.read(self.location, self.name, row, sim_id, cells, scratch)
         except (ValueError, RuntimeError) as exc:
             raise StoreError(
                 f"the footprint chunk of simulation {sim_id!r} (row {row}) is damaged "

@@ -71,18 +71,18 @@ def decode(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, .
     ValueError
         When ``data`` is not what :func:`encode` writes, or not for ``shape``.
     """
-    indices, values = cells(data, dtype, shape)
-    # np.zeros maps untouched pages lazily: only the pages holding cells are written.
-    out = np.zeros(int(np.prod(shape)), dtype=values.dtype)
-    out[indices] = values
-    return out.reshape(shape), indices, values
+    gaps, values = cells(data, dtype, shape)
+    indices = np.cumsum(gaps, dtype=np.int64)
+    return dense(gaps, values, shape), indices, values
 
 
 def cells(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The flat (C-order, increasing) indices and the values of the cells ``data`` holds.
+    """The cells ``data`` holds: the gaps between their flat indices, and their values.
 
-    What :func:`decode` gives without the dense chunk, for readers that visit
-    the cells alone.
+    Views into ``data``, nothing copied: what readers that visit the cells
+    alone take, rather than the dense chunk. The cells' flat (C-order) indices
+    are the running sums of the gaps (``uint32``; the first gap is the first
+    index), increasing.
 
     Raises
     ------
@@ -101,21 +101,35 @@ def cells(data, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, np
         raise ValueError(f"{NAME} chunk of {body.size} bytes cannot hold {n} cells")
     gaps = body[_HEADER : _HEADER + 4 * n].view("<u4")
     values = body[_HEADER + 4 * n :].view(little)
-    indices = np.empty(n, dtype=np.int64)
     size = int(np.prod(shape))
-    if n and _running_sum(gaps, indices) >= size:
+    if n and _last_index(gaps) >= size:
         raise ValueError(f"{NAME} chunk holds cells beyond its {size} cells")
-    return indices, values
+    return gaps, values
+
+
+def dense(gaps: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The dense chunk of :func:`cells`' cells (checked to lie within ``shape``)."""
+    # np.zeros maps untouched pages lazily: only the pages holding cells are written.
+    out = np.zeros(int(np.prod(shape)), dtype=values.dtype)
+    _scatter(gaps, values, out)
+    return out.reshape(shape)
 
 
 @njit(nogil=True, cache=True)
-def _running_sum(gaps, out):
-    """``out[k] = gaps[0] + … + gaps[k]`` in 64 bits; returns the last (the largest)."""
+def _last_index(gaps):
+    """The sum of ``gaps``, in 64 bits: the last (largest) index."""
     index = 0
     for k in range(gaps.size):
         index += gaps[k]
-        out[k] = index
     return index
+
+
+@njit(nogil=True, cache=True)
+def _scatter(gaps, values, out):
+    index = 0
+    for k in range(gaps.size):
+        index += gaps[k]
+        out[index] = values[k]
 
 
 @dataclass(frozen=True)
