@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import posixpath
 import threading
 from collections import OrderedDict
 
@@ -65,6 +66,7 @@ def read_tail(location: Location, key: str, size: int) -> bytes:
             return f.read()
     fs = location._fs  # fsspec's own range read (``Location`` has none)
     full = location._path(key)
+    fs.invalidate_cache(posixpath.dirname(full))  # a merge rewrites a shard: never a cached size
     end = fs.size(full)
     return fs.cat_file(full, start=max(0, end - size), end=end)
 
