@@ -302,3 +302,22 @@ def test_a_compaction_stopped_between_writes_and_deletions_leaves_a_store_that_r
     assert len(result_files(project)) == 7
     xr.testing.assert_identical(loaded(project), before)
     assert counts(stilt, project) == states
+
+
+@pytest.mark.slow
+def test_five_blocks_of_simulations_leave_under_a_hundredth_of_a_file_each(tmp_path, stilt):
+    """5,120 simulations; every file of the project counted (config, registry, zarr metadata)."""
+    n = 5 * layout.BLOCK_ROWS
+    config = make_config(tmp_path, names=(NAME,))
+    model = Model(tmp_path / "project", make_receptors(n), config)
+    model.register_pending()
+    for k, sim_id in enumerate(model.simulations.ids()):
+        run_synthetic(model.location, sim_id, config, outside="all" if empty(k) else None)
+    before = loaded(tmp_path / "project")
+    files = [p for p in (tmp_path / "project").rglob("*") if p.is_file()]
+    assert len(files) / n > 2
+    ok(stilt("compact", tmp_path / "project"))
+    files = [p for p in (tmp_path / "project").rglob("*") if p.is_file()]
+    assert len(files) / n <= 0.01, sorted(map(str, files))
+    xr.testing.assert_identical(loaded(tmp_path / "project"), before)
+    assert "0 damaged" in ok(stilt("verify", tmp_path / "project"))
