@@ -25,6 +25,7 @@ from pystilt_dask.errors import ConfigError, HysplitError
 from pystilt_dask.footprint import Grid
 from pystilt_dask.model import Model
 from pystilt_dask.store import StoreError, chunks, claims, footprints, layout, publish, records
+from pystilt_dask.store.compact import compact
 from pystilt_dask.store.paths import Location
 
 
@@ -326,6 +327,18 @@ def _as_format_1(model, name):
     meta["codecs"] = [codec for codec in meta["codecs"] if codec["name"] != "crc32c"]
     meta["codecs"][0] = {"name": "bytes", "configuration": {"endian": "little"}}
     json.dump(meta, open(path, "w"))
+
+
+def test_a_format_1_array_is_not_packed_and_nothing_is_written(model):
+    _as_format_1(model, "fine")
+    run_all(model)
+    before = sorted(os.listdir(model.location.url(layout.PARTICLES)))
+    with pytest.raises(StoreError, match="footprint 'fine' .* format 1"):
+        compact(model.location, model.config, model.registry())
+    assert sorted(os.listdir(model.location.url(layout.PARTICLES))) == before
+    assert not model.location.exists(layout.COMPACT_LOCK)
+    coarse = json.loads(model.location.read_bytes(f"{layout.foot_array('coarse')}/zarr.json"))
+    assert coarse["codecs"][0]["name"] != "sharding_indexed"
 
 
 def test_a_format_1_array_keeps_its_digests_and_is_checked_against_them(model, tmp_path):

@@ -127,6 +127,8 @@ def compact(
     """
     rule = CompletionRule.from_config(config)
     report = CompactReport()
+    for name in rule.footprints:
+        footprints.check_packable(location, name)  # before anything is written
     with locked(location, break_lock):
         for name in rule.footprints:
             footprints.pack_metadata(location, name)

@@ -425,6 +425,22 @@ def _unpacked(array: zarr.Array) -> zarr.Array:
     )
 
 
+def check_packable(location: Location, name: str) -> None:
+    """Refuse to pack footprint ``name`` when it is format 1 (see :func:`pack_metadata`).
+
+    Raises
+    ------
+    StoreError
+        When the array's chunks carry no CRC-32C, or it has no store.
+    """
+    codecs = foot_array(location, name, read_only=True).metadata.codecs
+    if not isinstance(codecs[-1], Crc32cCodec):
+        raise StoreError(
+            f"footprint {name!r} in {location.root} is format 1 (its chunks carry no CRC-32C, "
+            "their digests are per simulation) and cannot be packed"
+        )
+
+
 def pack_metadata(location: Location, name: str) -> None:
     """Declare footprint ``name``'s array sharded by blocks of :data:`~.layout.BLOCK_ROWS` rows.
 
@@ -437,15 +453,11 @@ def pack_metadata(location: Location, name: str) -> None:
     StoreError
         When the array is format 1 (its chunks carry no CRC-32C): such arrays are not packed.
     """
+    check_packable(location, name)
     key = f"{layout.foot_array(name)}/zarr.json"
     meta = json.loads(location.read_bytes(key))
     if meta["codecs"][0]["name"] == "sharding_indexed":
         return
-    if meta["codecs"][-1]["name"] != "crc32c":
-        raise StoreError(
-            f"footprint {name!r} in {location.root} is format 1 (its chunks carry no CRC-32C) "
-            "and cannot be packed; its digests are per simulation"
-        )
     inner = meta["chunk_grid"]["configuration"]["chunk_shape"]
     meta["chunk_grid"]["configuration"]["chunk_shape"] = [layout.BLOCK_ROWS, *inner[1:]]
     meta["codecs"] = [
