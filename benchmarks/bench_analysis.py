@@ -18,8 +18,8 @@ footprint grid. Ours is ``foot.stilt.convolve(flux).compute()`` on dask's
 threaded scheduler (2 threads). PYSTILT's is what ``Project.jacobian`` runs:
 ``stilt.footprint.aggregation._jacobian`` reading each receptor's file in 2
 threads into a sparse H (target: its own grid, hourly bins), then ``H @ x``.
-Each side reports footprints per second and its process's peak RSS during the
-call (sampled every 10 ms); both sides' enhancements are checked equal. Before
+Each side reports footprints per second, the process's CPU time and its peak
+RSS during the call (sampled every 10 ms); both sides' enhancements are checked equal. Before
 the timed call each side runs once on one footprint (imports, compiled kernels
 loaded). The same convolution also runs on a LocalCluster of 2 worker processes,
 beside the threads (each warmed up the same way, in every worker process), with
@@ -29,8 +29,10 @@ The Jacobian onto 1,000 polygons (Voronoi tiles of the grid, a GeoDataFrame)
 and 6-hour bins: ours is ``foot.stilt.jacobian(tiles, bins, sparse=True)``
 written with ``to_parquet`` (weights, every footprint, every block written);
 PYSTILT's is ``_jacobian`` onto ``Mesh.from_geodataframe(tiles)``, one receptor
-at a time in 2 threads, held in memory. Both report wall time and peak RSS,
-ours the bytes written; the two matrices are checked equal. The overlap weights
+at a time in 2 threads, held in memory. Both report wall time, CPU time, peak
+RSS and its rise during the call (an earlier test in the session may leave the
+process larger), ours the bytes written; the two matrices are checked equal.
+Each side first runs once on one footprint and three other tiles. The overlap weights
 alone are timed too: our clipping kernel against shapely's intersections of
 every candidate cell box (an STRtree query per polygon).
 """
@@ -168,11 +170,16 @@ def _flux(foot: xr.DataArray) -> xr.DataArray:
 
 
 class PeakRSS:
-    """The process's peak resident memory while the ``with`` block runs (10 ms samples)."""
+    """The process's peak resident memory while the ``with`` block runs (10 ms samples).
+
+    Also the CPU time the process used meanwhile (``cpu``, every thread's), which
+    other work on a shared machine changes far less than the wall time.
+    """
 
     def __enter__(self) -> PeakRSS:
+        self._cpu = time.process_time()
         self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
+        self.peak = self.start = self._process.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -186,6 +193,7 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._process.memory_info().rss)
+        self.cpu = time.process_time() - self._cpu
 
 
 def test_convolve_against_pystilt(benchmark, data, bench_report):
@@ -208,7 +216,7 @@ def test_convolve_against_pystilt(benchmark, data, bench_report):
         started = time.perf_counter()
         enhancement = benchmark.pedantic(ours, rounds=1, iterations=1)
         our_seconds = time.perf_counter() - started
-    our_peak = memory.peak
+    our_peak, our_cpu = memory.peak, memory.cpu
 
     grid = stilt.Grid(**{k: GRID[k] for k in ("xmin", "xmax", "ymin", "ymax")},
                       xres=GRID["xres"], yres=GRID["xres"])  # fmt: skip
@@ -227,16 +235,17 @@ def test_convolve_against_pystilt(benchmark, data, bench_report):
         # PYSTILT's state order: time, then lon, then lat (its Grid.index).
         theirs = H.data @ flux.transpose("time", "lon", "lat").values.ravel()
         their_seconds = time.perf_counter() - started
-    their_peak = memory.peak
+    their_peak, their_cpu = memory.peak, memory.cpu
 
     np.testing.assert_allclose(enhancement, theirs, rtol=1e-5)
     group = f"convolve {N} footprints ({N_LAG} x {N_GRID} x {N_GRID}), {WORKERS} threads"
     bench_report.ours(
-        group, seconds=our_seconds, footprints_per_s=N / our_seconds, peak_rss_mb=our_peak / 2**20
-    )
+        group, seconds=our_seconds, footprints_per_s=N / our_seconds, cpu_s=our_cpu,
+        peak_rss_mb=our_peak / 2**20,
+    )  # fmt: skip
     bench_report.baseline(
         group, "PYSTILT", seconds=their_seconds, footprints_per_s=N / their_seconds,
-        peak_rss_mb=their_peak / 2**20,
+        cpu_s=their_cpu, peak_rss_mb=their_peak / 2**20,
     )  # fmt: skip
     assert our_peak < 2**30
 
@@ -361,11 +370,15 @@ def test_jacobian_onto_polygons_against_pystilt(benchmark, data, bench_report, t
         with dask.config.set(scheduler="threads", num_workers=WORKERS):
             return foot.stilt.jacobian(tiles, bins, sparse=True).to_parquet(str(folder))
 
+    # Warm-ups on one footprint and a few other tiles (the timed runs build the weights).
+    few = _tiles(3)
+    with dask.config.set(scheduler="sync"):
+        foot.isel(simulation=slice(0, 1)).stilt.jacobian(few, bins, sparse=True).to_scipy()
     with PeakRSS() as memory:
         started = time.perf_counter()
         written = benchmark.pedantic(ours, rounds=1, iterations=1)
         our_seconds = time.perf_counter() - started
-    our_peak = memory.peak
+    ours_memory = memory
 
     grid = stilt.Grid(**{k: GRID[k] for k in ("xmin", "xmax", "ymin", "ymax")},
                       xres=GRID["xres"], yres=GRID["xres"])  # fmt: skip
@@ -377,11 +390,13 @@ def test_jacobian_onto_polygons_against_pystilt(benchmark, data, bench_report, t
             pystilt_folder / f"{receptor_id}.parquet", columns=["hour", "y", "x", "foot"]
         )
 
+    config = TheirConfig(grid=grid)
+    _jacobian(read, ids[:1], config, stilt.Mesh.from_geodataframe(few), bins, workers=WORKERS)
     with PeakRSS() as memory:
         started = time.perf_counter()
-        theirs = _jacobian(read, ids, TheirConfig(grid=grid), mesh, bins, workers=WORKERS)
+        theirs = _jacobian(read, ids, config, mesh, bins, workers=WORKERS)
         their_seconds = time.perf_counter() - started
-    their_peak = memory.peak
+    their_memory = memory
 
     with dask.config.set(scheduler="threads", num_workers=WORKERS):
         back = read_jacobian(str(folder)).to_scipy()
@@ -389,11 +404,14 @@ def test_jacobian_onto_polygons_against_pystilt(benchmark, data, bench_report, t
     assert difference.max() <= 1e-6 * abs(theirs.data).max()
     group = f"jacobian of {N} footprints onto {len(tiles)} polygons x {len(bins)} bins"
     bench_report.ours(
-        group, seconds=our_seconds, peak_rss_mb=our_peak / 2**20, mb_written=written / 2**20,
+        group, seconds=our_seconds, cpu_s=ours_memory.cpu, peak_rss_mb=ours_memory.peak / 2**20,
+        rss_rise_mb=(ours_memory.peak - ours_memory.start) / 2**20, mb_written=written / 2**20,
         nnz=float(back.nnz), weights_s=kernel_seconds,
     )  # fmt: skip
     bench_report.baseline(
-        group, "PYSTILT", seconds=their_seconds, peak_rss_mb=their_peak / 2**20,
+        group, "PYSTILT", seconds=their_seconds, cpu_s=their_memory.cpu,
+        peak_rss_mb=their_memory.peak / 2**20,
+        rss_rise_mb=(their_memory.peak - their_memory.start) / 2**20,
         nnz=float(theirs.data.nnz),
     )  # fmt: skip
     bench_report.baseline(group, "shapely weights", weights_s=shapely_seconds)
