@@ -89,17 +89,17 @@ def locked(location: Location, break_lock: bool = False) -> Iterator[None]:
         When another compaction holds it (and ``break_lock`` is false).
     """
     mine = json.dumps(dataclasses.asdict(Holder.this_process("compact"))).encode()
-    if not location.create(layout.COMPACT_LOCK, mine):
+    for attempt in range(2):
+        if location.create(layout.COMPACT_LOCK, mine):
+            break
         holder = _holder(location)
-        if not (break_lock or (holder is not None and holder.dead)):
+        if attempt or not (break_lock or (holder is not None and holder.dead)):
             who = f" by {holder}" if holder is not None else ""
             raise StoreError(
                 f"{location.url(layout.COMPACT_LOCK)} is held{who}: another compaction is "
                 "running; if none is, run `stilt-dask compact --break-lock`"
             )
-        location.delete(layout.COMPACT_LOCK)
-        if not location.create(layout.COMPACT_LOCK, mine):
-            raise StoreError(f"{location.url(layout.COMPACT_LOCK)} was taken meanwhile")
+        location.delete(layout.COMPACT_LOCK)  # its holder is gone, or the user said so
     try:
         yield
     finally:
