@@ -321,3 +321,30 @@ def test_five_blocks_of_simulations_leave_under_a_hundredth_of_a_file_each(tmp_p
     assert len(files) / n <= 0.01, sorted(map(str, files))
     xr.testing.assert_identical(loaded(tmp_path / "project"), before)
     assert "0 damaged" in ok(stilt("verify", tmp_path / "project"))
+
+
+def test_a_footprint_added_after_compaction_is_computed_and_packed_beside_the_first(tmp_path):
+    one = make_config(tmp_path, names=(NAME,))
+    model = Model(tmp_path / "project", make_receptors(20), one)
+    model.register_pending()
+    ids = model.simulations.ids()
+    for sim_id in ids:
+        run_synthetic(model.location, sim_id, one)
+    compact(model.location, one, model.registry())
+    coarse = loaded(tmp_path / "project")
+
+    both = Model(tmp_path / "project", make_receptors(20), make_config(tmp_path))
+    both.register_pending()
+    counts = both.status().counts()["footprints"]
+    assert counts[NAME]["complete"] == 20 and counts["fine"]["pending"] == 20
+    for sim_id in ids:
+        assert run_synthetic(both.location, sim_id, both.config) == "complete"
+    fine = both.footprints["fine"].load().compute()
+    for row in (0, 19):
+        np.testing.assert_array_equal(fine.values[row], expected_chunk(both, ids[row], "fine"))
+    compact(both.location, both.config, both.registry())
+    assert not list((tmp_path / "project" / layout.foot_array("fine")).glob("c.*"))
+    xr.testing.assert_identical(both.footprints[NAME].load().compute(), coarse)
+    xr.testing.assert_identical(both.footprints["fine"].load().compute(), fine)
+    assert both.status().counts()["complete"] == 20
+    assert both.verify().ok
