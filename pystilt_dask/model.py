@@ -20,7 +20,7 @@ from . import ensemble, preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
-from .store import footprints, layout, particles, records, registry
+from .store import footprints, layout, packing, particles, records, registry
 from .store.completion import CompletionRule, State
 from .store.paths import Location
 from .store.registry import Registry
@@ -29,6 +29,7 @@ from .store.verify import VerifyReport, verify
 
 if TYPE_CHECKING:
     from .execution.run import Run
+    from .store.compact import CompactReport
 
 ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
 
@@ -226,9 +227,26 @@ class Model:
             lost (``report.ok`` stays false, and ``stilt-dask verify --repair``
             exits 1).
 
+        Every realization and variant is checked against the one registry, its
+        simulations named ``<prefix><sim_id>`` (``realizations/2/<sim_id>``).
         See :func:`pystilt_dask.store.verify.verify`.
         """
-        return verify(self.location, self.config, repair)
+        members = [
+            (m.prefix, m.location(self.location), m.config)
+            for m in ensemble.members(self.config)
+            if m.prefix
+        ]
+        return verify(self.location, self.config, repair, members)
+
+    def compact(self, break_lock: bool = False) -> CompactReport:
+        """Pack completed simulations into a few objects per 1,024 rows (``stilt-dask compact``).
+
+        Runs may go on meanwhile; see ``docs/store.md`` ("Packing") and
+        :func:`pystilt_dask.store.compact.compact`.
+        """
+        from .store.compact import compact
+
+        return compact(self.location, self.config, self.registry(), break_lock)
 
     def status(self, variant: str | None = None, realization: int = 0) -> Status:
         """Every simulation's state (and its footprints'), derived from the store.
@@ -469,9 +487,15 @@ class Trajectories:
         """
         location = _where(self._model, variant, realization)
         folder = layout.ERROR_PARTICLES if error else layout.PARTICLES
-        ids = layout.strip_suffix(location.list_names(folder), layout.PARQUET_SUFFIX)
+        names = location.list_names(folder)
         key = layout.error_particles_key if error else layout.particles_key
-        return {sim_id: location.url(key(sim_id)) for sim_id in sorted(ids)}
+        found: dict[str, str] = {}
+        for block in layout.blocks_in(names):
+            url = location.url(layout.block_key(folder, block))
+            found |= dict.fromkeys(packing.block_ids(location, folder, block), url)
+        unpacked = layout.strip_suffix(names, layout.PARQUET_SUFFIX)
+        found |= {sim_id: location.url(key(sim_id)) for sim_id in unpacked}
+        return dict(sorted(found.items()))
 
     def load(
         self, sim_id: str, error: bool = False, variant: str | None = None, realization: int = 0

@@ -115,6 +115,9 @@ def test_a_campaign_packs_into_few_files_and_reads_the_same(project, stilt):
     assert "0 damaged" in ok(stilt("verify", project))
     assert f"synthetic run of {ids[5]}" in ok(stilt("logs", project, ids[5]))
     particles = model.trajectories.load(ids[1050])
+    paths = model.trajectories.paths()
+    assert sorted(paths) == sorted(model.status().ids("complete", "complete-empty"))
+    assert paths[ids[1050]].endswith("particles/block-1.parquet")
     assert len(particles) == 50 and list(particles.columns)[:3] == ["time", "indx", "long"]
     # Nothing left to pack: a second compaction writes nothing.
     assert "packed 0 simulations into 0 blocks" in ok(stilt("compact", project))

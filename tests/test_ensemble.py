@@ -130,6 +130,14 @@ def test_adding_realizations_runs_only_the_new_ones(idealized_met, tmp_path, cli
     assert model.status(realization=2).counts()["complete"] == 1
     assert (tmp_path / "store" / "realizations" / "2" / "particles").is_dir()
 
+    # verify reads every realization against the one registry, and names the damaged one.
+    assert model.verify().ok
+    damaged = tmp_path / "store" / "realizations" / "1" / "particles" / f"{sim_id}.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    report = model.verify(repair=True)
+    assert list(report.damaged) == [f"realizations/1/{sim_id}"]
+    assert not damaged.exists() and model.status(realization=1).counts()["pending"] == 1
+
 
 def test_each_realization_is_a_task_of_its_own(idealized_met, tmp_path):
     config = config_for(idealized_met, tmp_path, 2)

@@ -60,9 +60,13 @@ def status(
     found = status_of(model.location, known, model.completion)
     counts = found.counts()
     unregistered = model.unregistered(known)
+    members = None
+    if model.config.variants or model.config.hysplit.realizations > 1:
+        members = model.ensemble_status()
     if as_json:
         claimed = [claim_record(s, c) for s, c in sorted(found.claims.items())]
-        typer.echo(json.dumps({**counts, "unregistered": unregistered, "claims": claimed}))
+        extra = {"members": members.reset_index().to_dict("records")} if members is not None else {}
+        typer.echo(json.dumps({**counts, "unregistered": unregistered, "claims": claimed, **extra}))
         return
     # The path on a line of its own: as a table title, rich would wrap it to the table.
     console.print(model.location.root, soft_wrap=True, markup=False, highlight=False)
@@ -75,6 +79,15 @@ def status(
         per_name = [str(c[state]) for c in counts["footprints"].values()]
         table.add_row(state.value, str(counts[state]), *per_name)
     console.print(table)
+    if members is not None:
+        by_member = Table(title="realizations and variants")
+        by_member.add_column("variant")
+        by_member.add_column("realization", justify="right")
+        for state in STATES:
+            by_member.add_column(state.value, justify="right")
+        for (variant, k), row in members.iterrows():
+            by_member.add_row(variant or "(plain)", str(k), *(str(row[s.value]) for s in STATES))
+        console.print(by_member)
     if found.claims:
         console.print("claims (`stilt-dask claims` frees them):", markup=False, highlight=False)
         for line in claim_lines(found.claims):
@@ -150,10 +163,7 @@ def compact(
     ] = False,
 ) -> None:
     """Pack completed simulations into a few objects per 1,024 rows (runs may go on)."""
-    from ..store.compact import compact as compact_store
-
-    model = open_model(project)
-    report = compact_store(model.location, model.config, model.registry(), break_lock)
+    report = open_model(project).compact(break_lock)
     console.print(report.summary(), markup=False, highlight=False)
 
 

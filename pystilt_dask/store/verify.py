@@ -33,6 +33,7 @@ are written in every case.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dask
@@ -133,11 +134,19 @@ class _Expected:
     scene_id: str
 
 
-def verify(location: Location, config: ModelConfig, repair: bool = False) -> VerifyReport:
+def verify(
+    location: Location,
+    config: ModelConfig,
+    repair: bool = False,
+    members: Sequence[tuple[str, Location, ModelConfig]] = (),
+) -> VerifyReport:
     """Check every key in the project store; see the module docstring.
 
     The checks of simulations run as dask tasks on the current scheduler (a
     distributed client when one is active), ``BATCH`` simulations each.
+    ``members``: the other result prefixes (realizations, variants) as
+    ``(prefix, location, config)``; each one's results are checked against the
+    root's registry and named ``<prefix><sim_id>``.
     """
     report = VerifyReport(repaired=repair)
     rule = CompletionRule.from_config(config)
@@ -148,19 +157,28 @@ def verify(location: Location, config: ModelConfig, repair: bool = False) -> Ver
     n_rows = 1 + max([int(e["row"]) for e in entries], default=-1)
     by_id = {str(e["sim_id"]): _expected(e) for e in entries}
     packed = _check_packed(location, rule, by_id)
-    removals: list[str] = []
+    # The keys to remove, per result prefix ("" is the root: the plain run).
+    removals: dict[str, list[str]] = {"": []}
     for where, items in packed.problems.items():
         report.damaged.setdefault(where, []).extend(text for text, _ in items)
-        removals += [key for _, keys in items for key in keys]
+        removals[""] += [key for _, keys in items for key in keys]
     batches = [entries[i : i + BATCH] for i in range(0, len(entries), BATCH)]
     checks = [
-        dask.delayed(_check_batch)(location, rule, n_rows, b, packed.vouched, packed.rows)
+        ("", dask.delayed(_check_batch)(location, rule, n_rows, b, packed.vouched, packed.rows))
         for b in batches
     ]
-    for problems in dask.compute(*checks):
+    places = {"": location}
+    for prefix, where, settings in members:
+        places[prefix] = where
+        member_rule = CompletionRule.from_config(settings)
+        checks += [
+            (prefix, dask.delayed(_check_batch)(where, member_rule, n_rows, b)) for b in batches
+        ]
+    results = dask.compute(*(check for _, check in checks))
+    for (prefix, _), problems in zip(checks, results, strict=True):
         for sim_id, items in problems.items():
-            report.damaged.setdefault(sim_id, []).extend(text for text, _ in items)
-            removals += [key for _, keys in items for key in keys]
+            report.damaged.setdefault(prefix + sim_id, []).extend(text for text, _ in items)
+            removals.setdefault(prefix, []).extend(key for _, keys in items for key in keys)
     report.checked = len(entries)
     for record, source in found.restore[: found.listed]:
         held = "restored from" if repair else "held by"
@@ -178,9 +196,10 @@ def verify(location: Location, config: ModelConfig, repair: bool = False) -> Ver
     report.stray = [f"{key}: {why}" for key, why in stray]
 
     if repair:
-        removals += [key for key, _ in stray]
-        for key in sorted(set(removals), key=lambda k: "/foot/" not in k):
-            location.delete(key)  # completion chunks first, like invalidate
+        removals[""] += [key for key, _ in stray]
+        for prefix, keys in removals.items():
+            for key in sorted(set(keys), key=lambda k: "/foot/" not in k):
+                places[prefix].delete(key)  # completion chunks first, like invalidate
         found.apply(location)
     report.copies_written = write_missing_copies(location)
     return report
