@@ -43,6 +43,7 @@ from .footprint.column import first_rows
 from .footprint.transforms import CustomTransform, Transform, apply_transforms
 from .receptors import Receptor
 from .store import layout, registry
+from .store.particles import stored as stored_particles
 from .store.paths import Location
 
 if TYPE_CHECKING:
@@ -240,7 +241,9 @@ def _batch(
     out = np.full(len(entries), np.nan)
     found, weights, ends, times = [], [], [], []
     for i, entry in entries.iterrows():
-        table = _read_rows(location, str(entry["sim_id"]), None if whole else columns)
+        table = _read_rows(
+            location, str(entry["sim_id"]), int(entry["row"]), None if whole else columns
+        )
         if table is None:
             continue
         receptor = registry.receptor(entry)
@@ -259,14 +262,16 @@ def _batch(
     return out
 
 
-def _read_rows(location: Location, sim_id: str, columns: list[str] | None) -> pd.DataFrame | None:
+def _read_rows(
+    location: Location, sim_id: str, row: int, columns: list[str] | None
+) -> pd.DataFrame | None:
     """A simulation's stored particles: all of them (``columns=None``), or only each
     particle's release and endpoint rows of ``columns``; ``None`` when not stored."""
     key = layout.particles_key(sim_id)
     try:
         source = _open(location, key)
     except FileNotFoundError:
-        return None
+        return _packed_rows(location, key, row, columns)
     try:
         with source:
             parquet = pq.ParquetFile(source, page_checksum_verification=True)
@@ -280,6 +285,20 @@ def _read_rows(location: Location, sim_id: str, columns: list[str] | None) -> pd
             f"the particle file of simulation {sim_id!r} cannot be read ({exc}); "
             "run `stilt-dask verify --repair`"
         ) from None
+
+
+def _packed_rows(
+    location: Location, key: str, row: int, columns: list[str] | None
+) -> pd.DataFrame | None:
+    """:func:`_read_rows` of a simulation packed by ``stilt-dask compact`` (its row group whole)."""
+    try:
+        table, _ = stored_particles(location, key, row)
+    except FileNotFoundError:
+        return None
+    if columns is None:
+        return table
+    rows = np.union1d(first_rows(table)[0], endpoint_rows(table))
+    return table.iloc[rows][columns].reset_index(drop=True)
 
 
 def _open(location: Location, key: str) -> Any:

@@ -449,3 +449,13 @@ def test_project_background_on_a_distributed_cluster(project, client):
     restored = pickle.loads(pickle.dumps(asked["xco2"]))
     np.testing.assert_array_equal(restored.compute(scheduler="sync"), expected)
     np.testing.assert_array_equal(client.compute(asked["xco2"]).result(), expected)
+
+
+def test_a_compacted_project_gives_the_same_backgrounds(project, tmp_path):
+    model, field, asked = project
+    copy = Model(shutil.copytree(model.location.root, tmp_path / "project"), config=model.config)
+    copy.compact()
+    assert not list((tmp_path / "project" / "particles").glob("[!b]*.parquet"))  # all packed
+    for name, before in asked.items():
+        after = background(copy, field, name).compute(scheduler="threads")
+        np.testing.assert_array_equal(after.values, before.compute(scheduler="threads").values)
