@@ -144,18 +144,24 @@ def test_convolve_and_aggregate_equal_the_dense_path(stores, name):
     nonzero, dense = stores
     ours, theirs = nonzero.footprints[name].load(), dense.footprints[name].load()
     in_memory = theirs.copy(data=theirs.values)  # not read from any store
+    # and in dask chunks that are not the store's (grids split: reduced after a rechunk)
+    rechunked = in_memory.chunk({"simulation": 4, "lat": 3})
     flux = _flux(ours)
     times = pd.DatetimeIndex(flux["time"].values)
     bins = pd.interval_range(times[0], times[-1] + pd.Timedelta("1h"), freq="2h", closed="left")
     for target in (None, _coarse(ours), _zones(ours)):
         args = (target, bins) if target is not None else ()
         want = theirs.stilt.aggregate(*args).values
-        for foot in (ours, in_memory):
+        for foot in (ours, in_memory, rechunked):
             np.testing.assert_allclose(foot.stilt.aggregate(*args).values, want, rtol=1e-6)
     want = theirs.stilt.convolve(flux).values
     assert np.isnan(want[5]) and want[4] == 0 and (want[:COMPUTED] > 0).all()
-    for foot in (ours, in_memory):
+    for foot in (ours, in_memory, rechunked):
         np.testing.assert_allclose(foot.stilt.convolve(flux).values, want, rtol=1e-6)
+    want = theirs.stilt.jacobian(_zones(ours), bins).values
+    for foot in (ours, in_memory, rechunked):
+        got = foot.stilt.jacobian(_zones(ours), bins, sparse=True).to_scipy().toarray()
+        np.testing.assert_allclose(got[:5], want[:5], rtol=1e-6)  # row 5: its NaN marker
 
 
 def test_convolve_reads_and_reduces_each_chunk_in_one_task(stores):

@@ -1,12 +1,12 @@
 """The lazy footprints as the analysis sees them: grid, layer times and blocks.
 
 Stored footprints come one simulation per dask chunk (that is how they are
-written). Each analysis task reduces the chunk it reads at once, the array
-itself (never a concatenated copy, which for 24-hour 300 x 300 footprints cost
-more than the arithmetic), in the very task that reads it (:func:`reduced`);
-footprints straight from the store are read by the reducing tasks, several
-simulations each, as their non-zero cells. The much smaller results are then
-grouped, as many simulations per block as fit in dask's ``array.chunk-size``.
+written). Each analysis task reduces chunks as they are, the arrays themselves
+(never a concatenated copy, which for 24-hour 300 x 300 footprints cost more
+than the arithmetic); footprints straight from the store are read by the
+reducing tasks themselves, several simulations each, as their non-zero cells
+(:func:`reduced`). The much smaller results are then grouped, as many
+simulations per block as fit in dask's ``array.chunk-size``.
 """
 
 from __future__ import annotations
@@ -82,46 +82,36 @@ def reduced(
     func: Callable, data: da.Array, bins: np.ndarray, shared: tuple[da.Array, ...],
     shape: tuple[int, ...], *args, combine: Callable = np.concatenate, meta: Any = None,
 ) -> da.Array:  # fmt: skip
-    """``func(chunk, bins, *shared, *args)`` on each chunk of ``data``, in the task making it.
+    """``func(chunk, bins, *shared, *args)`` on each chunk of ``data``.
 
     ``data`` is :func:`stored`'s (whole grids per chunk); ``func`` returns the
     ``(simulations of the chunk, *shape)`` result of a chunk from the chunk and
-    its rows of ``bins``. Each result's task runs the task that makes its chunk
-    (the store read) inline, so a chunk never leaves the worker that read it; a
-    dask blockwise would make them two tasks, and a distributed scheduler runs
-    the reduction where its largest input (the flux) is rather than where the
-    chunk was read. ``shared`` are single-chunk arrays every task takes (made
-    once, sent once per worker).
+    its rows of ``bins``. ``shared`` are single-chunk arrays every task takes
+    (made once, sent once per worker).
 
     Footprints straight from the store (``load()``, nothing selected) are read
     by the reducing tasks themselves, several simulations each
     (:func:`per_task`), as their non-zero cells where stored so
     (:class:`~pystilt_dask.store.chunks.Cells`): ``func`` must take those too,
     and ``combine`` joins its results along ``simulation`` (``meta`` is their
-    type, float64 arrays by default).
+    type, float64 arrays by default). So a chunk never leaves the worker that
+    read it: with a task reading it and another reducing it, a distributed
+    scheduler runs the reduction where its largest input (the flux) is rather
+    than where the chunk was read. Any other array (a selection, an array in
+    memory) is reduced chunk by chunk, as dask makes them.
     """
     token = tokenize(func, combine, data, bins, shared, args)
     name = f"{getattr(func, '__name__', 'reduce')}-{token}"
     if meta is None:
         meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
-    source = data.__dask_graph__()
-    reads = source.layers.get(data.name)
+    reads = data.__dask_graph__().layers.get(data.name)
     if isinstance(reads, StoredReads) and len(reads) == data.numblocks[0]:
         layer = _ReducedReads(name, len(shape), func, combine, reads, bins, shared, args)
         graph = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
         return da.Array(graph, name, chunks=(layer.chunks, *((n,) for n in shape)), meta=meta)
     layer = _Reduced(name, len(shape), func, data, bins, shared, args)
-    # The layer making data's chunks is replaced by this one, which runs their tasks
-    # inside its own (and holds that layer's other tasks, if any): kept beside it,
-    # a cull could keep them as tasks of their own too.
-    own = HighLevelGraph.from_collections(name, layer, dependencies=list(shared))
-    layers = {k: v for k, v in source.layers.items() if k != data.name} | dict(own.layers)
-    dependencies = {k: v for k, v in source.dependencies.items() if k != data.name}
-    dependencies |= own.dependencies
-    dependencies[name] = dependencies[name] | set(source.dependencies.get(data.name, ()))
-    graph = HighLevelGraph(layers, dependencies)
-    chunks = (data.chunks[0], *((n,) for n in shape))
-    return da.Array(graph, name, chunks=chunks, meta=meta)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[data, *shared])
+    return da.Array(graph, name, chunks=(data.chunks[0], *((n,) for n in shape)), meta=meta)
 
 
 def per_task(n: int) -> int:
@@ -201,10 +191,9 @@ class _ReducedReads(Layer):
 
 
 class _Reduced(Layer):
-    """The tasks of :func:`reduced`, made when the graph is built for a computation.
+    """The tasks of :func:`reduced` on any other array: one per chunk, its task a dependency.
 
-    Like the store's read layer, nothing per chunk is made before that:
-    a million simulations cost nothing until computed.
+    Made when the graph is built for a computation, like the store's read layer.
     """
 
     def __init__(self, name, ndim, func, data, bins, shared, args) -> None:
@@ -216,19 +205,17 @@ class _Reduced(Layer):
 
     def _dict(self) -> dict:
         if self._tasks is None:
-            source = dict(self.data.__dask_graph__().layers[self.data.name])
             refs = [TaskRef((a.name, *(0,) * a.ndim)) for a in self.shared]
             starts = np.cumsum((0, *self.data.chunks[0]))
             tail = (0,) * (self.data.ndim - 1)
             tasks = {}
             for i in range(len(starts) - 1):
-                chunk = source.pop((self.data.name, i, *tail))
                 key = (self.name, i, *self.tail)
+                chunk = TaskRef((self.data.name, i, *tail))
                 tasks[key] = Task(
-                    key, self.func, chunk, self.bins[starts[i] : starts[i + 1]],
-                    *refs, *self.args,
-                )  # fmt: skip
-            self._tasks = tasks | source  # what the chunks' tasks need from their layer
+                    key, self.func, chunk, self.bins[starts[i] : starts[i + 1]], *refs, *self.args
+                )
+            self._tasks = tasks
         return self._tasks
 
     def __getitem__(self, key) -> Task:
@@ -238,13 +225,13 @@ class _Reduced(Layer):
         return iter(self._dict())
 
     def __len__(self) -> int:
-        return len(self._dict())
+        return len(self.data.chunks[0])
 
     def is_materialized(self) -> bool:
         return self._tasks is not None
 
     def get_output_keys(self) -> set:
-        return {(self.name, i, *self.tail) for i in range(len(self.data.chunks[0]))}
+        return {(self.name, i, *self.tail) for i in range(len(self))}
 
 
 def grouped(out: da.Array, bytes_per_sim: int) -> da.Array:
