@@ -131,6 +131,7 @@ def flip_byte(path: Path, position: int) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
 
 
+@pytest.mark.slow  # the default suite keeps packing, reading and a concurrent run
 def test_verify_finds_a_damaged_shard_and_particle_block_and_a_rerun_restores_them(project, stilt):
     before = loaded(project)
     ok(stilt("compact", project))
@@ -234,6 +235,7 @@ def test_a_run_beside_a_compaction_loses_nothing_and_the_next_compaction_merges_
     assert "0 damaged" in ok(stilt("verify", project))
 
 
+@pytest.mark.slow  # the default suite keeps packing, reading and a concurrent run
 def test_a_rerun_of_a_packed_simulation_wins_until_the_next_compaction(project, stilt):
     model = Model(project)
     ids = model.simulations.ids()
@@ -278,6 +280,7 @@ def test_the_lock_names_its_holder_and_a_dead_holder_is_taken_over(project, stil
     assert "packed 0 simulations" in ok(stilt("compact", project))
 
 
+@pytest.mark.slow  # the default suite keeps packing, reading and a concurrent run
 def test_a_compaction_stopped_between_writes_and_deletions_leaves_a_store_that_reads_the_same(
     project, stilt
 ):
