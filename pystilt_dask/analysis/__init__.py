@@ -11,7 +11,7 @@ Use it through the accessor, ``foot.stilt.convolve(flux)``,
 on ``foot = model.footprints[name].load()``.
 """
 
-from .aggregate import aggregate, jacobian, to_sparse
+from .aggregate import aggregate, jacobian
 from .convolve import convolve
 from .enhancement import enhancement_from_particles, particle_enhancement
 from .sparse import SparseJacobian, read_jacobian, sparse_jacobian
@@ -30,6 +30,5 @@ __all__ = [
     "particle_enhancement",
     "read_jacobian",
     "sparse_jacobian",
-    "to_sparse",
     "windows",
 ]

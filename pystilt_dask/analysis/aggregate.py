@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -132,26 +131,3 @@ def jacobian(
     coords = {**blocks.simulation_coords(foot), **state}
     attrs = {**agg.attrs, "long_name": "Jacobian of the enhancement with respect to the flux"}
     return xr.DataArray(data, dims=("simulation", "state"), coords=coords, name="H", attrs=attrs)
-
-
-def to_sparse(jacobian: xr.DataArray) -> Any:
-    """Compute a Jacobian as a ``scipy.sparse.csr_array`` (for small cases).
-
-    Each block of simulations is computed and made sparse on its own, so the
-    dense matrix is never whole in memory. Needs ``scipy``.
-
-    Parameters
-    ----------
-    jacobian : xarray.DataArray
-        What :meth:`~pystilt_dask.accessor.FootprintAccessor.jacobian` returns.
-
-    Returns
-    -------
-    scipy.sparse.csr_array
-        Rows in ``simulation`` order, columns in ``state`` order. A simulation
-        not computed yet is a row of NaN.
-    """
-    from scipy import sparse
-
-    parts = [dask.delayed(sparse.csr_array)(b) for b in jacobian.data.to_delayed().ravel()]
-    return sparse.vstack(dask.compute(*parts), format="csr")
