@@ -228,7 +228,7 @@ def _describe_rows(
         times = _block(registry, "time", start, stop).cast(pa.timestamp("us")).cast(pa.int64())
         minutes = pc.fill_null(times, 0).to_numpy() // 60_000_000  # µs, floored as numpy does
         # Coordinates first, extents last: a reader never sees a row without its id.
-        simulation[start:stop] = ids.to_numpy(zero_copy_only=False).astype(str)
+        simulation[start:stop] = ids.to_numpy(zero_copy_only=False)
         time[start:stop] = minutes[:, None] + 60 * lag[None, :]
     for array in (group["simulation"], group["time"], group[layout.FOOT]):
         if array.shape[0] != n:
