@@ -59,6 +59,11 @@ SECTION_NOTES = {
         "Footprint grids, by name (bounds in degrees; xres in projection units).\n"
         "An empty mapping keeps particles only."
     ),
+    "variants": (
+        "Other transport settings run beside the plain ones, by name, each into its\n"
+        "own results: {name: {hysplit: {overrides}, footprints: {...}}}. Ensembles:\n"
+        "hysplit.realizations (realization k runs with seed + k)."
+    ),
     "execution": (
         "Where simulations run: backend local (a LocalCluster), slurm or kubernetes;\n"
         "n_workers, each running one HYSPLIT at a time (null: one per core locally)."
@@ -134,6 +139,7 @@ def write_template_project(directory: str | Path) -> Path:
         "footprints": {
             "default": {"xmin": -113.0, "xmax": -111.0, "ymin": 40.0, "ymax": 41.5, "xres": 0.01}
         },
+        "variants": {},
         "execution": {"backend": "local", "n_workers": None},
         "profiles": {"hpc": {"backend": "slurm", "adapt": {"minimum": 0, "maximum": 20}}},
         "output": "output",

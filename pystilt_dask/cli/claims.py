@@ -6,13 +6,15 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import StoreError
-from ..store import claims as store_claims
 from .app import ProjectArg, command, console, open_model
+
+if TYPE_CHECKING:
+    from ..store import claims as store_claims
 
 
 def claim_record(sim_id: str, claim: store_claims.Claim) -> dict[str, Any]:
@@ -66,6 +68,8 @@ def claims(
     A live holder whose claim is freed goes on: the simulation may then run twice,
     which stores the same results.
     """
+    from ..store import claims as store_claims
+
     model = open_model(project)
     location = model.location
     claimed = store_claims.current(location)

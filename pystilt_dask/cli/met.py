@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..meteorology.manifest import write_manifest
 from .app import command, console
 
 
@@ -27,6 +26,8 @@ def met_manifest(
     a met file is found before HYSPLIT reads it. Rewrite it after adding or
     replacing met files.
     """
+    from ..meteorology.manifest import write_manifest
+
     manifest, count = write_manifest(directory)
     console.print(
         f"wrote {manifest}: sha256 of {count} met files "

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import StoreError
-from ..model import Model
 from ..store.completion import STATES, State
-from ..store.status import status as status_of
 from .app import (
     ProjectArg,
     command,
@@ -21,6 +19,9 @@ from .app import (
     open_model,
 )
 from .claims import claim_lines, claim_record
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 
 @command
@@ -55,6 +56,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
 ) -> None:
     """Count simulations per state, overall and per footprint name; list claims."""
+    from ..store.status import status as status_of
+
     model = open_model(project)
     known = model.registry()
     found = status_of(model.location, known, model.completion)
@@ -116,6 +119,8 @@ def ls(
     ] = None,
 ) -> None:
     """List simulation ids, one per line, with their state (ids for `logs`)."""
+    from ..store.status import status as status_of
+
     model = open_model(project)
     known = model.registry()
     table = status_of(model.location, known, model.completion).table

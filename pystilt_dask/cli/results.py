@@ -11,10 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import load_yaml
 from ..errors import ConfigError
-from ..migrate import MigrationWarning, from_pystilt
-from ..store.completion import State
 from .app import (
     ProjectArg,
     command,
@@ -41,6 +38,7 @@ def export(
 ) -> None:
     """Write one footprint as R-STILT's <sim_id>_foot.nc files (exit 1 if some are not done)."""
     from ..footprint import to_rstilt_netcdf  # numba: only for this command
+    from ..store.completion import State
 
     model = open_model(project)
     target = named_footprint(model, footprint, project)
@@ -165,6 +163,8 @@ def migrate(
     ] = None,
 ) -> None:
     """Translate a PYSTILT configuration into ours (each dropped setting is named)."""
+    from ..migrate import MigrationWarning, from_pystilt
+
     if out is not None and Path(out).exists():
         raise ConfigError(f"{out} exists; give a new file for the migrated config")
     with warnings.catch_warnings(record=True) as notes:
@@ -184,6 +184,8 @@ def _read_mets(path: str | None) -> dict[str, Any] | None:
     """The ``mets:`` mapping of a YAML file, directories anchored at its folder."""
     if path is None:
         return None
+    from ..config import load_yaml
+
     try:
         data = load_yaml(Path(path).read_text(), path) or {}
     except OSError as exc:
