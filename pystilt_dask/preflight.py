@@ -235,6 +235,13 @@ _POINT_COLUMNS = [
 ]
 
 
+def _run_lengths(config: ModelConfig) -> list[int]:
+    """Every ``hysplit.n_hours`` the project runs: its own and its variants' (each once)."""
+    lengths = [config.hysplit.n_hours]
+    lengths += [config.variant(name).hysplit.n_hours for name in config.variants]
+    return list(dict.fromkeys(lengths))
+
+
 def _arrow_lists(kind: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(kind) if pa.types.is_list(kind) else None
 
@@ -357,7 +364,9 @@ def _met_problems(
         archives = config.archives(str(met_name))
         if unseen_met_ok and not all(_visible(met) for _, met in archives):
             continue
-        problems += _one_met(config.hysplit.n_hours, archives, group, needed)
+        # A variant running longer needs more met: each run length is checked.
+        found = (p for n in _run_lengths(config) for p in _one_met(n, archives, group, needed))
+        problems += dict.fromkeys(found)
     if not problems:
         return problems
     # In table order; problems of a met or a file (no row) first.

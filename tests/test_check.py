@@ -227,3 +227,15 @@ def test_a_long_list_of_problems_is_cut_in_a_run_error():
     assert lines[0].startswith("not started: 25 problems found before any cluster")
     assert lines[1:21] == [f"sim{i}: outside" for i in range(20)]
     assert lines[21:] == ["… and 5 more"]
+
+
+def test_a_variant_running_longer_is_checked_for_its_own_window(stilt, tmp_path, met_copy):
+    # The plain run (1 h back) is covered from 01:00; a variant 3 h back is not.
+    variants = {"long": {"hysplit": {"n_hours": -3}}}
+    config = write_project(tmp_path, met_copy, [("2019-05-30 01:00", VALLEY)], variants=variants)
+    result = stilt("check", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert problem_lines(result.stdout) == [
+        f"{sim_id('2019-05-30 01:00', VALLEY)}: met 'idealized' does not cover the run "
+        "2019-05-29 22:00–2019-05-30 01:00: no data for 2019-05-29 22:00, 2019-05-29 23:00"
+    ]
