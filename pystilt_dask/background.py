@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -269,7 +268,7 @@ def _read_rows(
     particle's release and endpoint rows of ``columns``; ``None`` when not stored."""
     key = layout.particles_key(sim_id)
     try:
-        source = _open(location, key)
+        source = location.open(key)
     except FileNotFoundError:
         return _packed_rows(location, key, row, columns)
     try:
@@ -299,12 +298,6 @@ def _packed_rows(
         return table
     rows = np.union1d(first_rows(table)[0], endpoint_rows(table))
     return table.iloc[rows][columns].reset_index(drop=True)
-
-
-def _open(location: Location, key: str) -> Any:
-    if location.is_local:
-        return open(location.url(key), "rb")  # noqa: SIM115 (closed by the caller)
-    return fsspec.open(location.url(key), "rb", **(location.storage_options or {})).open()
 
 
 def _take(parquet: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import posixpath
 import threading
 from collections import OrderedDict
 
@@ -51,33 +49,6 @@ CACHED_INDEXES = 4096
 _SIMULATIONS = b"pystilt_dask:simulations"
 _SIM_IDS = b"pystilt_dask:sim_ids"
 _LOG_SCHEMA = pa.schema([("sim_id", pa.string()), ("log", pa.large_string())])
-
-
-# -- byte ranges ---------------------------------------------------------------------------
-
-
-def read_tail(location: Location, key: str, size: int) -> bytes:
-    """The last ``size`` bytes of ``key`` (all when shorter); ``FileNotFoundError`` if absent."""
-    path = location.url(key)
-    if location.is_local:
-        with open(path, "rb") as f:
-            end = f.seek(0, io.SEEK_END)
-            f.seek(max(0, end - size))
-            return f.read()
-    fs = location._fs  # fsspec's own range read (``Location`` has none)
-    full = location._path(key)
-    fs.invalidate_cache(posixpath.dirname(full))  # a merge rewrites a shard: never a cached size
-    end = fs.size(full)
-    return fs.cat_file(full, start=max(0, end - size), end=end)
-
-
-def read_range(location: Location, key: str, start: int, stop: int) -> bytes:
-    """Bytes ``start:stop`` of ``key``; ``FileNotFoundError`` if absent."""
-    if location.is_local:
-        with open(location.url(key), "rb") as f:
-            f.seek(start)
-            return f.read(stop - start)
-    return location._fs.cat_file(location._path(key), start=start, end=stop)
 
 
 # -- shards --------------------------------------------------------------------------------
@@ -154,7 +125,7 @@ class _Indexes:
                     self._held.move_to_end(url)
                     return self._held[url]
         try:
-            index = parse_index(read_tail(location, key, INDEX_BYTES), key)
+            index = parse_index(location.read_range(key, -INDEX_BYTES), key)
         except FileNotFoundError:
             self.drop(location, key)
             raise
@@ -180,7 +151,7 @@ def _packed_chunk(location: Location, name: str, row: int) -> bytes:
         offset, size = (int(v) for v in index[position])
         if offset == int(ABSENT):
             continue  # perhaps packed since this index was read
-        data = read_range(location, key, offset, offset + size)
+        data = location.read_range(key, offset, offset + size)
         if len(data) == size and intact(data):
             return data
         if fresh:
@@ -216,18 +187,7 @@ def shard_positions(location: Location, name: str, block: int) -> np.ndarray:
 
 def shard_blocks(location: Location, name: str) -> list[int]:
     """Blocks that have a shard of footprint ``name``, from one listing."""
-    folder = layout.shard_folder(name)
-    if location.is_local:
-        try:
-            names = os.listdir(location.url(folder))
-        except FileNotFoundError:
-            return []
-    else:
-        try:
-            entries = location._fs.ls(location._path(folder), detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+    names = location.list_folders(layout.shard_folder(name))
     return sorted(
         int(n) for n in names if n.isdigit() and location.exists(layout.shard_key(name, int(n)))
     )
@@ -277,12 +237,6 @@ def encode_logs(logs: dict[str, str]) -> bytes:
     return sink.getvalue()
 
 
-def _open(location: Location, key: str):
-    if location.is_local:
-        return open(location.url(key), "rb")
-    return location._fs.open(location._path(key), "rb")
-
-
 def block_ids(location: Location, folder: str, block: int) -> list[str]:
     """Ids of the simulations a particle block file lists (its footer only).
 
@@ -293,7 +247,7 @@ def block_ids(location: Location, folder: str, block: int) -> list[str]:
     ValueError, OSError, pyarrow.ArrowException
         When its footer does not parse.
     """
-    with _open(location, layout.block_key(folder, block)) as f:
+    with location.open(layout.block_key(folder, block)) as f:
         meta = pq.read_metadata(f).metadata or {}
     ids = meta[_SIM_IDS].decode()
     return ids.split("\n") if ids else []

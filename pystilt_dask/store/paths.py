@@ -13,6 +13,7 @@ publish each object atomically.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import uuid
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import fsspec.asyn
@@ -243,6 +244,30 @@ class Location:
                 pass
             self._fs.invalidate_cache(posixpath.dirname(path))
 
+    def open(self, key: str) -> BinaryIO:
+        """Open a key for reading, as a binary file; ``FileNotFoundError`` when it is absent."""
+        if self.is_local:
+            return open(self._path(key), "rb")  # noqa: SIM115 (the caller closes it)
+        return self._fs.open(self._path(key), "rb")
+
+    def read_range(self, key: str, start: int, stop: int | None = None) -> bytes:
+        """Bytes ``start:stop`` of a key (``start < 0``: from its end, as Python slices).
+
+        Raises ``FileNotFoundError`` when it is absent.
+        """
+        if self.is_local:
+            with open(self._path(key), "rb") as f:
+                end = f.seek(0, io.SEEK_END)
+                first = max(0, end + start) if start < 0 else start
+                f.seek(first)
+                return f.read((end if stop is None else stop) - first)
+        path = self._path(key)
+        if start < 0:
+            # A size from fsspec's cache may be another writer's older object.
+            self._fs.invalidate_cache(posixpath.dirname(path))
+            start = max(0, self._fs.size(path) + start)
+        return self._fs.cat_file(path, start=start, end=stop)
+
     def list_names(self, prefix: str, expected: Iterable[str] | None = None) -> list[str]:
         """Names of the files directly under the folder ``prefix`` (empty if it is absent).
 
@@ -274,6 +299,23 @@ class Location:
         except FileNotFoundError:
             return []
         return [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders directly under the folder ``prefix`` (empty if it is absent)."""
+        path = self._path(prefix)
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return [e.name for e in entries if e.is_dir()]
+            except FileNotFoundError:
+                return []
+        self._fs.invalidate_cache(path)
+        try:
+            entries = self._fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        folders = (e for e in entries if e["type"] == "directory")
+        return [posixpath.basename(e["name"].rstrip("/")) for e in folders]
 
     async def _list_s3(self, path: str, cuts: list[str]) -> list[str]:
         """List an S3 folder in the key ranges between ``cuts``, through s3fs's own client."""

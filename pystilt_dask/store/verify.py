@@ -360,9 +360,7 @@ def _check_packed(
         for block in packing.shard_blocks(location, name):
             key = layout.shard_key(name, block)
             try:
-                index = packing.parse_index(
-                    packing.read_tail(location, key, packing.INDEX_BYTES), key
-                )
+                index = packing.parse_index(location.read_range(key, -packing.INDEX_BYTES), key)
             except FileNotFoundError:
                 continue
             except ValueError as exc:
