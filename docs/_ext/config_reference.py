@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+import pystilt_dask
 from pystilt_dask import config as cfg
 from pystilt_dask.fingerprint import ENSEMBLE_SIZE, RUN_CONTROL
 
@@ -209,7 +210,7 @@ def render() -> str:
 
 
 #: The deployment defaults, with a comment above each key.
-STILT_YAML = Path(cfg.__file__).with_name("stilt.yaml")
+STILT_YAML = Path(pystilt_dask.__file__).with_name("stilt.yaml")
 
 
 def deployment_settings(path: Path = STILT_YAML) -> list[tuple[str, str, str]]:

@@ -27,12 +27,12 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, MeteorologyError
-from .fingerprint import transport_changes
-from .footprint import crs
-from .footprint.grid import Grid
-from .footprint.transforms import AveragingKernel, PressureWeighting, Transform
-from .meteorology.names import name_pattern
+from ..errors import ConfigError, MeteorologyError
+from ..fingerprint import transport_changes
+from ..footprint import crs
+from ..footprint.grid import Grid
+from ..footprint.transforms import AveragingKernel, PressureWeighting, Transform
+from ..meteorology.names import name_pattern
 
 #: The particle variables R-STILT writes by default (``run_stilt.r``).
 DEFAULT_VARSIWANT = (
