@@ -8,10 +8,10 @@ the store when asked.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -20,6 +20,7 @@ from . import ensemble, preflight
 from .config import ModelConfig, load_yaml
 from .errors import ConfigError, StoreError
 from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
+from .receptors.table import table_bytes
 from .store import footprints, layout, packing, particles, records, registry
 from .store.completion import CompletionRule, State
 from .store.paths import Location
@@ -155,13 +156,21 @@ class Model:
         path = self._table_path()
         digest = known = None
         if path:
-            digest, known = _table_digest(path), registry.read(self.location)
-            if known.holds_table(digest):  # a commit registered this very table
-                self._store_config()
-                return [], self.sync(known)
-        receptors = self.receptor_frame()
-        if digest is not None and _table_digest(path) != digest:
-            digest = None  # the table changed while it was read: its commit says nothing of it
+            # The table's bytes are read once, digested and parsed: the commit records
+            # the digest of exactly the bytes it registered, even if the file changes.
+            data = table_bytes(path)
+            with ThreadPoolExecutor(1) as pool:
+                # hashlib releases the GIL: the digest is taken beside the registry read
+                # and, when no commit recorded any table, beside the parse.
+                digesting = pool.submit(registry.table_digest, data, path)
+                known = registry.read(self.location)
+                if known.tables and known.holds_table(digesting.result()):
+                    self._store_config()  # a commit registered this very table
+                    return [], self.sync(known)
+                receptors = read_receptor_frame(path, data=data)
+                digest = digesting.result()
+        else:
+            receptors = self.receptor_frame()
         _check_heights(receptors, self.config.hysplit.z_top)
         self._store_config()
         new, committed = registry.register(
@@ -646,8 +655,7 @@ def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
 
 def _table_digest(path: str) -> str:
     """The registry's digest of the receptor table at ``path`` (local or fsspec URL)."""
-    with fsspec.open(path, "rb") as f:
-        return registry.table_digest(f.read(), path)
+    return registry.table_digest(table_bytes(path), path)
 
 
 def _check_heights(receptors: ReceptorFrame, z_top: float) -> None:
