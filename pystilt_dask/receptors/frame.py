@@ -102,10 +102,10 @@ class ReceptorFrame:
 
     def max_heights(self) -> np.ndarray:
         """The highest release point of each receptor, in metres above ground."""
-        kind = self.table["kind"].to_numpy(zero_copy_only=False)
+        kind = self.table["kind"]
         heights = _floats(self.table["altitude"])
-        heights = np.where(kind == "column", _floats(self.table["top"]), heights)
-        multi = np.flatnonzero(kind == "multipoint")
+        heights = np.where(_is(kind, "column"), _floats(self.table["top"]), heights)
+        multi = np.flatnonzero(_is(kind, "multipoint"))
         if len(multi):
             lists = self.table["altitudes"].take(pa.array(multi)).to_pylist()
             heights[multi] = [max(values) for values in lists]
@@ -153,6 +153,11 @@ def _build(row: dict[str, Any]) -> Receptor:
     if built.sim_id != row["sim_id"]:
         built = built.registered_as(row["sim_id"])
     return built  # type: ignore[return-value]
+
+
+def _is(column: pa.ChunkedArray | pa.Array, value: str) -> np.ndarray:
+    """Where the text ``column`` is ``value``, as booleans (no Python string per row)."""
+    return pc.fill_null(pc.equal(column, value), False).to_numpy(zero_copy_only=False)
 
 
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -40,6 +40,7 @@ import io
 import json
 import posixpath
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -607,20 +608,25 @@ def register(
     """
     frame = as_frame(receptors)
     registry = read(location, since=known)
-    while True:
-        fresh = registry.pending(frame)
-        if not len(fresh):
-            return [], registry
-        entries = _entries(fresh, registry.next_row, met, footprints, scene_id, datetime.now(UTC))
-        entries = entries.replace_schema_metadata(_recorded([table] if table else []))
-        data = _commit_bytes(entries)
-        version = registry.version + 1
-        if location.create(layout.registry_key(version), data):
-            committed = registry.extended(_versioned(entries, version), version)
-            _published(location, version, data, committed)
-            return fresh.sim_ids, committed
-        # Another registrant committed this version first: read it and try the next.
-        registry = read(location, since=registry)
+    with ThreadPoolExecutor(1) as pool:
+        while True:
+            fresh = registry.pending(frame)
+            if not len(fresh):
+                return [], registry
+            now = datetime.now(UTC)
+            entries = _entries(fresh, registry.next_row, met, footprints, scene_id, now)
+            entries = entries.replace_schema_metadata(_recorded([table] if table else []))
+            # Parquet encodes without the GIL: the ids are listed meanwhile (each ~0.2 s at 10^6).
+            encoding = pool.submit(_commit_bytes, entries)
+            new = fresh.sim_ids
+            data = encoding.result()
+            version = registry.version + 1
+            if location.create(layout.registry_key(version), data):
+                committed = registry.extended(_versioned(entries, version), version)
+                _published(location, version, data, committed)
+                return new, committed
+            # Another registrant committed this version first: read it and try the next.
+            registry = read(location, since=registry)
 
 
 def _published(location: Location, version: int, data: bytes, state: Registry | None) -> None:
@@ -701,7 +707,11 @@ def _recorded(tables: Iterable[str]) -> dict[str, str] | None:
 
 def _commit_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    # Ids are unique: a dictionary of them is built only to be dropped (0.07 s at 10^6).
+    dictionary = [name for name in table.column_names if name != "sim_id"]
+    pq.write_table(
+        table, sink, compression="zstd", write_page_checksum=True, use_dictionary=dictionary
+    )
     return sink.getvalue()
 
 
