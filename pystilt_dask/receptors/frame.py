@@ -228,11 +228,15 @@ def _single_receptors(
     codes of their kept values, and ids are written for the distinct ones only.
     """
     column, times = _at(column, rows), _at(times, rows)
+    n = len(rows)
     kept, codes, texts = {}, {}, {}
     for name in FLOATS:
-        kept[name], codes[name], texts[name] = canonical_codes(
-            _at(numbers[name], rows), longitude=name == "longitude"
-        )
+        if _held(name, column):
+            kept[name], codes[name], texts[name] = canonical_codes(
+                _at(numbers[name], rows), longitude=name == "longitude"
+            )
+        else:  # every row holds the placeholder 0
+            kept[name], codes[name], texts[name] = np.zeros(n), np.zeros(n, int), pa.array(["0"])
     seconds = times.astype(np.int64)
     since = seconds - (seconds.min() if len(seconds) else 0)  # digits are never negative
     key = _row_key([since, column.astype(np.int64), *codes.values()])
@@ -240,10 +244,17 @@ def _single_receptors(
     first = np.flatnonzero(~repeated)
     column, times = _at(column, first), _at(times, first)
     # Texts of the fields some id prints: a column's extent only where there are columns.
-    printed = FLOATS if column.any() else ("longitude", "latitude", "altitude")
+    printed = [name for name in FLOATS if name == "altitude" or _held(name, column)]
     text = {name: texts[name].take(pa.array(_at(codes[name], first))) for name in printed}
     kept = {name: _at(values, first) for name, values in kept.items()}
     return _ids_table(column, times, kept, text), repeated
+
+
+def _held(name: str, column: np.ndarray) -> bool:
+    """Whether some receptor has field ``name`` (``column``: which are columns)."""
+    if name in ("bottom", "top"):
+        return bool(column.any())
+    return name != "altitude" or not column.all()
 
 
 def _at(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -276,7 +287,13 @@ def _ids_table(
 ) -> pa.Table:
     """Point and column receptors with their ids, from their kept values and texts."""
     n = len(column)
-    time_id, minute_id, has_seconds = time_ids(times)
+    # Each distinct time formatted once; ids to the minute taken only where some id needs them.
+    codes, distinct = pd.factorize(np.asarray(times, dtype="datetime64[s]").astype(np.int64))
+    stamps, minute_stamps, seconds = time_ids(distinct.astype("datetime64[s]"))
+    take = pa.array(codes)
+    time_id, has_seconds = stamps.take(take), seconds[codes]
+    if has_seconds.any() or column.any():
+        minute_id = minute_stamps.take(take)
     # Each id joined in one pass over its parts: a million strings per pass.
     place = (text["longitude"], text["latitude"])
     sim_id = pc.binary_join_element_wise(time_id, *place, text["altitude"], "_")

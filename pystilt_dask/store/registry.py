@@ -208,6 +208,8 @@ class Registry:
         keep = np.flatnonzero(fresh)
         if not frame.unique and len(keep):
             keep = keep[_first_of_each(frame, keep)]
+        if len(keep) == len(frame):  # all new (a first registration): no copy of them
+            return ReceptorFrame(given, unique=True)
         return ReceptorFrame(given.take(pa.array(keep)), unique=True)
 
     def _found(self, ids: pa.ChunkedArray) -> np.ndarray:
