@@ -215,6 +215,13 @@ def classify_rows(
     return n_kept
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _bucket(i, time, rcode, hourly, first_layer, base, rmin):
+    # Row i's bucket: buckets run layer by layer and, within a layer, by rtime code.
+    layer = _layer(time[i], hourly, first_layer)
+    return base[layer] + rcode[i] - rmin[layer]
+
+
 @njit(nogil=True, cache=True)
 def count_buckets(cell, time, rcode, hourly, first_layer, base, rmin, sizes):
     """Count kept rows per (layer, rtime code) bucket into ``sizes[bucket + 1]``.
@@ -224,8 +231,7 @@ def count_buckets(cell, time, rcode, hourly, first_layer, base, rmin, sizes):
     """
     for i in range(cell.size):
         if cell[i] >= 0:
-            layer = _layer(time[i], hourly, first_layer)
-            sizes[base[layer] + rcode[i] - rmin[layer] + 1] += 1
+            sizes[_bucket(i, time, rcode, hourly, first_layer, base, rmin) + 1] += 1
 
 
 @njit(nogil=True, cache=True)
@@ -237,8 +243,7 @@ def place_rows(cell, time, rcode, hourly, first_layer, base, rmin, cursor, order
     """
     for i in range(cell.size):
         if cell[i] >= 0:
-            layer = _layer(time[i], hourly, first_layer)
-            bucket = base[layer] + rcode[i] - rmin[layer]
+            bucket = _bucket(i, time, rcode, hourly, first_layer, base, rmin)
             slot = cursor[bucket]
             cursor[bucket] = slot + 1
             order[slot] = i
