@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import warnings
 
 import numpy as np
@@ -370,3 +371,32 @@ def test_format_numbers_is_format_number_element_by_element():
     assert format_numbers(values).to_pylist() == [format_number(v) for v in values]
     expected = [canonical_number(v) for v in values]
     assert canonical_numbers(values).tolist() == expected
+
+
+def test_csv_cells_are_read_as_pandas_reads_them():
+    from pystilt_dask.receptors.table import _read_csv
+
+    missing = ["", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "NULL", "null", "None", "<NA>", "#N/A"]
+    kept = ["none", "inf", " 5", "+5", "1e5", '"a, b"', "0x10"]
+    rows = "\n".join(f"{cell},{cell},{i}" for i, cell in enumerate(missing + kept))
+    tables = {
+        "cells": f"time,lon,z\n{rows}\n",
+        "header alone": "time,lon,z\n",
+        "repeated names": "time,lon,lon,z\n1,2,3,4\n",  # pandas renames: lon, lon.1
+        "empty name": "time,,z\n1,2,3\n",
+    }
+    for name, text in tables.items():
+        expected = pd.read_csv(io.BytesIO(text.encode()), dtype=str, engine="pyarrow")
+        pd.testing.assert_frame_equal(_read_csv(text.encode()), expected, obj=name)
+    with pytest.raises(pd.errors.ParserError):  # pandas' error, as before
+        _read_csv(b"time,lon,z\n1,2,3\n1,2,3,4\n")
+
+
+def test_a_table_is_parsed_from_the_bytes_given(tmp_path):
+    path = tmp_path / "receptors.csv"
+    path.write_text("time,longitude,latitude,altitude\n2019-05-30 10:00,-111.8,40.7,5\n")
+    data = path.read_bytes()
+    path.write_text("time,longitude,latitude,altitude\n2019-05-30 11:00,-111.8,40.7,5\n")
+    assert read_receptor_frame(path, data=data).sim_ids == ["201905301000_-111.8_40.7_5"]
+    with pytest.raises(ReceptorError, match="does not exist"):
+        read_receptor_frame(tmp_path / "absent.csv")

@@ -14,7 +14,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import xarray as xr
+import zarr
+import zarr.storage
 from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
+from zarr.core.buffer import default_buffer_prototype
 
 from pystilt_dask.errors import ConfigError, ReceptorError, StoreError
 from pystilt_dask.model import Model
@@ -276,6 +279,46 @@ def test_plain_readers_see_the_registry_and_only_new_blocks_are_written(tmp_path
     # A registration that adds nothing writes nothing.
     Model(tmp_path / "p", receptors, config).register_pending()
     assert inodes() == after
+
+
+def test_coordinate_chunks_are_the_bytes_zarr_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(footprints, "COORD_CHUNK", 4)  # 10 rows: 2 whole blocks, 1 partial
+    config = make_config(tmp_path, names=("coarse",))
+    receptors = make_receptors(10)
+    Model(tmp_path / "p", receptors, config).register_pending()
+    group = zarr.open_group(tmp_path / "p" / layout.footprint_group("coarse"), mode="r")
+    for name in ("simulation", "time"):
+        stored = group[name]
+        again = zarr.create_array(
+            zarr.storage.MemoryStore(),
+            shape=stored.shape,
+            chunks=stored.chunks,
+            dtype=stored.dtype,
+            compressors=stored.compressors,
+            fill_value=stored.fill_value,
+        )
+        again[...] = stored[...]  # written by zarr itself
+        for k in range(3):
+            key = stored.metadata.encode_chunk_key((k, 0)[: stored.ndim])
+            written = (tmp_path / "p" / layout.footprint_group("coarse") / name / key).read_bytes()
+            assert (
+                written
+                == zarr.core.sync.sync(again.store.get(key, default_buffer_prototype())).to_bytes()
+            )
+
+
+def test_coordinates_chunked_otherwise_are_written_through_zarr(tmp_path, monkeypatch):
+    monkeypatch.setattr(footprints, "COORD_CHUNK", 4)
+    config = make_config(tmp_path, names=("coarse",))
+    receptors = make_receptors(11)
+    Model(tmp_path / "p", receptors[:5], config).register_pending()
+    # Blocks of 8 rows from now on: the stored arrays' chunks of 4 are not blocks.
+    monkeypatch.setattr(footprints, "COORD_CHUNK", 8)
+    Model(tmp_path / "p", receptors, config).register_pending()
+    plain = xr.open_zarr(tmp_path / "p" / layout.footprint_group("coarse"), consolidated=False)
+    assert plain["simulation"].values.tolist() == [r.sim_id for r in receptors]
+    times = pd.DatetimeIndex([r.time for r in receptors])
+    np.testing.assert_array_equal(plain["time"].values[:, -1], times - pd.Timedelta("1h"))
 
 
 def test_a_registered_table_is_known_whole_from_its_digest(tmp_path):
