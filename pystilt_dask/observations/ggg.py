@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,33 +77,22 @@ def read_ggg_netcdf(
         else:
             site = str(f.attrs.get("long_name", "site"))
             names = [f"{site}_{t:%Y%m%dT%H%M%S}" for t in times]
-        zenith, sun = get("solzen"), azimuth(get("azim"))
         ak, extrapolated = _kernels(f, species, keep, value)
         pressure, prior = _priors(f, species, keep, units)
         n = len(keep)
         altitude = decoded(f["prior_altitude"]) * 1000.0
-        columns: dict[str, object] = {
-            "sounding_id": names,
-            "time": times,
-            "longitude": get("long"),
-            "latitude": get("lat"),
-            "surface_altitude": get("zobs") * 1000.0,
-            "surface_pressure": get("pout"),
-            "zenith": zenith,
-            "azimuth": sun,
-            "value": value,
-            "uncertainty": get(f"{species}_error"),
-            "good": raw(f["flag"], keep) == 0 if "flag" in f.variables else np.ones(n, bool),
+        levels = {
             "ak_pressure": rows(np.broadcast_to(decoded(f["ak_pressure"]), (n, altitude.size))),
             "ak": rows(ak),
             "ak_extrapolated": extrapolated,
             "pressure_levels": rows(pressure),
             "altitude_levels": rows(np.broadcast_to(altitude, (n, altitude.size))),
             "apriori": rows(prior),
-            "solar_zenith": zenith,
-            "solar_azimuth": sun,
         }
-    return soundings_table(columns, species, units)
+        good = raw(f["flag"], keep) == 0 if "flag" in f.variables else np.ones(n, bool)
+        return _spectra(
+            get, species, units, names=names, times=times, value=value, good=good, levels=levels
+        )
 
 
 #: PYSTILT's name for :func:`read_ggg_netcdf` on TCCON public files.
@@ -195,29 +185,55 @@ def read_ggg_oof(path: str | Path, species: str) -> pd.DataFrame:
             values = np.where(values == missing, np.nan, values)
         return values
 
-    zenith, sun = get("solzen"), azimuth(get("azim"))
     days = pd.to_timedelta(get("day") - 1, unit="D") + pd.to_timedelta(get("hour"), unit="h")
     year = table[by_name["year"]].astype(int).astype(str)
     flag = table[by_name["flag"]].to_numpy(dtype=np.int64)
-    columns: dict[str, object] = {
-        "sounding_id": table[by_name["spectrum"]].astype(str).tolist(),
-        "time": pd.to_datetime(year, format="%Y").to_numpy() + days.to_numpy(),
-        "longitude": get("long"),
-        "latitude": get("lat"),
-        "surface_altitude": get("zobs") * 1000.0,
-        "surface_pressure": get("pout"),
-        "zenith": zenith,
-        "azimuth": sun,
-        "value": get(species),
-        "uncertainty": get(f"{species}_error"),
-        "good": flag == 0,
-        "solar_zenith": zenith,
-        "solar_azimuth": sun,
-    }
-    table_out = soundings_table(columns, species, units)
+    names = table[by_name["spectrum"]].astype(str).tolist()
+    times = pd.to_datetime(year, format="%Y").to_numpy() + days.to_numpy()
+    table_out = _spectra(
+        get, species, units, names=names, times=times, value=get(species), good=flag == 0, levels={}
+    )
     table_out["flag"] = flag
     table_out["zmin"] = get("zmin")
     for name in by_name:
         if name.startswith("x") and name not in (species, f"{species}_error"):
             table_out[name] = get(name)
     return table_out
+
+
+def _spectra(
+    get: Callable[[str], np.ndarray],
+    species: str,
+    units: str,
+    *,
+    names: list[str],
+    times: Any,
+    value: np.ndarray,
+    good: np.ndarray,
+    levels: dict[str, object],
+) -> pd.DataFrame:
+    """A table of spectra from the variables both GGG formats name alike.
+
+    ``get`` reads a variable of every spectrum kept (``long``, ``lat``, ``zobs``
+    in km, ``pout``, ``solzen``, ``azim``, ``<species>_error``); ``levels``, the
+    kernel and prior columns of a netCDF file, go between ``good`` and the sun's
+    angles, where PYSTILT puts them.
+    """
+    zenith, sun = get("solzen"), azimuth(get("azim"))
+    columns: dict[str, object] = {
+        "sounding_id": names,
+        "time": times,
+        "longitude": get("long"),
+        "latitude": get("lat"),
+        "surface_altitude": get("zobs") * 1000.0,
+        "surface_pressure": get("pout"),
+        "zenith": zenith,
+        "azimuth": sun,
+        "value": value,
+        "uncertainty": get(f"{species}_error"),
+        "good": good,
+        **levels,
+        "solar_zenith": zenith,
+        "solar_azimuth": sun,
+    }
+    return soundings_table(columns, species, units)

@@ -29,6 +29,8 @@ _OPERATIONAL = {
             "altitude_levels",
         )
     },
+    "longitude_bounds": _GEO + "longitude_bounds",
+    "latitude_bounds": _GEO + "latitude_bounds",
 }
 
 
@@ -82,6 +84,41 @@ def _orbit(name: str, f: Any) -> str:
     return f"{int(np.asarray(f.attrs['orbit']).reshape(-1)[0]):05d}"
 
 
+def _pixels(
+    get: Any, lon: np.ndarray, lat: np.ndarray, value: str, *, operational: bool
+) -> dict[str, object]:
+    """The columns both kinds of file give, ``longitude`` to ``qa_value``.
+
+    ``get`` reads a variable of every pixel kept, by its name in a blended file;
+    ``lon`` and ``lat`` are those pixels'; ``value`` is the XCH4 variable. Only
+    an ``operational`` file has the line of sight and ``altitude_levels``.
+    """
+    surface_pressure, profiles = _profiles(get, altitudes=operational)
+    angles: dict[str, np.ndarray] = {}
+    if operational:
+        angles = {
+            "zenith": get(_GEO + "viewing_zenith_angle"),
+            "azimuth": azimuth(get(_GEO + "viewing_azimuth_angle")),
+            "solar_zenith": get(_GEO + "solar_zenith_angle"),
+            "solar_azimuth": azimuth(get(_GEO + "solar_azimuth_angle")),
+        }
+    qa = get("qa_value")
+    return {
+        "longitude": lon,
+        "latitude": lat,
+        "surface_altitude": get("surface_altitude"),
+        "surface_pressure": surface_pressure,
+        **angles,
+        "value": get(value),
+        "uncertainty": get("methane_mixing_ratio_precision"),
+        "good": qa >= 0.5,
+        **profiles,
+        "longitude_bounds": rows(get("longitude_bounds")),
+        "latitude_bounds": rows(get("latitude_bounds")),
+        "qa_value": qa,
+    }
+
+
 def _profiles(get: Any, altitudes: bool) -> tuple[np.ndarray, dict[str, object]]:
     """Surface pressure (hPa), and the pressure grid, kernel, edge heights and prior, surface first.
 
@@ -120,26 +157,12 @@ def _operational(
         return values.reshape(scan.size * pix.size, *values.shape[2:])[keep]
 
     times = pd.to_datetime(text(product["time_utc"], 0)).tz_localize(None)
-    surface_pressure, profiles = _profiles(get, altitudes=True)
-    qa = get("qa_value")
     columns: dict[str, object] = {
         "sounding_id": [f"{orbit}_{scan[i]}_{pix[j]}" for i, j in zip(line, column, strict=True)],
         "time": times[line],
-        "longitude": lon[keep],
-        "latitude": lat[keep],
-        "surface_altitude": get("surface_altitude"),
-        "surface_pressure": surface_pressure,
-        "zenith": get(_GEO + "viewing_zenith_angle"),
-        "azimuth": azimuth(get(_GEO + "viewing_azimuth_angle")),
-        "solar_zenith": get(_GEO + "solar_zenith_angle"),
-        "solar_azimuth": azimuth(get(_GEO + "solar_azimuth_angle")),
-        "value": get("methane_mixing_ratio_bias_corrected"),
-        "uncertainty": get("methane_mixing_ratio_precision"),
-        "good": qa >= 0.5,
-        **profiles,
-        "longitude_bounds": rows(get(_GEO + "longitude_bounds")),
-        "latitude_bounds": rows(get(_GEO + "latitude_bounds")),
-        "qa_value": qa,
+        **_pixels(
+            get, lon[keep], lat[keep], "methane_mixing_ratio_bias_corrected", operational=True
+        ),
         "xch4_uncorrected": get("methane_mixing_ratio"),
         "scanline": scan[line],
         "ground_pixel": pix[column],
@@ -159,22 +182,10 @@ def _blended(
     def get(variable: str) -> np.ndarray:
         return decoded(f[variable], keep)
 
-    surface_pressure, profiles = _profiles(get, altitudes=False)
-    qa = get("qa_value")
     columns: dict[str, object] = {
         "sounding_id": [f"{orbit}_{i}" for i in keep],
         "time": pd.to_datetime(text(f["time_utc"], keep)).tz_localize(None),
-        "longitude": lon[keep],
-        "latitude": lat[keep],
-        "surface_altitude": get("surface_altitude"),
-        "surface_pressure": surface_pressure,
-        "value": get("methane_mixing_ratio_blended"),
-        "uncertainty": get("methane_mixing_ratio_precision"),
-        "good": qa >= 0.5,
-        **profiles,
-        "longitude_bounds": rows(get("longitude_bounds")),
-        "latitude_bounds": rows(get("latitude_bounds")),
-        "qa_value": qa,
+        **_pixels(get, lon[keep], lat[keep], "methane_mixing_ratio_blended", operational=False),
         "xch4_bias_corrected": get("methane_mixing_ratio_bias_corrected"),
         "xch4_uncorrected": get("methane_mixing_ratio"),
     }
