@@ -42,18 +42,28 @@ def counting(folder: Path) -> Path:
 
 
 def project(folder: Path, executable: Path) -> Path:
-    """The demo project (N receptors) with ``executable`` as hycs_std."""
+    """The demo project (N receptors, 20 particles each: the claims are the point, not
+    HYSPLIT) with ``executable`` as hycs_std."""
     path = make_demo_project(folder, N)
     config = ModelConfig.from_yaml(path)
-    hysplit = config.hysplit.model_copy(update={"executable": str(executable)})
+    hysplit = config.hysplit.model_copy(update={"executable": str(executable), "numpar": 20})
     config.model_copy(update={"hysplit": hysplit}).to_yaml(path)
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def env(env: dict[str, str]) -> dict[str, str]:
     # Short claims, so a coordinator waiting on another one's claims looks often.
     return {**env, "DASK_STILT__CLAIM_TTL": "4s"}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, env: dict[str, str]) -> Path:
+    """The project run by one coordinator alone, which runs at once must match (read only)."""
+    folder = tmp_path_factory.mktemp("single")
+    config = project(folder / "project", counting(folder))
+    assert run(config, env).wait(timeout=600) == 0
+    return config
 
 
 def results(root: str) -> dict[str, bytes]:
@@ -73,11 +83,7 @@ def run(config: Path, env: dict[str, str]) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_two_runs_at_once_run_each_hysplit_once_and_match_a_single_run(tmp_path, env):
-    single = project(tmp_path / "single", counting(tmp_path))
-    assert run(single, env).wait(timeout=600) == 0
-    (tmp_path / "runs.log").unlink()
-
+def test_two_runs_at_once_run_each_hysplit_once_and_match_a_single_run(tmp_path, env, single):
     shared = project(tmp_path / "shared", counting(tmp_path))
     first, second = run(shared, env), run(shared, env)
     for coordinator in (first, second):
@@ -148,12 +154,8 @@ def test_run_beside_serve_runs_each_hysplit_once(tmp_path, env):
     assert model.verify().ok
 
 
-def test_two_runs_at_once_on_a_compacted_store_run_what_is_left_once(tmp_path, env):
+def test_two_runs_at_once_on_a_compacted_store_run_what_is_left_once(tmp_path, env, single):
     """Half the project run and compacted, then two coordinators at once: each HYSPLIT once."""
-    single = project(tmp_path / "single", counting(tmp_path))
-    assert run(single, env).wait(timeout=600) == 0
-    (tmp_path / "runs.log").unlink()
-
     shared = project(tmp_path / "shared", counting(tmp_path))
     table = shared.with_name("receptors.csv")
     rows = table.read_text().splitlines(keepends=True)

@@ -50,11 +50,31 @@ def _model(path: Path, idealized_met: dict, receptors, **hysplit) -> Model:
     return model
 
 
-@pytest.fixture
-def client():
-    with LocalCluster(
+def _process_cluster() -> LocalCluster:
+    return LocalCluster(
         n_workers=2, threads_per_worker=1, resources={"hysplit": 1}, dashboard_address=":0"
-    ) as cluster, Client(cluster) as client:  # fmt: skip
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes shared by the tests that leave them as they found them."""
+    with _process_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster):
+    # A client of its own per test: ``client.futures`` (the window test) is per client.
+    with Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture
+def own_client():
+    """A cluster of its own, for a test that kills a worker or reads the scheduler's
+    task prefixes (which keep every earlier test's keys)."""
+    with _process_cluster() as cluster, Client(cluster) as client:
         yield client
 
 
@@ -68,7 +88,10 @@ def _digest(root: Path) -> dict[str, str]:
     }  # fmt: skip
 
 
-def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(tmp_path, idealized_met, client):
+def test_local_cluster_runs_every_simulation_under_stilt_sim_keys(
+    tmp_path, idealized_met, own_client
+):
+    client = own_client
     model = _model(tmp_path / "proj", idealized_met, _receptors(4))
     outcomes = list(model.plan().outcomes(client))
     assert sorted(o.state for o in outcomes) == ["complete"] * 4
@@ -105,7 +128,10 @@ def test_serve_runs_what_another_process_registers(tmp_path, idealized_met, clie
     assert model.status().counts()["complete"] == 2
 
 
-def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, idealized_met, client):
+def test_killed_worker_still_completes_every_simulation_exactly(
+    tmp_path, idealized_met, own_client
+):
+    client = own_client
     receptors = _receptors(6)
     calm = _model(tmp_path / "calm", idealized_met, receptors)
     calm.run()
@@ -129,13 +155,13 @@ def test_killed_worker_still_completes_every_simulation_exactly(tmp_path, ideali
 def test_timeout_fails_only_the_slow_simulation(tmp_path, idealized_met, client, stand_in):
     quick, slow = _receptors(2)
     # The slow one never finishes (its hycs_std holds until killed), so it always times
-    # out; the quick one is the real hycs_std on a tiny run (~0.1 s against the 20 s
+    # out; the quick one is the real hycs_std on a tiny run (~0.1 s against the 5 s
     # timeout, which only bounds how long the test waits for the slow one).
     (point,) = slow.release_points  # its line in CONTROL
     line = " ".join(format_value(float(v)) for v in point)
     hold_slow = stand_in(f'grep -qxF "{line}" CONTROL && hold\nexec "$REAL"')
     model = _model(tmp_path / "proj", idealized_met, [quick, slow], n_hours=-1, numpar=20,
-                   timeout=20, executable=str(hold_slow))  # fmt: skip
+                   timeout=5, executable=str(hold_slow))  # fmt: skip
     outcomes = {o.sim_id: o.state for o in model.plan().outcomes(client)}
     assert outcomes == {quick.sim_id: "complete", slow.sim_id: "failed"}
     assert model.status().ids("failed") == [slow.sim_id]
