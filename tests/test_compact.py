@@ -11,6 +11,8 @@ ordered by events (a compaction paused at its first shard write), never by timin
 from __future__ import annotations
 
 import dataclasses
+import functools
+import io
 import json
 import os
 import shutil
@@ -18,13 +20,24 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xarray as xr
-from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
+from store_helpers import (
+    GRIDS,
+    expected_chunk,
+    make_config,
+    make_receptors,
+    run_synthetic,
+    synthetic_trajectories,
+)
 
+from pystilt_dask import ensemble
 from pystilt_dask.errors import StoreError
 from pystilt_dask.model import Model
+from pystilt_dask.simulation import run_simulation
 from pystilt_dask.store import layout, packing
 from pystilt_dask.store.claims import Holder
 from pystilt_dask.store.compact import compact
@@ -181,38 +194,46 @@ def test_verify_finds_a_damaged_shard_and_particle_block_and_a_rerun_restores_th
     assert "0 damaged" in ok(stilt("verify", project))
 
 
+#: The events of :class:`PausedAtFirstShard` locations, by name: a location goes to the
+#: packing tasks pickled, and the tasks of an in-process cluster find the same events here.
+GATES: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+
 @dataclasses.dataclass(frozen=True)
 class PausedAtFirstShard(Location):
     """A project location whose first shard write waits until the test lets it go on."""
 
-    reached: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
-    go: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
+    gate: str = ""
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        if "/foot/c/" in key and not self.reached.is_set():
-            self.reached.set()
-            assert self.go.wait(120), "the test never let the compaction go on"
+        reached, go = GATES[self.gate]
+        if "/foot/c/" in key and not reached.is_set():
+            reached.set()
+            assert go.wait(120), "the test never let the compaction go on"
         super().write_bytes(key, data)
 
 
-def test_a_run_beside_a_compaction_loses_nothing_and_the_next_compaction_merges_it(project, stilt):
+def test_a_run_beside_a_compaction_loses_nothing_and_the_next_compaction_merges_it(
+    project, stilt, client
+):
     model = Model(project)
     ids = model.simulations.ids()
-    paused = PausedAtFirstShard(str(project))
+    reached, go = GATES["beside"] = (threading.Event(), threading.Event())
+    paused = PausedAtFirstShard(str(project), gate="beside")
     done = []
     worker = threading.Thread(
-        target=lambda: done.append(compact(paused, model.config, model.registry()))
+        target=lambda: done.append(compact(paused, model.config, model.registry(), client=client))
     )
     worker.start()
     try:
-        assert paused.reached.wait(120)  # listed, block 0's particles packed, no shard yet
+        assert reached.wait(120)  # listed, a block's particles packed, no shard yet
         assert Location(str(project)).exists(layout.COMPACT_LOCK)
         result = stilt("compact", project)
         assert result.returncode == 2 and "compact.lock is held" in result.stderr
         for sim_id in ids[N:]:  # the pending rows, in block 1, which the compaction will pack
             assert run_synthetic(model.location, sim_id, model.config) == "complete"
     finally:
-        paused.go.set()
+        go.set()
         worker.join()
     assert done[0].simulations == N
     for row in range(N, N + PENDING):  # completed after the listing: left unpacked
@@ -281,24 +302,27 @@ def test_the_lock_names_its_holder_and_a_dead_holder_is_taken_over(project, stil
 
 
 @pytest.mark.slow  # the default suite keeps packing, reading and a concurrent run
+class Stopped(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class StopsAtFirstDeletion(Location):
+    """A project location that stops a compaction at its first deletion of an unpacked key."""
+
+    def delete(self, key: str) -> None:
+        if key != layout.COMPACT_LOCK:
+            raise Stopped(key)
+        super().delete(key)
+
+
 def test_a_compaction_stopped_between_writes_and_deletions_leaves_a_store_that_reads_the_same(
-    project, stilt
+    project, stilt, client
 ):
     before, states = loaded(project), counts(stilt, project)
-
-    class Stopped(Exception):
-        pass
-
-    @dataclasses.dataclass(frozen=True)
-    class StopsAtFirstDeletion(Location):
-        def delete(self, key: str) -> None:
-            if key != layout.COMPACT_LOCK:
-                raise Stopped(key)
-            super().delete(key)
-
     model = Model(project)
     with pytest.raises(Stopped):
-        compact(StopsAtFirstDeletion(str(project)), model.config, model.registry())
+        compact(StopsAtFirstDeletion(str(project)), model.config, model.registry(), client=client)
     assert (project / layout.shard_key(NAME, 0)).exists()
     assert (project / layout.chunk_key(NAME, 0)).exists()  # both: the unpacked key wins
     xr.testing.assert_identical(loaded(project), before)
@@ -329,14 +353,16 @@ def test_five_blocks_of_simulations_leave_under_a_hundredth_of_a_file_each(tmp_p
     assert "0 damaged" in ok(stilt("verify", tmp_path / "project"))
 
 
-def test_a_footprint_added_after_compaction_is_computed_and_packed_beside_the_first(tmp_path):
+def test_a_footprint_added_after_compaction_is_computed_and_packed_beside_the_first(
+    tmp_path, client
+):
     one = make_config(tmp_path, names=(NAME,))
     model = Model(tmp_path / "project", make_receptors(20), one)
     model.register_pending()
     ids = model.simulations.ids()
     for sim_id in ids:
         run_synthetic(model.location, sim_id, one)
-    compact(model.location, one, model.registry())
+    compact(model.location, one, model.registry(), client=client)
     coarse = loaded(tmp_path / "project")
 
     both = Model(tmp_path / "project", make_receptors(20), make_config(tmp_path))
@@ -348,9 +374,96 @@ def test_a_footprint_added_after_compaction_is_computed_and_packed_beside_the_fi
     fine = both.footprints["fine"].load().compute()
     for row in (0, 19):
         np.testing.assert_array_equal(fine.values[row], expected_chunk(both, ids[row], "fine"))
-    compact(both.location, both.config, both.registry())
+    compact(both.location, both.config, both.registry(), client=client)
     assert not list((tmp_path / "project" / layout.foot_array("fine")).glob("c.*"))
     xr.testing.assert_identical(both.footprints[NAME].load().compute(), coarse)
     xr.testing.assert_identical(both.footprints["fine"].load().compute(), fine)
     assert both.status().counts()["complete"] == 20
     assert both.verify().ok
+
+
+def test_realizations_and_variants_are_packed_and_read_the_same(tmp_path, client):
+    """Realization 1 and a transport variant pack their own particles; a footprint-only
+    variant packs its chunks and leaves the particles it reads to the root's compaction."""
+    config = make_config(tmp_path, names=(NAME,))
+    config = config.from_dict({
+        **config.model_dump(mode="json"),
+        "hysplit": {**config.hysplit.model_dump(mode="json"), "realizations": 2},
+        "variants": {"more": {"hysplit": {"numpar": 20}},
+                     "fine": {"footprints": {NAME: GRIDS["fine"]}}},
+    })  # fmt: skip
+    n = 40
+    model = Model(tmp_path / "project", make_receptors(n), config)
+    model.register_pending()
+    ids = model.simulations.ids()
+    registry = model.registry()
+    members = ensemble.members(config)
+    prefixes = [m.prefix for m in members]
+    assert "realizations/1/" in prefixes and "variants/fine/" in prefixes
+    for member in members:
+        for k, sim_id in enumerate(ids):
+            outside = "all" if empty(k) else None
+            simulate = functools.partial(synthetic_trajectories, outside=outside)
+            where, entry = member.location(model.location), registry.entry(sim_id)
+            state = run_simulation(where, sim_id, member.config, entry=entry, simulate=simulate)
+            assert state.startswith("complete")
+    states = model.ensemble_status()
+    loads = {
+        (m.variant, m.realization): model.footprints[NAME].load(
+            variant=m.variant, realization=m.realization).compute()
+        for m in members
+    }  # fmt: skip
+    project = tmp_path / "project"
+    assert len([p for p in project.rglob("*.parquet") if "particles" in p.parts]) > 3 * n
+
+    report = compact(model.location, config, registry, client=client)
+    assert report.blocks == len(members) and report.simulations == n * len(members)
+    for member in members:
+        where = Path(member.location(model.location).root)
+        if member.shares is None:
+            assert sorted(p.name for p in (where / "particles").iterdir()) == ["block-0.parquet"]
+        assert (where / layout.shard_key(NAME, 0)).is_file()
+        assert not list((where / layout.foot_array(NAME)).glob("c.*"))
+    assert not (project / "variants" / "fine" / "particles").exists()
+    pd.testing.assert_frame_equal(model.ensemble_status(), states)
+    for (variant, realization), before in loads.items():
+        after = model.footprints[NAME].load(variant=variant, realization=realization).compute()
+        xr.testing.assert_identical(after, before)
+    assert model.verify().ok
+    assert compact(model.location, config, model.registry(), client=client).simulations == 0
+
+
+def test_a_damaged_particle_file_is_left_unpacked_and_named(tmp_path, client):
+    config = make_config(tmp_path, names=(NAME,))
+    model = Model(tmp_path / "project", make_receptors(12), config)
+    model.register_pending()
+    ids = model.simulations.ids()
+    for sim_id in ids:
+        run_synthetic(model.location, sim_id, config)
+    before = {sim_id: model.trajectories.load(sim_id) for sim_id in (ids[0], ids[11])}
+    damaged = tmp_path / "project" / layout.particles_key(ids[3])
+    column = pq.ParquetFile(damaged).metadata.row_group(0).column(2)
+    flip_byte(damaged, column.data_page_offset + column.total_compressed_size // 2)
+    report = compact(model.location, config, model.registry(), client=client)
+    assert report.left == [f"{layout.particles_key(ids[3])}: damaged (ValueError)"]
+    assert damaged.exists()
+    packed = packing.block_ids(model.location, layout.PARTICLES, 0)
+    assert packed == [i for i in ids if i != ids[3]]
+    for sim_id, table in before.items():  # row groups copied as stored read as written
+        assert not (tmp_path / "project" / layout.particles_key(sim_id)).exists()
+        pd.testing.assert_frame_equal(model.trajectories.load(sim_id), table)
+
+
+def test_the_ids_of_a_block_written_before_are_read_from_its_footer(tmp_path):
+    """A block file whose ids are not its footer's last entry (as ``compact`` wrote them
+    before) is read through its footer."""
+    location = Location(str(tmp_path))
+    ids = [f"sim-{k}" for k in range(3)]
+    table = pa.table({"x": [1.0, 2.0]})
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({"pystilt_dask:sim_ids": "\n".join(ids)})
+        writer.add_key_value_metadata({"pystilt_dask:simulations": "x" * 2 * packing.TAIL_BYTES})
+    location.write_bytes(layout.block_key(layout.PARTICLES, 0), sink.getvalue())
+    assert packing.block_ids(location, layout.PARTICLES, 0) == ids

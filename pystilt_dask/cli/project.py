@@ -166,9 +166,19 @@ def compact(
             "--break-lock", help="Take over .stilt/compact.lock (only when no compaction runs)."
         ),
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Pack blocks on this running Dask scheduler instead of a new cluster.",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Pack completed simulations into a few objects per 1,024 rows (runs may go on)."""
-    report = open_model(project).compact(break_lock)
+    from ..store.compact import compact
+
+    model = open_model(project)
+    report = compact(model.location, model.config, model.registry(), break_lock, scheduler)
     console.print(report.summary(), markup=False, highlight=False)
 
 

@@ -9,8 +9,9 @@ block of :data:`~.layout.BLOCK_ROWS` rows into a few objects (``docs/store.md``,
   nbytes)`` little-endian u64 pairs (``2**64 - 1`` twice for an absent chunk),
   then the CRC-32C of that index (the ``sharding_indexed`` codec, index at the end);
 * ``particles/block-<block>.parquet`` (and ``error_particles/…``): one row group
-  per simulation, the footer listing each simulation's registry entry and row
-  group; the logs those particle files kept go to ``logs/block-<block>.parquet``;
+  per simulation (copied as stored, see :mod:`.rowgroups`), the footer listing
+  each simulation's registry entry and row group; the logs those particle files
+  kept go to ``logs/block-<block>.parquet``;
 * ``footprints/<name>.empty/block-<block>.json``: the block's empty markers.
 
 **Unpacked wins.** A simulation's unpacked key, when present, is the one read:
@@ -25,10 +26,12 @@ This module is the one place that finds packed bytes; :mod:`.completion`,
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import google_crc32c
 import numpy as np
@@ -36,13 +39,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout
+from . import layout, rowgroups
 from .paths import Location
 
 #: Bytes of a shard's index: an ``(offset, nbytes)`` u64 pair per row, then its CRC-32C.
 INDEX_BYTES = layout.BLOCK_ROWS * 16 + 4
 #: An absent inner chunk's offset and size in a shard index.
 ABSENT = np.uint64(2**64 - 1)
+#: Bytes of a particle block file's end that hold its ids (1,024 ids of up to ~120 characters).
+TAIL_BYTES = 2**17
 #: Shard indexes kept per process (16 kB each).
 CACHED_INDEXES = 4096
 
@@ -196,37 +201,61 @@ def shard_blocks(location: Location, name: str) -> list[int]:
 # -- particle blocks -----------------------------------------------------------------------
 
 
-def encode_particle_block(tables: list[tuple[dict, pa.Table]]) -> bytes:
-    """A block file of particle tables: one row group each, their entries in the footer.
+def plain_template(footer: rowgroups.Footer) -> rowgroups.Footer:
+    """An empty particle block file of ``footer``'s columns: what a block's footer starts from.
 
-    ``tables`` are ``(entry, table)`` pairs of one schema; ``entry`` is the
-    ``pystilt_dask:*`` metadata of the simulation's particle file without its log.
+    Its schema is the particle file's without the ``pystilt_dask:*`` metadata
+    (a simulation's entry and log are not the block's).
+
+    Raises
+    ------
+    KeyError, pyarrow.ArrowException
+        When ``footer`` carries no Arrow schema.
     """
-    schema = tables[0][1].schema
+    serialized = base64.b64decode(footer.key_values()[b"ARROW:schema"])
+    schema = pa.ipc.read_schema(pa.py_buffer(serialized))
     plain = {k: v for k, v in (schema.metadata or {}).items() if not k.startswith(b"pystilt")}
-    schema = schema.with_metadata(plain)
-    entries, group = [], 0
     sink = io.BytesIO()
+    # The particle files' encodings: their row groups are copied, not re-encoded.
     with pq.ParquetWriter(
         sink,
-        schema,
+        schema.with_metadata(plain),
         compression="zstd",
         use_dictionary=["time", "indx"],
         write_page_checksum=True,
-    ) as writer:
-        for entry, table in tables:
-            held = table.num_rows > 0
-            if held:
-                writer.write_table(table.replace_schema_metadata(plain), row_group_size=len(table))
-            entries.append({**entry, "row_group": group if held else None})
-            group += held
-        writer.add_key_value_metadata(
-            {
-                _SIM_IDS.decode(): "\n".join(e["sim_id"] for e in entries),
-                _SIMULATIONS.decode(): json.dumps(entries),
-            }
-        )
-    return sink.getvalue()
+    ):
+        pass
+    return rowgroups.Footer.of(sink.getvalue())
+
+
+def particle_block(
+    template: rowgroups.Footer, held: list[tuple[dict, rowgroups.Group | None]]
+) -> list[Any]:
+    """A particle block file: each simulation's row group as stored, their entries in the footer.
+
+    The file is returned as its parts (:func:`.rowgroups.join`), to be written
+    one after the other.
+
+    ``held`` are ``(entry, group)`` pairs, ``entry`` being the ``pystilt_dask:*``
+    metadata of the simulation's particle file without its log, ``group`` its
+    row group (``None`` for an empty table); ``template`` is
+    :func:`plain_template` of their schema.
+    """
+    entries, groups = [], []
+    for entry, group in held:
+        entries.append({**entry, "row_group": len(groups) if group is not None else None})
+        if group is not None:
+            groups.append(group)
+    key_values = {  # the ids last: status reads them from the file's end (block_ids)
+        _SIMULATIONS.decode(): json.dumps(entries),
+        _SIM_IDS.decode(): "\n".join(e["sim_id"] for e in entries),
+    }
+    return rowgroups.join(template, groups, key_values)
+
+
+def footer_entries(footer: rowgroups.Footer) -> dict[str, dict]:
+    """The entries a block file's footer lists, by simulation id (:func:`block_entries`)."""
+    return {e["sim_id"]: e for e in json.loads(footer.key_values()[_SIMULATIONS])}
 
 
 def encode_logs(logs: dict[str, str]) -> bytes:
@@ -238,7 +267,11 @@ def encode_logs(logs: dict[str, str]) -> bytes:
 
 
 def block_ids(location: Location, folder: str, block: int) -> list[str]:
-    """Ids of the simulations a particle block file lists (its footer only).
+    """Ids of the simulations a particle block file lists, from its last bytes.
+
+    The ids are the footer's last key-value entry (:func:`particle_block`), read
+    from the file's last :data:`TAIL_BYTES` without parsing the footer; a file
+    whose ids are not there (written before) has its footer parsed.
 
     Raises
     ------
@@ -247,10 +280,13 @@ def block_ids(location: Location, folder: str, block: int) -> list[str]:
     ValueError, OSError, pyarrow.ArrowException
         When its footer does not parse.
     """
-    with location.open(layout.block_key(folder, block)) as f:
-        meta = pq.read_metadata(f).metadata or {}
-    ids = meta[_SIM_IDS].decode()
-    return ids.split("\n") if ids else []
+    key = layout.block_key(folder, block)
+    ids = rowgroups.trailing_value(location.read_range(key, -TAIL_BYTES), _SIM_IDS.decode())
+    if ids is None:
+        with location.open(key) as f:
+            ids = (pq.read_metadata(f).metadata or {})[_SIM_IDS]
+    text = ids.decode()
+    return text.split("\n") if text else []
 
 
 def block_entries(parquet: pq.ParquetFile) -> dict[str, dict]:
