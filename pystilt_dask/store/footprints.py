@@ -307,17 +307,17 @@ def _vlen_utf8(ids: pa.Array, size: int) -> bytes:
     return np.array([size], dtype="<u4").tobytes() + bytes(body)
 
 
-def _padded(values: np.ndarray, array: zarr.Array) -> bytes:
-    """The little-endian bytes of a whole chunk of ``array`` holding ``values`` first, then fill."""
+def _padded(values: np.ndarray, array: zarr.Array) -> np.ndarray:
+    """A whole chunk of ``array`` holding ``values`` first, then fill, in little-endian order."""
     if len(values) < COORD_CHUNK:
         chunk = np.full((COORD_CHUNK, *values.shape[1:]), array.fill_value, dtype=values.dtype)
         chunk[: len(values)] = values
         values = chunk
-    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
 
 
-def _zstd(array: zarr.Array, data: bytes) -> bytes:
-    """``data`` compressed as ``array``'s ``zstd`` codec compresses a chunk."""
+def _zstd(array: zarr.Array, data: bytes | np.ndarray) -> bytes:
+    """``data`` (its bytes) compressed as ``array``'s ``zstd`` codec compresses a chunk."""
     codec = array.metadata.codecs[-1]
     return bytes(numcodecs.Zstd(level=codec.level, checksum=codec.checksum).encode(data))
 
