@@ -36,7 +36,7 @@ STILT_ERRORS = {
 }  # fmt: skip
 #: Modules whose ``ValueError``s are pydantic validators: their messages reach the user
 #: inside a ConfigError or ReceptorError.
-VALIDATOR_MODULES = ("config.py", "models.py", "transforms.py", "crs.py")
+VALIDATOR_MODULES = ("config/*.py", "models.py", "transforms.py", "crs.py")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -125,7 +125,7 @@ def raised_messages() -> list[tuple[str, str]]:
     - ``raise HysplitError(reason, message, ...)``: the reason and the message;
     - the ``(reason, message)`` pairs HYSPLIT failures are classified into
       (``hysplit/run.py``: ``_FAILURE_PHRASES`` and ``classify``'s returns);
-    - ``raise ValueError(...)`` in the pydantic validators of config.py and receptors/models.py.
+    - ``raise ValueError(...)`` in the pydantic validators of config/ and receptors/models.py.
     """
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -147,7 +147,7 @@ def raised_messages() -> list[tuple[str, str]]:
                         add(arg, node.lineno)
                 elif name in STILT_ERRORS and args:
                     add(args[0], node.lineno)
-                elif name == "ValueError" and path.name in VALIDATOR_MODULES and args:
+                elif name == "ValueError" and any(map(path.match, VALIDATOR_MODULES)) and args:
                     add(args[0], node.lineno)
             if path.name == "run.py" and path.parent.name == "hysplit":
                 pairs = []
