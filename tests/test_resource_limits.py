@@ -88,7 +88,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_loses_nothing(tmp_path, stilt
 def test_a_read_only_store_runs_what_needs_no_write_and_refuses_the_rest(tmp_path, stilt):
     config = _demo(stilt, tmp_path / "demo")
     store = tmp_path / "demo" / "output"
-    assert stilt("register", config).returncode == 0
+    assert len(Model.from_yaml(config).register_pending()) == 8  # `stilt-dask register`
     _mount("--bind", str(store), str(store))
     try:
         _mount("-o", "remount,bind,ro", str(store))

@@ -18,8 +18,11 @@ N = 3
 
 
 def demo_model(folder, output: str = "output", n: int = N) -> Model:
+    """The demo project at 20 particles (the runs are the point here, not HYSPLIT)."""
     path = make_demo_project(folder, n)
-    config = ModelConfig.from_yaml(path).model_copy(update={"output": str(folder / output)})
+    config = ModelConfig.from_yaml(path)
+    hysplit = config.hysplit.model_copy(update={"numpar": 20})
+    config = config.model_copy(update={"output": str(folder / output), "hysplit": hysplit})
     return Model(config.output, path.with_name("receptors.csv"), config)
 
 
