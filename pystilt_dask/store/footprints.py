@@ -152,8 +152,12 @@ def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
     """
     n = registry.next_row
     starts = range(0, n, COORD_CHUNK)
-    blocks = {start: _block_ids(registry, start, min(start + COORD_CHUNK, n)) for start in starts}
-    digests = [_digest(ids) for ids in blocks.values()]
+    with ThreadPoolExecutor(2) as pool:  # Arrow's casts and blake2b release the GIL
+        ids = pool.map(
+            lambda start: _block_ids(registry, start, min(start + COORD_CHUNK, n)), starts
+        )
+        blocks = dict(zip(starts, ids, strict=True))
+        digests = list(pool.map(_digest, blocks.values()))
     for name, fp in config.footprints.items():
         ensure_group(location, name, fp, config.hysplit)
         group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
