@@ -94,12 +94,14 @@ def read_receptor_frame(
         Naming the row (1-based, as in a spreadsheet after the header) and field at fault.
     """
     path = str(path)
-    if data is None:
-        data = table_bytes(path, storage_options)
     if path.endswith(".parquet"):
-        table = pd.read_parquet(io.BytesIO(data))
+        try:  # a Parquet dataset may be a folder of files: pandas reads it by its path
+            source = io.BytesIO(data) if data is not None else path
+            table = pd.read_parquet(source, storage_options=None if data else storage_options)
+        except FileNotFoundError:
+            raise ReceptorError(f"receptor table {path} does not exist") from None
     else:
-        table = _read_csv(data)
+        table = _read_csv(data if data is not None else table_bytes(path, storage_options))
     return receptor_frame(table, source=path)
 
 
