@@ -182,7 +182,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def docs_site(tmp_path_factory, env) -> Path:
     """The documentation site, built once as CI builds it; its HTML folder.
 
-    ``sphinx -W`` executes the notebooks (see docs/conf.py); their executed copies
+    ``sphinx -W`` executes the notebooks (see docs/conf.py), several at once with
+    ``-j auto`` (pages are read in parallel; warnings still fail it); their executed copies
     are in ``jupyter_execute/notebooks`` beside the HTML folder. The notebooks put
     their projects in ``tempfile.mkdtemp()``: ``TMPDIR`` keeps those here too.
     """
@@ -192,7 +193,7 @@ def docs_site(tmp_path_factory, env) -> Path:
     build["TMPDIR"] = str(folder / "tmp")
     notebooks = set((CHECKOUT / "notebooks").iterdir())
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q", "-j", "auto",
          "-d", str(folder / "doctrees"), str(CHECKOUT / "docs"), str(folder / "html")],
         env=build, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1800,
     )  # fmt: skip
