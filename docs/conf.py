@@ -1,6 +1,8 @@
 """Sphinx configuration of the pystilt_dask documentation.
 
-Build (what CI runs): ``python -m sphinx -W --keep-going -b html docs docs/_build/html``.
+Build (what CI runs, through ``tests/test_docs.py``):
+``python -m sphinx -W --keep-going -j auto -b html docs docs/_build/html`` (``-j``: the
+notebooks execute side by side).
 
 At build time this file writes two things that are never committed:
 
