@@ -31,6 +31,7 @@ import pytest
 from demo_helpers import use_hycs_std, worker_killer
 from distributed import default_client
 
+from pystilt_dask.config import ModelConfig
 from pystilt_dask.demo import make_demo_project
 from pystilt_dask.model import Model
 from pystilt_dask.store import claims
@@ -69,6 +70,11 @@ def _environment(env: dict[str, str], settings: dict[str, object]) -> dict[str, 
 def poisoned_project(folder: Path, stand_in, n_workers: int = 1) -> tuple[Path, str, Path]:
     """A demo project whose first simulation kills its worker; config, that id, pid file."""
     config = make_demo_project(folder, RECEPTORS)
+    # 20 particles, set before registering (the store keeps the settings): the deaths
+    # are the point here, not HYSPLIT.
+    settings = ModelConfig.from_yaml(config)
+    hysplit = settings.hysplit.model_copy(update={"numpar": 20})
+    settings.model_copy(update={"hysplit": hysplit}).to_yaml(config)
     (poison, *_) = Model.from_yaml(config).register()[1].sim_ids
     fake = stand_in(killer(poison))
     use_hycs_std(config, fake, {
