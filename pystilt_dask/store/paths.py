@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 import fsspec.asyn
+import pyarrow as pa
 import zarr.storage
 
 from ..errors import StoreUnwritable
@@ -53,6 +54,22 @@ def refused_writes(root: str) -> Iterator[None]:
         if exc.errno not in REFUSED:
             raise
         raise StoreUnwritable(f"cannot write to {root}: {exc.strerror}") from None
+
+
+def arrow_buffer(data: bytes) -> pa.Buffer:
+    """A copy of ``data`` in memory Arrow allocated, for Arrow's readers.
+
+    Arrow's readers (``pq.read_table``'s dataset scan, the CSV reader) may drop
+    their last reference to their input on one of Arrow's threads after the call
+    returned. Input that wraps a Python object (``bytes``, ``io.BytesIO``) then
+    takes the GIL there; when the interpreter is exiting, Python 3.11 ends that
+    thread with ``pthread_exit``, whose unwinding through Arrow's destructors
+    aborts the process ("terminate called without an active exception"). Memory
+    Arrow allocated is freed without Python.
+    """
+    buffer = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buffer).write(data)
+    return buffer
 
 
 def _temporary(path: str, data: bytes) -> str:
@@ -180,6 +197,16 @@ class Location:
         if self.is_local:
             return Path(self._path(key)).read_bytes()
         return self._fs.cat_file(self._path(key))
+
+    def read_buffer(self, key: str) -> pa.Buffer:
+        """Read a key into memory Arrow allocated (see :func:`arrow_buffer`).
+
+        Raises ``FileNotFoundError`` when it is absent.
+        """
+        if self.is_local:
+            with pa.OSFile(self._path(key)) as f:  # read straight into Arrow's memory
+                return f.read_buffer()
+        return arrow_buffer(self._fs.cat_file(self._path(key)))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` to ``key`` atomically: readers see the old or the new, never part.
