@@ -59,8 +59,8 @@ def refused_writes(root: str) -> Iterator[None]:
 def arrow_buffer(data: bytes) -> pa.Buffer:
     """A copy of ``data`` in memory Arrow allocated, for Arrow's readers.
 
-    Arrow's readers (``pq.read_table``'s dataset scan, the CSV reader) may drop
-    their last reference to their input on one of Arrow's threads after the call
+    Arrow's Parquet scan (``pq.read_table``, also under ``pd.read_parquet``) may
+    drop its last reference to its input on one of Arrow's threads after the call
     returned. Input that wraps a Python object (``bytes``, ``io.BytesIO``) then
     takes the GIL there; when the interpreter is exiting, Python 3.11 ends that
     thread with ``pthread_exit``, whose unwinding through Arrow's destructors
