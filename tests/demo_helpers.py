@@ -15,14 +15,19 @@ import pystilt_dask as stilt
 from pystilt_dask.demo import make_demo_project
 
 
-def run_demo(folder: Path, receptors: int = 4) -> stilt.Model:
-    """The demo project (idealized met, real ``hycs_std``) in ``folder``, every simulation run,
-    at 20 particles (analyses of the footprints are the point, not their noise)."""
+def small_demo(folder: Path, receptors: int = 4) -> Path:
+    """The demo project at 20 particles, not its 100, for tests whose point is what is
+    done with the footprints (not their noise): most of a demo run's CPU is HYSPLIT's."""
     config = make_demo_project(folder, receptors)
     settings = yaml.safe_load(config.read_text())
     settings["hysplit"]["numpar"] = 20
     config.write_text(yaml.safe_dump(settings))
-    model = stilt.Model.from_yaml(config)
+    return config
+
+
+def run_demo(folder: Path, receptors: int = 4) -> stilt.Model:
+    """:func:`small_demo` (idealized met, real ``hycs_std``) in ``folder``, every simulation run."""
+    model = stilt.Model.from_yaml(small_demo(folder, receptors))
     assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
     return model
 

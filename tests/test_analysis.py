@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from demo_helpers import small_demo
 from distributed import Client, LocalCluster
 
 import pystilt_dask as stilt
 from pystilt_dask.accessor import StiltAccessorWarning, register
 from pystilt_dask.analysis import enhancement_table, regrid, timebins
-from pystilt_dask.demo import make_demo_project
 from pystilt_dask.receptors import PointReceptor
 from pystilt_dask.store import publish
 
@@ -48,7 +48,7 @@ def _run(model: stilt.Model) -> stilt.Model:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> stilt.Model:
-    return _run(stilt.Model.from_yaml(make_demo_project(tmp_path_factory.mktemp("demo"), 4)))
+    return _run(stilt.Model.from_yaml(small_demo(tmp_path_factory.mktemp("demo"), 4)))
 
 
 @pytest.fixture(scope="module")

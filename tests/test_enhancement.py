@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from demo_helpers import small_demo
 
 import pystilt_dask as stilt
 from pystilt_dask.analysis import enhancement_from_particles, particle_enhancement
-from pystilt_dask.demo import make_demo_project
 from pystilt_dask.errors import StoreError
 from pystilt_dask.store import layout
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.pystilt
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> stilt.Model:
-    model = stilt.Model.from_yaml(make_demo_project(tmp_path_factory.mktemp("demo"), 4))
+    model = stilt.Model.from_yaml(small_demo(tmp_path_factory.mktemp("demo"), 4))
     assert set(dask.compute(*model.to_delayed(), scheduler="threads")) == {"complete"}
     return model
 

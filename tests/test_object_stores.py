@@ -12,11 +12,11 @@ import uuid
 
 import numpy as np
 import pytest
+from demo_helpers import small_demo
 from distributed import Client, LocalCluster
 from store_helpers import expected_chunk, make_config, make_receptors, run_synthetic
 
 from pystilt_dask.config import ModelConfig
-from pystilt_dask.demo import make_demo_project
 from pystilt_dask.model import Model
 from pystilt_dask.store import claims, layout
 from pystilt_dask.store.compact import compact
@@ -103,7 +103,7 @@ def test_store_suite(store, tmp_path, compacted):
 
 def test_end_to_end_run(store, tmp_path):
     root, options = store
-    config_path = make_demo_project(tmp_path / "demo", 3)
+    config_path = small_demo(tmp_path / "demo", 3)
     config = ModelConfig.from_yaml(config_path).model_copy(
         update={"output": root, "storage_options": options or {}}
     )
