@@ -21,7 +21,7 @@
   file's row groups would have in the new block, listing the new block's ids and
   rows (:func:`pystilt_dask.store.rowgroups.join`, as ``compact`` writes it), after
   a hole of the row groups' size (a sparse file: 10⁶ simulations' particles are
-  ~140 GB; ``status`` reads a block file's last 128 kB only). Then ``stilt-dask status
+  ~140 GB; ``status`` reads a block file's last 64 kB only). Then ``stilt-dask status
   --json`` is timed against ``stilt-dask --version`` (5 pairs run in turns, the
   least of each; the goal is ≤ 1 s net), and in-process.
 

@@ -331,7 +331,9 @@ def _pack_particles(
         return []
     # Logs first: a particle block never lists a simulation whose log is not packed.
     location.write_bytes(layout.block_key(_logs_folder(folder), block), packing.encode_logs(logs))
-    location.write_bytes(key, b"".join(packing.particle_block(template, list(held.values()))))
+    # In row order: status compares a full block's ids with the registry's at once.
+    ordered = sorted(held.values(), key=lambda pair: int(pair[0]["row"]))
+    location.write_bytes(key, b"".join(packing.particle_block(template, ordered)))
     return packed
 
 

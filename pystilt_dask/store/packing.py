@@ -46,8 +46,8 @@ from .paths import Location
 INDEX_BYTES = layout.BLOCK_ROWS * 16 + 4
 #: An absent inner chunk's offset and size in a shard index.
 ABSENT = np.uint64(2**64 - 1)
-#: Bytes of a particle block file's end that hold its ids (1,024 ids of up to ~120 characters).
-TAIL_BYTES = 2**17
+#: Bytes of a particle block file's end read for its ids (1,024 ids of up to ~60 characters).
+TAIL_BYTES = 2**16
 #: Shard indexes kept per process (16 kB each).
 CACHED_INDEXES = 4096
 
@@ -267,24 +267,29 @@ def encode_logs(logs: dict[str, str]) -> bytes:
 
 
 def block_ids(location: Location, folder: str, block: int) -> list[str]:
-    """Ids of the simulations a particle block file lists, from its last bytes.
+    """Ids of the simulations a particle block file lists, found in its footer's bytes.
 
-    The ids are the footer's last key-value entry (:func:`particle_block`), read
-    from the file's last :data:`TAIL_BYTES` without parsing the footer; a file
-    whose ids are not there (written before) has its footer parsed.
+    The ids are the footer's last key-value entry (:func:`particle_block`): they
+    are found in the file's last :data:`TAIL_BYTES` without parsing the footer
+    (1.5 MB for 1,024 simulations). A file whose ids are not there (longer ids,
+    or written before they came last) is searched through its whole footer.
 
     Raises
     ------
     FileNotFoundError
         When there is no such file.
-    ValueError, OSError, pyarrow.ArrowException
-        When its footer does not parse.
+    ValueError, OSError
+        When its footer holds no ids.
     """
     key = layout.block_key(folder, block)
-    ids = rowgroups.trailing_value(location.read_range(key, -TAIL_BYTES), _SIM_IDS.decode())
+    tail = location.read_range(key, -TAIL_BYTES)
+    ids = rowgroups.trailing_value(tail, _SIM_IDS.decode())
+    if ids is None and len(tail) >= 8:
+        footer = int.from_bytes(tail[-8:-4], "little") + 8
+        if footer > len(tail):
+            ids = rowgroups.trailing_value(location.read_range(key, -footer), _SIM_IDS.decode())
     if ids is None:
-        with location.open(key) as f:
-            ids = (pq.read_metadata(f).metadata or {})[_SIM_IDS]
+        raise ValueError(f"{key}: its footer lists no simulations")
     text = ids.decode()
     return text.split("\n") if text else []
 

@@ -370,8 +370,9 @@ def trailing_value(tail: bytes, key: str) -> bytes | None:
 
     A footer's key-value metadata comes after its row groups, and only a short
     ``created_by`` and column orders follow it: an entry added last by
-    :func:`join` is within the file's last bytes ``tail``, read without decoding
-    the row groups (1.5 MB of footer for 1,024 row groups of 12 columns).
+    :func:`join` is within the file's last bytes ``tail``, found there without
+    decoding the row groups (1.5 MB of footer for 1,024 row groups of 12 columns).
+    Any entry is found when ``tail`` holds the whole footer.
 
     Returns
     -------
