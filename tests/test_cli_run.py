@@ -440,7 +440,7 @@ def test_serve_runs_batches_registered_while_it_waits(tmp_path, idealized_met, e
             assert [(w["name"], w["nthreads"], w["resources"]) for w in workers] == [
                 ("solo", 1, {"hysplit": 1})
             ]
-        command = [STILT, "serve", config, "--scheduler", address, "--poll", "1"]
+        command = [STILT, "serve", config, "--scheduler", address, "--poll", "0.2"]
         serve = stack.enter_context(started(tmp_path / "serve", command, env))
 
         first = stilt("register", config, env=env)
