@@ -2,27 +2,28 @@
 
 A :class:`Model` is a view of a project store (see :mod:`pystilt_dask.store.layout`)
 plus its configuration. It holds no state of its own: every answer is read from
-the store when asked.
+the store when asked. It is the façade: registration is
+:mod:`pystilt_dask.registration`, and the views of results it hands out
+(:class:`Simulations`, :class:`Trajectories`, :class:`Footprints`) are
+:mod:`pystilt_dask.results`, importable from here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import ensemble, preflight
-from .config import ModelConfig, load_yaml
-from .errors import ConfigError, StoreError
-from .receptors import Receptor, ReceptorFrame, read_receptor_frame, receptor_frame
-from .receptors.table import table_bytes
-from .store import footprints, layout, packing, particles, records, registry
-from .store.completion import CompletionRule, State
+from . import ensemble, preflight, registration
+from .config import ModelConfig
+from .errors import StoreError
+from .receptors import Receptor, ReceptorFrame
+from .registration import ReceptorsLike
+from .results import Footprint, Footprints, Simulations, Trajectories
+from .store import footprints, layout, registry
+from .store.completion import CompletionRule
 from .store.paths import Location
 from .store.registry import Registry
 from .store.status import Status, status
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from .execution.run import Run
     from .store.compact import CompactReport
 
-ReceptorsLike = Sequence[Receptor] | pd.DataFrame | str | Path
+# docs/api.md documents the result views under this module's name.
+__all__ = ["Footprint", "Footprints", "Model", "ReceptorsLike", "Simulations", "Trajectories"]
 
 
 class Model:
@@ -73,7 +75,7 @@ class Model:
         if self.location.is_local and Path(self.location.root).is_file():
             raise StoreError(f"{self.location.root} is a file: a project store is a folder")
         if config is None:
-            config = _stored_config(self.location)
+            config = registration.stored_config(self.location)
             if config is None:
                 raise StoreError(
                     f"{self.location.root} has no {layout.CONFIG}: not a project "
@@ -115,16 +117,7 @@ class Model:
 
     def receptor_frame(self) -> ReceptorFrame:
         """:meth:`receptors` as columns, without building receptor objects."""
-        given = self._receptors
-        if given is None:
-            if not self.config.receptors:
-                raise ConfigError("no receptors given and config.receptors is not set")
-            return read_receptor_frame(self.config.receptors)
-        if isinstance(given, str | Path):
-            return read_receptor_frame(given)
-        if isinstance(given, pd.DataFrame):
-            return receptor_frame(given)
-        return ReceptorFrame.from_receptors(given)
+        return registration.frame(self._receptors, self.config)
 
     def register_pending(self, scene_id: str | None = None, met: str | None = None) -> list[str]:
         """Register receptors not registered yet; return the new simulation ids.
@@ -150,40 +143,7 @@ class Model:
 
         A run plans from that registry, so it reads the store's registry once.
         """
-        met = met or next(iter(self.config.mets))
-        if met not in self.config.mets:
-            raise ConfigError(f"unknown met {met!r} (config has {', '.join(self.config.mets)})")
-        path = self._table_path()
-        digest = known = None
-        if path:
-            # The table's bytes are read once, digested and parsed: the commit records
-            # the digest of exactly the bytes it registered, even if the file changes.
-            data = table_bytes(path)
-            with ThreadPoolExecutor(1) as pool:
-                # hashlib releases the GIL: the digest is taken beside the registry read
-                # and, when no commit recorded any table, beside the parse.
-                digesting = pool.submit(registry.table_digest, data, path)
-                known = registry.read(self.location)
-                if known.tables and known.holds_table(digesting.result()):
-                    self._store_config()  # a commit registered this very table
-                    return [], self.sync(known)
-                receptors = read_receptor_frame(path, data=data)
-                digest = digesting.result()
-        else:
-            receptors = self.receptor_frame()
-        _check_heights(receptors, self.config.hysplit.z_top)
-        self._store_config()
-        new, committed = registry.register(
-            self.location, receptors, met, list(self.config.footprints), scene_id, digest, known
-        )
-        return new, self.sync(committed)
-
-    def _table_path(self) -> str | None:
-        """The receptor table the receptors come from, if they come from one."""
-        given = self._receptors
-        if given is None:
-            return str(self.config.receptors) if self.config.receptors else None
-        return str(given) if isinstance(given, str | Path) else None
+        return registration.register(self.location, self.config, self._receptors, scene_id, met)
 
     def sync(self, known: Registry | None = None) -> Registry:
         """Make every footprint group describe the registry for plain zarr readers.
@@ -191,30 +151,7 @@ class Model:
         Repeated until no registrant committed meanwhile, so whoever syncs last
         writes the newest state. Returns the registry synced to.
         """
-        current = registry.read(self.location, since=known)
-        while True:
-            ensemble.sync(self.location, self.config, current)
-            newest = registry.versions(self.location)
-            if not newest or newest[-1] == current.version:
-                return current
-            current = registry.read(self.location, since=current)
-
-    def _store_config(self) -> None:
-        text = self.config.to_yaml().encode()
-        try:
-            stored = self.location.read_bytes(layout.CONFIG)
-        except FileNotFoundError:
-            stored = None
-        if stored == text:
-            return  # nothing new to write: a read-only store stays usable
-        if stored is not None:
-            changes = _parse_config(stored, self.location).result_changes(self.config)
-            if changes:
-                raise ConfigError(
-                    f"{self.location.root} was made with other settings that change results "
-                    f"({'; '.join(changes)}); use a new project for them"
-                )
-        self.location.write_bytes(layout.CONFIG, text)
+        return registration.sync(self.location, self.config, known)
 
     def check(self) -> preflight.Report:
         """Everything that would stop a run, found without running anything.
@@ -290,10 +227,7 @@ class Model:
         if not self.has_receptors:
             return 0
         known = self.registry() if known is None else known
-        path = self._table_path()
-        if path and known.holds_table(_table_digest(path)):
-            return 0  # a commit registered this very table: every receptor of it is registered
-        return len(known.pending(self.receptor_frame()))
+        return registration.unregistered(self.config, self._receptors, known)
 
     @property
     def simulations(self) -> Simulations:
@@ -442,241 +376,3 @@ class Model:
         compose with a graph of your own. Keys are the same as :meth:`run`'s.
         """
         return self.plan(skip_existing=skip_existing).to_delayed()
-
-
-class Simulations:
-    """The registered simulations of a :class:`Model`."""
-
-    def __init__(self, model: Model) -> None:
-        self._model = model
-
-    def ids(self) -> list[str]:
-        """Every registered simulation id, in registration order."""
-        return self._model.registry().sim_ids
-
-    def incomplete(self) -> list[str]:
-        """Ids of simulations that are not complete (pending, running or failed)."""
-        return self._model.status().ids(State.PENDING, State.RUNNING, State.FAILED)
-
-    def failed(self) -> list[str]:
-        """Ids of simulations whose last attempt failed."""
-        return self._model.status().ids(State.FAILED)
-
-    def failure(
-        self, sim_id: str, variant: str | None = None, realization: int = 0
-    ) -> dict[str, Any] | None:
-        """The failure record of a simulation's last failed attempt, or ``None``."""
-        return records.read_failure(_where(self._model, variant, realization), sim_id)
-
-    def log(self, sim_id: str, variant: str | None = None, realization: int = 0) -> str | None:
-        """HYSPLIT's output of a simulation's last run, or ``None``."""
-        return records.read_log(_where(self._model, variant, realization), sim_id)
-
-    def __len__(self) -> int:
-        return len(self.ids())
-
-
-class Trajectories:
-    """The stored particle tables of a :class:`Model`."""
-
-    def __init__(self, model: Model) -> None:
-        self._model = model
-
-    def paths(
-        self, error: bool = False, variant: str | None = None, realization: int = 0
-    ) -> dict[str, str]:
-        """Path or URL of every stored particle file, by simulation id.
-
-        Parameters
-        ----------
-        error : bool
-            List the transport-error particles instead.
-        variant, realization :
-            Whose particles (see :meth:`Model.status`); default: the plain run.
-        """
-        location = _where(self._model, variant, realization)
-        folder = layout.ERROR_PARTICLES if error else layout.PARTICLES
-        names = location.list_names(folder)
-        key = layout.error_particles_key if error else layout.particles_key
-        found: dict[str, str] = {}
-        for block in layout.blocks_in(names):
-            url = location.url(layout.block_key(folder, block))
-            found |= dict.fromkeys(packing.block_ids(location, folder, block), url)
-        unpacked = layout.strip_suffix(names, layout.PARQUET_SUFFIX)
-        found |= {sim_id: location.url(key(sim_id)) for sim_id in unpacked}
-        return dict(sorted(found.items()))
-
-    def load(
-        self, sim_id: str, error: bool = False, variant: str | None = None, realization: int = 0
-    ) -> pd.DataFrame:
-        """Read the particles of one simulation (``error=True``: its transport-error run).
-
-        ``variant`` and ``realization`` say whose (see :meth:`Model.status`).
-        """
-        location = _where(self._model, variant, realization)
-        key = layout.error_particles_key(sim_id) if error else layout.particles_key(sim_id)
-        try:
-            return particles.read(location, key)
-        except FileNotFoundError:
-            raise StoreError(f"simulation {sim_id!r} has no stored particles") from None
-
-
-class Footprints(Mapping[str, "Footprint"]):
-    """The named footprints of a :class:`Model`, by name."""
-
-    def __init__(self, model: Model) -> None:
-        self._model = model
-
-    def _names(self) -> list[str]:
-        # The plain settings' names, then those only variants have.
-        config = self._model.config
-        names = dict.fromkeys(config.footprints)
-        for variant in config.variants:
-            names.update(dict.fromkeys(config.variant(variant).footprints))
-        return list(names)
-
-    def __getitem__(self, name: str) -> Footprint:
-        if name not in self._names():
-            known = ", ".join(self._names()) or "none configured"
-            raise KeyError(f"no footprint named {name!r} ({known})")
-        return Footprint(self._model, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-
-class Footprint:
-    """One named footprint of every simulation."""
-
-    def __init__(self, model: Model, name: str) -> None:
-        self._model = model
-        self.name = name
-        config = model.config
-        owners = (config.variant(v) for v in config.variants)
-        self.config = next(c.footprints[name] for c in (config, *owners) if name in c.footprints)
-
-    def __repr__(self) -> str:
-        return f"<Footprint {self.name!r} of {self._model.location.root}>"
-
-    def load(self, variant: str | None = None, realization: int | None = None) -> xr.DataArray:
-        """Open this footprint for every registered simulation, lazily.
-
-        Parameters
-        ----------
-        variant : str, optional
-            The variant whose footprint to open; default: the plain settings.
-        realization : int, optional
-            One realization of an ensemble; default: every one, along a
-            ``realization`` dimension (first) when ``hysplit.realizations`` > 1.
-
-        Returns
-        -------
-        xarray.DataArray
-            ``foot(simulation, lag, lat, lon)`` (``y, x`` when projected), backed by
-            dask with one chunk per simulation; nothing is read until computed.
-            Simulations not yet computed read as NaN; an empty footprint reads as
-            zeros; a damaged chunk raises :class:`~pystilt_dask.errors.StoreError`
-            naming its simulation. ``time(simulation, lag)`` is the absolute start
-            of each layer; receptor fields (``receptor_time``, ``receptor_longitude``,
-            …, ``scene_id``, ``met``, ``sounding_id``, ``altitude_ref``) are
-            coordinates along ``simulation``, so results join back to soundings.
-        """
-        model = self._model
-        return ensemble.open_footprints(
-            model.location, model.config, self.name, model.registry(), variant, realization
-        )
-
-    def to_rstilt_netcdf(self, sim_id: str, path: str | Path) -> None:
-        """Write one simulation's footprint as R-STILT's ``<sim_id>_foot.nc``.
-
-        The file equals the one :func:`~pystilt_dask.footprint.to_rstilt_netcdf`
-        writes for a fresh ``calc_footprint`` of the same particles, variable for
-        variable and byte for byte (``time_created`` aside): the same layers
-        (those the particles reached), coordinates, values and attributes.
-
-        Parameters
-        ----------
-        sim_id : str
-            A registered simulation whose footprint is complete.
-        path : str or path-like
-            Destination file or fsspec URL; replaced if present.
-
-        Raises
-        ------
-        StoreError
-            If the simulation is not registered, its footprint is not computed
-            yet, or it is empty (R-STILT writes no file for an empty footprint).
-        """
-        self.check_exportable([sim_id])
-        from .footprint import to_rstilt_netcdf  # numba: only when writing
-
-        to_rstilt_netcdf(self.load(realization=0).sel(simulation=sim_id), path)
-
-    def check_exportable(self, sim_ids: Sequence[str]) -> None:
-        """Raise one :class:`~pystilt_dask.errors.StoreError` naming every id that has no file.
-
-        Each simulation must be registered and have this footprint complete and
-        not empty (R-STILT writes no file for an empty footprint).
-        """
-        states = self._model.status().table
-        unknown = [i for i in sim_ids if i not in states.index]
-        if unknown:
-            raise StoreError(f"no simulation {_ids(unknown)} in {self._model.location.root}")
-        column = states.loc[list(sim_ids), self.name]
-        missing = column.index[~column.isin([State.COMPLETE, State.COMPLETE_EMPTY])].tolist()
-        if missing:
-            raise StoreError(
-                f"footprint {self.name!r} is not computed yet for {_ids(missing)}; "
-                "run them first (`stilt-dask run`)"
-            )
-        empty = column.index[column == State.COMPLETE_EMPTY].tolist()
-        if empty:
-            raise StoreError(
-                f"footprint {self.name!r} is empty for {_ids(empty)}: "
-                "R-STILT writes no file for an empty footprint"
-            )
-
-
-def _where(model: Model, variant: str | None, realization: int) -> Location:
-    """Where a variant's realization keeps its results (the root for the plain run)."""
-    if variant is None and realization == 0:
-        return model.location
-    return ensemble.find(model.config, variant, realization).location(model.location)
-
-
-def _ids(sim_ids: Sequence[str], shown: int = 10) -> str:
-    """Simulation ids for a message: the first ``shown`` of them, and how many more."""
-    more = f" and {len(sim_ids) - shown} more" if len(sim_ids) > shown else ""
-    return ", ".join(repr(i) for i in sim_ids[:shown]) + more
-
-
-def _table_digest(path: str) -> str:
-    """The registry's digest of the receptor table at ``path`` (local or fsspec URL)."""
-    return registry.table_digest(table_bytes(path), path)
-
-
-def _check_heights(receptors: ReceptorFrame, z_top: float) -> None:
-    """Refuse receptors released at or above HYSPLIT's model top (it would stop at once)."""
-    high = np.flatnonzero(receptors.max_heights() >= z_top)
-    if len(high):
-        shown = receptors.table["sim_id"].take(high[:3]).to_pylist()
-        more = f" and {len(high) - 3} more" if len(high) > 3 else ""
-        raise ConfigError(
-            f"receptors released at or above hysplit.z_top ({z_top:g} m above ground): "
-            f"{_ids(shown, 3)}{more} ({len(high)} in all); raise z_top or lower them"
-        )
-
-
-def _stored_config(location: Location) -> ModelConfig | None:
-    try:
-        text = location.read_bytes(layout.CONFIG)
-    except FileNotFoundError:
-        return None
-    return _parse_config(text, location)
-
-
-def _parse_config(text: bytes, location: Location) -> ModelConfig:
-    return ModelConfig.from_dict(load_yaml(text.decode(), location.url(layout.CONFIG)) or {})
