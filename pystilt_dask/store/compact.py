@@ -175,7 +175,8 @@ def _pack_all(blocks: list[_Block], client: Any, config: ModelConfig) -> list[Co
     """Pack ``blocks`` as independent tasks; return once every task has ended.
 
     The lock is released only after that, so no task of this compaction still
-    writes when the next one starts (tasks cancelled on an error never start).
+    writes when the next one starts. Interrupted, it cancels the tasks not yet
+    started; one already running on a cluster that outlives this call finishes.
     """
     from distributed import wait
 
