@@ -123,8 +123,7 @@ def find(config: ModelConfig, variant: str | None = None, realization: int = 0) 
 
 def sync(root: Location, config: ModelConfig, registry: Registry) -> None:
     """Make every member's footprint groups describe ``registry`` (see :func:`footprints.sync`)."""
-    for member in members(config):
-        footprints.sync(member.location(root), member.config, registry)
+    footprints.sync([(m.location(root), m.config) for m in members(config)], registry)
 
 
 def counts(root: Location, config: ModelConfig, registry: Registry) -> pd.DataFrame:

@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numcodecs
@@ -137,18 +138,21 @@ def ensure_group(
         )
 
 
-def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
-    """Make the footprint groups describe ``registry``: extents and coordinates.
+def sync(targets: Iterable[tuple[Location, ModelConfig]], registry: Registry) -> None:
+    """Make the footprint groups of each ``(location, config)`` describe ``registry``.
 
-    Only plain readers (``xarray.open_zarr``) look at these; writers and
-    :func:`open_foot` take rows from the registry. Every value written is derived
-    from ``registry``, so a writer holding an older registry is corrected by
-    calling this again with the newer one (see :meth:`pystilt_dask.Model.sync`).
+    That is, their extents and coordinates. Only plain readers
+    (``xarray.open_zarr``) look at these; writers and :func:`open_foot` take rows
+    from the registry. Every value written is derived from ``registry``, so a
+    writer holding an older registry is corrected by calling this again with the
+    newer one (see :meth:`pystilt_dask.Model.sync`).
 
     The group attribute ``pystilt_dask:simulation`` describes what the
     ``simulation`` array holds (its extent and a digest of the ids of each block
     of :data:`COORD_CHUNK` rows): blocks whose digest matches are not written
-    again, and nothing stored is read back to compare.
+    again, and nothing stored is read back to compare. The blocks and their
+    digests are the same for every target (every realization and variant has
+    the registry's rows), so they are computed once.
     """
     n = registry.next_row
     starts = range(0, n, COORD_CHUNK)
@@ -158,14 +162,15 @@ def sync(location: Location, config: ModelConfig, registry: Registry) -> None:
         )
         blocks = dict(zip(starts, ids, strict=True))
         digests = list(pool.map(_digest, blocks.values()))
-    for name, fp in config.footprints.items():
-        ensure_group(location, name, fp, config.hysplit)
-        group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
-        described = _described(group, n)
-        if described == digests:
-            continue  # written for these rows already (a read-only store stays usable)
-        with refused_writes(location.root):
-            _describe_rows(group, registry, blocks, digests, described)
+    for location, config in targets:
+        for name, fp in config.footprints.items():
+            ensure_group(location, name, fp, config.hysplit)
+            group = zarr.open_group(location.zarr_store(layout.footprint_group(name)), mode="r+")
+            described = _described(group, n)
+            if described == digests:
+                continue  # written for these rows already (a read-only store stays usable)
+            with refused_writes(location.root):
+                _describe_rows(group, registry, blocks, digests, described)
 
 
 def _block(registry: Registry, name: str, start: int, stop: int) -> pa.Array:
