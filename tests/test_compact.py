@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
@@ -254,6 +255,58 @@ def test_a_run_beside_a_compaction_loses_nothing_and_the_next_compaction_merges_
     np.testing.assert_array_equal(plain["foot"].values, foot.values)
     assert counts(stilt, project) == states
     assert "0 damaged" in ok(stilt("verify", project))
+
+
+#: What :class:`DeletesRecorded` locations deleted, in order, by gate.
+DELETED: dict[str, list[str]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeletesRecorded(PausedAtFirstShard):
+    """A paused location that also records its deletions (the lock's among them)."""
+
+    def delete(self, key: str) -> None:
+        super().delete(key)
+        DELETED[self.gate].append(key)
+
+
+def test_an_interrupted_compaction_holds_its_lock_until_its_running_task_ends(
+    project, stilt, client
+):
+    model = Model(project)
+    before = counts(stilt, project)
+    reached, go = GATES["interrupted"] = (threading.Event(), threading.Event())
+    deleted = DELETED["interrupted"] = []
+    paused = DeletesRecorded(str(project), gate="interrupted")
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def interrupt() -> None:
+        assert reached.wait(120)  # a task runs, paused before its shard
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, in the coordinator's (main) thread
+        assert interrupted.wait(120)
+        go.set()  # the task goes on only once the coordinator is interrupted
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compact(paused, model.config, model.registry(), client=client)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        go.set()
+        helper.join()
+    # The paused task deleted the unpacked keys it packed before the lock went.
+    assert deleted[-1] == layout.COMPACT_LOCK and len(deleted) > 1
+    assert not Location(str(project)).exists(layout.COMPACT_LOCK)
+    assert counts(stilt, project) == before
+    assert "0 damaged" in ok(stilt("verify", project))
+    assert "packed" in ok(stilt("compact", project))  # the next one finishes the work
+    assert counts(stilt, project) == before
 
 
 @pytest.mark.slow  # the default suite keeps packing, reading and a concurrent run

@@ -175,8 +175,9 @@ def _pack_all(blocks: list[_Block], client: Any, config: ModelConfig) -> list[Co
     """Pack ``blocks`` as independent tasks; return once every task has ended.
 
     The lock is released only after that, so no task of this compaction still
-    writes when the next one starts. Interrupted, it cancels the tasks not yet
-    started; one already running on a cluster that outlives this call finishes.
+    writes when the next one starts. Interrupted, it cancels the tasks no worker
+    has started and waits for those a worker runs (a task cannot be stopped
+    midway), so the lock outlives them too; a second interruption stops waiting.
     """
     from distributed import wait
 
@@ -190,7 +191,9 @@ def _pack_all(blocks: list[_Block], client: Any, config: ModelConfig) -> list[Co
         try:
             wait(futures)
         except BaseException:
-            active.cancel(futures)
+            started = {key for keys in active.processing().values() for key in keys}
+            active.cancel([f for f in futures if f.key not in started])
+            wait([f for f in futures if f.key in started])
             raise
         for future in futures:
             if future.status == "error":
