@@ -184,15 +184,25 @@ class Model:
         ]
         return verify(self.location, self.config, repair, members)
 
-    def compact(self, break_lock: bool = False) -> CompactReport:
+    def compact(self, break_lock: bool = False, client: Any = None) -> CompactReport:
         """Pack completed simulations into a few objects per 1,024 rows (``stilt-dask compact``).
 
-        Runs may go on meanwhile; see ``docs/store.md`` ("Packing") and
-        :func:`pystilt_dask.store.compact.compact`.
+        Every result prefix is packed (realizations and variants too), each block
+        of rows by a task of its own. Runs may go on meanwhile; see
+        ``docs/store.md`` ("Packing") and :func:`pystilt_dask.store.compact.compact`.
+
+        Parameters
+        ----------
+        break_lock : bool
+            Take over ``.stilt/compact.lock`` whoever holds it.
+        client : distributed.Client, cluster or str, optional
+            Where blocks are packed, as :meth:`run` runs: default: the current
+            default client, else a cluster built from the configuration, closed
+            when the compaction ends (none is started when nothing is to be packed).
         """
         from .store.compact import compact
 
-        return compact(self.location, self.config, self.registry(), break_lock)
+        return compact(self.location, self.config, self.registry(), break_lock, client)
 
     def status(self, variant: str | None = None, realization: int = 0) -> Status:
         """Every simulation's state (and its footprints'), derived from the store.

@@ -427,7 +427,7 @@ def test_a_footprint_added_after_compaction_is_computed_and_packed_beside_the_fi
     fine = both.footprints["fine"].load().compute()
     for row in (0, 19):
         np.testing.assert_array_equal(fine.values[row], expected_chunk(both, ids[row], "fine"))
-    compact(both.location, both.config, both.registry(), client=client)
+    both.compact(client=client)
     assert not list((tmp_path / "project" / layout.foot_array("fine")).glob("c.*"))
     xr.testing.assert_identical(both.footprints[NAME].load().compute(), coarse)
     xr.testing.assert_identical(both.footprints["fine"].load().compute(), fine)
