@@ -259,8 +259,8 @@ def read_jacobian(url: str, storage_options: dict[str, Any] | None = None) -> Sp
         ) from None
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{location.url()}: not a {FORMAT!r} ({manifest.get('format')!r})")
-    rows = pq.read_table(io.BytesIO(location.read_bytes("rows.parquet"))).to_pandas()
-    columns = pq.read_table(io.BytesIO(location.read_bytes("columns.parquet"))).to_pandas()
+    rows = pq.read_table(pa.BufferReader(location.read_buffer("rows.parquet"))).to_pandas()
+    columns = pq.read_table(pa.BufferReader(location.read_buffer("columns.parquet"))).to_pandas()
     n_state = manifest["shape"][1]
     counts = manifest["rows_per_block"]
     starts = np.cumsum([0, *counts[:-1]])
@@ -384,7 +384,7 @@ def _write_manifest(
 def _read_block(
     location: Location, i: int, start: int, n_rows: int, n_state: int
 ) -> sparse.csr_array:
-    table = pq.read_table(io.BytesIO(location.read_bytes(_block_key(i))))
+    table = pq.read_table(pa.BufferReader(location.read_buffer(_block_key(i))))
     row = table.column("row").to_numpy() - start
     values = (table.column("value").to_numpy(), (row, table.column("col").to_numpy()))
     return sparse.csr_array(sparse.coo_array(values, shape=(n_rows, n_state)))

@@ -27,7 +27,6 @@ whose holder is gone (same host) is taken over, any other is released with
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import ModelConfig
@@ -372,10 +372,10 @@ def _logs_folder(folder: str) -> str:
 
 def _read_logs(location: Location, folder: str, block: int) -> dict[str, str]:
     try:
-        data = location.read_bytes(layout.block_key(_logs_folder(folder), block))
+        data = location.read_buffer(layout.block_key(_logs_folder(folder), block))
     except FileNotFoundError:
         return {}
-    table = pq.read_table(io.BytesIO(data))
+    table = pq.read_table(pa.BufferReader(data))
     return dict(zip(table["sim_id"].to_pylist(), table["log"].to_pylist(), strict=True))
 
 

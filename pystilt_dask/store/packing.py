@@ -305,7 +305,9 @@ def open_block(location: Location, folder: str, block: int) -> pq.ParquetFile:
     key = layout.block_key(folder, block)
     if location.is_local:
         return pq.ParquetFile(location.url(key), page_checksum_verification=True)
-    return pq.ParquetFile(io.BytesIO(location.read_bytes(key)), page_checksum_verification=True)
+    return pq.ParquetFile(
+        pa.BufferReader(location.read_buffer(key)), page_checksum_verification=True
+    )
 
 
 def read_packed(
@@ -338,7 +340,7 @@ def packed_log(location: Location, sim_id: str, row: int) -> str | None:
     key = layout.block_key(layout.LOGS, layout.block_of(row))
     try:
         table = pq.read_table(
-            io.BytesIO(location.read_bytes(key)), filters=[("sim_id", "=", sim_id)]
+            pa.BufferReader(location.read_buffer(key)), filters=[("sim_id", "=", sim_id)]
         )
     except FileNotFoundError:
         return None

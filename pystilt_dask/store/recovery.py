@@ -21,7 +21,6 @@ of readable commits (:func:`write_missing_copies`), which are only ever added.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,7 +31,7 @@ import zarr
 from ..config import ModelConfig
 from ..errors import StoreError, StoreUnwritable
 from . import layout, packing, particles, registry
-from .paths import Location
+from .paths import Location, arrow_buffer
 from .registry import Registry
 
 
@@ -195,7 +194,7 @@ def _copies(location: Location) -> list[int]:
 
 
 def _parse(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+    return pq.read_table(pa.BufferReader(arrow_buffer(data)), page_checksum_verification=True)
 
 
 def _read(location: Location, key: str) -> tuple[bytes | None, pa.Table | None]:
@@ -213,11 +212,12 @@ def _read(location: Location, key: str) -> tuple[bytes | None, pa.Table | None]:
 def _salvage(data: bytes) -> tuple[int | None, list[str] | None]:
     """What an unreadable commit still tells: its entry count and ids, when those parse."""
     try:
-        count = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        count = pq.ParquetFile(pa.BufferReader(arrow_buffer(data))).metadata.num_rows
     except Exception:
         return None, None
     try:
-        ids = pq.read_table(io.BytesIO(data), columns=["sim_id"])["sim_id"].to_pylist()
+        table = pq.read_table(pa.BufferReader(arrow_buffer(data)), columns=["sim_id"])
+        ids = table["sim_id"].to_pylist()
     except Exception:
         return count, None
     return count, [str(i) for i in ids]

@@ -55,7 +55,7 @@ from ..errors import ReceptorError, StoreError, StoreUnwritable
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from ..receptors.frame import FLOATS, LISTS, ReceptorFrame, as_frame, first_occurrences
 from . import layout
-from .paths import Location
+from .paths import Location, arrow_buffer
 
 SCHEMA = pa.schema(
     [
@@ -342,16 +342,17 @@ def checkpoints(location: Location) -> list[int]:
     return _listing(location)[1]
 
 
-def _parquet(data: bytes) -> pa.Table:
+def _parquet(data: pa.Buffer) -> pa.Table:
     """A commit's or checkpoint's bytes as a table, every page checked against its CRC.
 
     The trust rule: a damaged page raises rather than being read as entries.
     (Files written before pages carried CRCs have none to check, and read as before.)
+    ``data`` is in Arrow's memory (:meth:`Location.read_buffer`, :func:`arrow_buffer`).
     """
-    return pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+    return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
 
 
-def _parsed(data: bytes, version: int) -> pa.Table:
+def _parsed(data: pa.Buffer, version: int) -> pa.Table:
     """A commit's bytes as entries (with ``version``); raises what Parquet raises."""
     table = _parquet(data)
     return _versioned(
@@ -393,7 +394,7 @@ def table_digest(data: bytes, name: str) -> str:
 def _commit_entries(location: Location, version: int) -> pa.Table:
     key = layout.registry_key(version)
     try:
-        return _parsed(location.read_bytes(key), version)
+        return _parsed(location.read_buffer(key), version)
     except Exception as exc:
         raise StoreError(
             f"registry commit {key} is unreadable ({type(exc).__name__}: {exc}); "
@@ -422,7 +423,7 @@ def read_checkpoint(location: Location, version: int) -> pa.Table:
     """
     key = layout.checkpoint_key(version)
     try:
-        table = _parquet(location.read_bytes(key))
+        table = _parquet(location.read_buffer(key))
         kept = _recorded(_tables(table))
         return _conformed(table, CHECKPOINT_SCHEMA).replace_schema_metadata(kept)
     except Exception as exc:
@@ -445,7 +446,7 @@ def recover_commit(location: Location, version: int) -> bytes:
     """
     try:
         data = location.read_bytes(layout.registry_copy_key(version))
-        _parsed(data, version)
+        _parsed(arrow_buffer(data), version)
         return data
     except Exception:  # absent or damaged: a checkpoint may hold it
         pass
