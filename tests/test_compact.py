@@ -507,6 +507,39 @@ def test_a_damaged_particle_file_is_left_unpacked_and_named(tmp_path, client):
         pd.testing.assert_frame_equal(model.trajectories.load(sim_id), table)
 
 
+def test_particle_files_of_several_row_groups_or_without_page_crcs_are_packed(tmp_path, client):
+    """Files written before particle files had one row group and page CRCs pack as others."""
+    config = make_config(tmp_path, names=(NAME,))
+    model = Model(tmp_path / "project", make_receptors(4), config)
+    model.register_pending()
+    ids = model.simulations.ids()
+    for sim_id in ids:
+        run_synthetic(model.location, sim_id, config)
+    before = {sim_id: model.trajectories.load(sim_id) for sim_id in ids}
+    logs = {sim_id: model.simulations.log(sim_id) for sim_id in ids}
+    split, plain = (tmp_path / "project" / layout.particles_key(i) for i in ids[:2])
+    for path, crcs, groups in ((split, True, 3), (plain, False, 1)):
+        stored = pq.ParquetFile(path)
+        table = stored.read()
+        with pq.ParquetWriter(
+            path, table.schema, compression="zstd", write_page_checksum=crcs
+        ) as writer:
+            writer.write_table(table, row_group_size=max(table.num_rows // groups, 1))
+            writer.add_key_value_metadata(
+                {k: v for k, v in stored.metadata.metadata.items() if b"log" in k}
+            )
+    assert pq.ParquetFile(split).metadata.num_row_groups > 1
+    assert pq.ParquetFile(plain).metadata.num_row_groups == 1
+    report = compact(model.location, config, model.registry(), client=client)
+    assert report.left == [] and report.simulations == 4
+    assert packing.block_ids(model.location, layout.PARTICLES, 0) == ids
+    for sim_id in ids:
+        assert not (tmp_path / "project" / layout.particles_key(sim_id)).exists()
+        pd.testing.assert_frame_equal(model.trajectories.load(sim_id), before[sim_id])
+        assert model.simulations.log(sim_id) == logs[sim_id]
+    assert model.verify().ok
+
+
 def test_the_ids_of_a_block_written_before_are_read_from_its_footer(tmp_path):
     """A block file whose ids are not its footer's last entry (as ``compact`` wrote them
     before) is read through its footer."""

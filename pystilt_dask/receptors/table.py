@@ -98,12 +98,9 @@ def read_receptor_frame(
         try:  # a Parquet dataset may be a folder of files: pandas reads it by its path
             source = path
             if data is not None:
-                # A copy in Arrow's memory: Arrow's scan may free its input on its own
-                # threads after returning, and Python's bytes freed there while the
-                # interpreter exits abort it (see store.paths.arrow_buffer).
-                copy = pa.allocate_buffer(len(data))
-                pa.FixedSizeBufferWriter(copy).write(data)
-                source = pa.BufferReader(copy)
+                from ..store.paths import arrow_buffer  # the store imports receptors
+
+                source = pa.BufferReader(arrow_buffer(data))
             table = pd.read_parquet(source, storage_options=None if data else storage_options)
         except FileNotFoundError:
             raise ReceptorError(f"receptor table {path} does not exist") from None

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from ..config import ModelConfig
 from ..errors import StoreError
-from . import footprints, layout, packing, rowgroups
+from . import footprints, layout, packing, particles, rowgroups
 from .claims import Holder
 from .completion import CompletionRule, State
 from .paths import Location
@@ -175,25 +175,26 @@ def _pack_all(blocks: list[_Block], client: Any, config: ModelConfig) -> list[Co
     """Pack ``blocks`` as independent tasks; return once every task has ended.
 
     The lock is released only after that, so no task of this compaction still
-    writes when the next one starts. Interrupted, it cancels the tasks no worker
-    has started and waits for those a worker runs (a task cannot be stopped
-    midway), so the lock outlives them too; a second interruption stops waiting.
+    writes when the next one starts. Interrupted, it sets the compaction's stop
+    event, which a task reads before it writes anything, and waits for every
+    task: those not started end at once, those running finish their block (a
+    task cannot be stopped midway). A second interruption stops waiting.
     """
-    from distributed import wait
+    from distributed import Event, wait
 
     from ..execution.run import connect
 
     with connect(client, config.execution) as active:
+        stop = f"stilt-compact-stop-{uuid.uuid4().hex}"
         futures = [
-            active.submit(_pack_block, block, key=f"stilt-compact-{uuid.uuid4().hex}")
+            active.submit(_pack_block, block, stop, key=f"stilt-compact-{uuid.uuid4().hex}")
             for block in blocks
         ]
         try:
             wait(futures)
         except BaseException:
-            started = {key for keys in active.processing().values() for key in keys}
-            active.cancel([f for f in futures if f.key not in started])
-            wait([f for f in futures if f.key in started])
+            Event(stop, client=active).set()
+            wait(futures)
             raise
         for future in futures:
             if future.status == "error":
@@ -261,10 +262,17 @@ def _blocks(
     return [found[number] for number in sorted(found)]
 
 
-def _pack_block(work: _Block) -> CompactReport:
-    """Pack one block's completed simulations: packed objects first, then the deletions."""
+def _pack_block(work: _Block, stop: str) -> CompactReport:
+    """Pack one block's completed simulations: packed objects first, then the deletions.
+
+    Nothing is done once the compaction's event ``stop`` is set (it was interrupted).
+    """
+    from distributed import Event
+
     location, block, sims = work.location, work.block, work.sims
     report = CompactReport()
+    if Event(stop).is_set():
+        return report
     delete: list[str] = []
     for folder, ids in work.particles.items():
         delete += _pack_particles(location, folder, block, [s for s in sims if s[0] in ids], report)
@@ -349,8 +357,9 @@ def _read_particles(
     try:
         footer = rowgroups.Footer.of(location.read_bytes(key))
         groups = footer.groups()
-        if len(groups) > 1:
-            return key, "more than one row group"
+        if len(groups) > 1:  # written before particle files had one group
+            footer = rowgroups.Footer.of(particles.one_group(footer.data))
+            groups = footer.groups()
         for group in groups:
             group.check_pages()
         meta = {

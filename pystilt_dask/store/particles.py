@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from . import layout, packing
-from .paths import Location
+from .paths import Location, arrow_buffer
 
 _PREFIX = "pystilt_dask:"
 _DICTIONARY_COLUMNS = ["time", "indx"]
@@ -56,6 +56,30 @@ def to_bytes(
         f"{_PREFIX}scene_id": "" if scene_id is None or pd.isna(scene_id) else str(scene_id),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    return _encode(table, log)
+
+
+def one_group(data: bytes) -> bytes:
+    """A particle file's bytes rewritten as one row group, its page CRCs checked.
+
+    Files written before :func:`to_bytes` wrote one group (a table over 2²⁰ rows
+    was split) are packed so; nothing else in them changes.
+
+    Raises
+    ------
+    OSError, pyarrow.ArrowException
+        When a page fails its CRC, or the bytes are not a Parquet file.
+    """
+    parquet = pq.ParquetFile(pa.BufferReader(arrow_buffer(data)), page_checksum_verification=True)
+    key = f"{_PREFIX}log".encode()
+    log = (parquet.metadata.metadata or {}).get(key)
+    table = parquet.read()
+    kept = {k: v for k, v in (table.schema.metadata or {}).items() if k != key}
+    return _encode(table.replace_schema_metadata(kept), None if log is None else log.decode())
+
+
+def _encode(table: pa.Table, log: str | None) -> bytes:
+    """``table`` as a particle file: one row group (``compact`` copies it whole), page CRCs."""
     sink = io.BytesIO()
     # Dictionaries pay off only for the few distinct times and particle numbers;
     # on the float columns they cost a fifth of the write and save nothing.
@@ -66,7 +90,7 @@ def to_bytes(
         use_dictionary=_DICTIONARY_COLUMNS,
         write_page_checksum=True,
     ) as writer:
-        writer.write_table(table)
+        writer.write_table(table, row_group_size=max(table.num_rows, 1))
         if log is not None:
             writer.add_key_value_metadata({f"{_PREFIX}log": log})
     return sink.getvalue()
