@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import ValidationError
 
+from ..buffers import arrow_buffer
 from ..errors import ReceptorError
 from .frame import (
     FLOATS,
@@ -98,8 +99,6 @@ def read_receptor_frame(
         try:  # a Parquet dataset may be a folder of files: pandas reads it by its path
             source = path
             if data is not None:
-                from ..store.paths import arrow_buffer  # the store imports receptors
-
                 source = pa.BufferReader(arrow_buffer(data))
             table = pd.read_parquet(source, storage_options=None if data else storage_options)
         except FileNotFoundError:

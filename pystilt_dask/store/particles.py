@@ -28,10 +28,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..buffers import arrow_buffer
 from ..errors import StoreError
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from . import layout, packing
-from .paths import Location, arrow_buffer
+from .paths import Location
 
 _PREFIX = "pystilt_dask:"
 _DICTIONARY_COLUMNS = ["time", "indx"]

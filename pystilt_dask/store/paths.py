@@ -28,6 +28,7 @@ import fsspec.asyn
 import pyarrow as pa
 import zarr.storage
 
+from ..buffers import arrow_buffer
 from ..errors import StoreUnwritable
 from . import listing
 
@@ -54,22 +55,6 @@ def refused_writes(root: str) -> Iterator[None]:
         if exc.errno not in REFUSED:
             raise
         raise StoreUnwritable(f"cannot write to {root}: {exc.strerror}") from None
-
-
-def arrow_buffer(data: bytes) -> pa.Buffer:
-    """A copy of ``data`` in memory Arrow allocated, for Arrow's readers.
-
-    Arrow's Parquet scan (``pq.read_table``, also under ``pd.read_parquet``) may
-    drop its last reference to its input on one of Arrow's threads after the call
-    returned. Input that wraps a Python object (``bytes``, ``io.BytesIO``) then
-    takes the GIL there; when the interpreter is exiting, Python 3.11 ends that
-    thread with ``pthread_exit``, whose unwinding through Arrow's destructors
-    aborts the process ("terminate called without an active exception"). Memory
-    Arrow allocated is freed without Python.
-    """
-    buffer = pa.allocate_buffer(len(data))
-    pa.FixedSizeBufferWriter(buffer).write(data)
-    return buffer
 
 
 def _temporary(path: str, data: bytes) -> str:
@@ -199,7 +184,7 @@ class Location:
         return self._fs.cat_file(self._path(key))
 
     def read_buffer(self, key: str) -> pa.Buffer:
-        """Read a key into memory Arrow allocated (see :func:`arrow_buffer`).
+        """Read a key into memory Arrow allocated (see :func:`pystilt_dask.buffers.arrow_buffer`).
 
         Raises ``FileNotFoundError`` when it is absent.
         """

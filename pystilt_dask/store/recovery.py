@@ -28,10 +28,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from ..buffers import arrow_buffer
 from ..config import ModelConfig
 from ..errors import StoreError, StoreUnwritable
 from . import layout, packing, particles, registry
-from .paths import Location, arrow_buffer
+from .paths import Location
 from .registry import Registry
 
 

@@ -51,11 +51,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..buffers import arrow_buffer
 from ..errors import ReceptorError, StoreError, StoreUnwritable
 from ..receptors import ColumnReceptor, MultiPointReceptor, PointReceptor, Receptor
 from ..receptors.frame import FLOATS, LISTS, ReceptorFrame, as_frame, first_occurrences
 from . import layout
-from .paths import Location, arrow_buffer
+from .paths import Location
 
 SCHEMA = pa.schema(
     [
