@@ -486,13 +486,19 @@ def test_realizations_and_variants_are_packed_and_read_the_same(tmp_path, client
     assert compact(model.location, config, model.registry(), client=client).simulations == 0
 
 
-def test_a_damaged_particle_file_is_left_unpacked_and_named(tmp_path, client):
+def completed(tmp_path: Path, n: int) -> Model:
+    """A project of ``n`` simulations, every one complete."""
     config = make_config(tmp_path, names=(NAME,))
-    model = Model(tmp_path / "project", make_receptors(12), config)
+    model = Model(tmp_path / "project", make_receptors(n), config)
     model.register_pending()
-    ids = model.simulations.ids()
-    for sim_id in ids:
+    for sim_id in model.simulations.ids():
         run_synthetic(model.location, sim_id, config)
+    return model
+
+
+def test_a_damaged_particle_file_is_left_unpacked_and_named(tmp_path, client):
+    model = completed(tmp_path, 12)
+    config, ids = model.config, model.simulations.ids()
     before = {sim_id: model.trajectories.load(sim_id) for sim_id in (ids[0], ids[11])}
     damaged = tmp_path / "project" / layout.particles_key(ids[3])
     column = pq.ParquetFile(damaged).metadata.row_group(0).column(2)
@@ -509,12 +515,8 @@ def test_a_damaged_particle_file_is_left_unpacked_and_named(tmp_path, client):
 
 def test_particle_files_of_several_row_groups_or_without_page_crcs_are_packed(tmp_path, client):
     """Files written before particle files had one row group and page CRCs pack as others."""
-    config = make_config(tmp_path, names=(NAME,))
-    model = Model(tmp_path / "project", make_receptors(4), config)
-    model.register_pending()
-    ids = model.simulations.ids()
-    for sim_id in ids:
-        run_synthetic(model.location, sim_id, config)
+    model = completed(tmp_path, 4)
+    config, ids = model.config, model.simulations.ids()
     before = {sim_id: model.trajectories.load(sim_id) for sim_id in ids}
     logs = {sim_id: model.simulations.log(sim_id) for sim_id in ids}
     split, plain = (tmp_path / "project" / layout.particles_key(i) for i in ids[:2])
